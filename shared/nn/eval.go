@@ -1,0 +1,123 @@
+package nn
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/qflare/qflare/shared/data"
+)
+
+// Evaluator runs forward passes of a Model without changing it. It owns its
+// buffers; it is not safe for concurrent use (make one per goroutine).
+type Evaluator struct {
+	m     *Model
+	batch int
+	bufs  [2][]float32
+	x     []float32
+	scr   []scratch
+}
+
+// NewEvaluator returns an Evaluator for m working in batches of up to batch.
+func NewEvaluator(m *Model, batch int) *Evaluator {
+	if batch < 1 {
+		panic("nn: evaluator batch must be positive")
+	}
+	e := &Evaluator{m: m, batch: batch, scr: m.newScratch(batch, nil)}
+	for i := range e.bufs {
+		e.bufs[i] = make([]float32, batch*m.maxAct())
+	}
+	return e
+}
+
+// Logits runs the model on n = len(x)/Input.Size() ≤ batch samples and
+// returns the logits (n×Classes), valid until the next call.
+func (e *Evaluator) Logits(x []float32) []float32 {
+	m := e.m
+	n := len(x) / m.Input.Size()
+	if n < 1 || n > e.batch {
+		panic(fmt.Sprintf("nn: %d samples do not fit evaluator batch %d", n, e.batch))
+	}
+	in := x[:n*m.Input.Size()]
+	for i, l := range m.layers {
+		out := e.bufs[i%2][:n*m.shapes[i+1].Size()]
+		l.forward(&e.scr[i], m.weights(m.Params, i), in, out, n)
+		in = out
+	}
+	return in
+}
+
+// Evaluate returns the mean loss and the accuracy of the model on the
+// samples idx of set (nil = all).
+func (e *Evaluator) Evaluate(set *data.Set, idx []int) (loss, acc float64, err error) {
+	if in := (Shape{set.H, set.W, set.C}); in != e.m.Input || set.Classes != e.m.Classes {
+		return 0, 0, fmt.Errorf("nn: dataset %q (%v) does not fit model %q (%v)", set.Name, in, e.m.Name, e.m.Input)
+	}
+	n := set.Len()
+	if idx != nil {
+		n = len(idx)
+	}
+	if n == 0 {
+		return 0, 0, fmt.Errorf("nn: no samples to evaluate")
+	}
+	if e.x == nil {
+		e.x = make([]float32, e.batch*e.m.Input.Size())
+	}
+	var part []int
+	var labels []uint8
+	correct := 0
+	for s := 0; s < n; s += e.batch {
+		part = part[:0]
+		labels = labels[:0]
+		for i := s; i < min(s+e.batch, n); i++ {
+			j := i
+			if idx != nil {
+				j = idx[i]
+			}
+			part = append(part, j)
+			labels = append(labels, set.Labels[j])
+		}
+		x := e.x[:len(part)*e.m.Input.Size()]
+		set.Fill(x, part)
+		l, c := softmaxCE(e.Logits(x), labels, e.m.Classes, nil)
+		loss += l * float64(len(part))
+		correct += c
+	}
+	return loss / float64(n), float64(correct) / float64(n), nil
+}
+
+// Evaluate measures m on all of set with up to workers goroutines, each with
+// its own Evaluator, and returns the mean loss and the accuracy.
+func Evaluate(m *Model, set *data.Set, workers int) (loss, acc float64, err error) {
+	const batch = 250
+	n := set.Len()
+	workers = max(1, min(workers, (n+batch-1)/batch))
+	type part struct {
+		loss, acc float64
+		n         int
+		err       error
+	}
+	parts := make([]part, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := n*w/workers, n*(w+1)/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			idx := make([]int, hi-lo)
+			for i := range idx {
+				idx[i] = lo + i
+			}
+			l, a, err := NewEvaluator(m, batch).Evaluate(set, idx)
+			parts[w] = part{l, a, len(idx), err}
+		}()
+	}
+	wg.Wait()
+	for _, p := range parts {
+		if p.err != nil {
+			return 0, 0, p.err
+		}
+		loss += p.loss * float64(p.n)
+		acc += p.acc * float64(p.n)
+	}
+	return loss / float64(n), acc / float64(n), nil
+}
