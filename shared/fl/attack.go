@@ -1,0 +1,154 @@
+package fl
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+)
+
+// Attack is a simulated misbehaviour of a client, for robustness studies. The
+// zero value is no attack. Attack values are immutable and safe for
+// concurrent use.
+type Attack struct {
+	kind   string  // "", "sign-flip", "gaussian", "scale", "label-flip"
+	factor float64 // sign-flip K (delta → −K·delta) or scale K
+	sigma  float64 // gaussian: absolute std; 0 = 10× the honest RMS
+}
+
+// maxAttackClients bounds the population Attackers accepts.
+const maxAttackClients = 1 << 24
+
+// maxAttackFactor bounds the factors ParseAttack accepts.
+const maxAttackFactor = 1e6
+
+// ParseAttack parses an attack name:
+//
+//	none           honest
+//	sign-flip      delta → −delta; sign-flip:K gives delta → −K·delta
+//	gaussian       delta replaced by N(0, s²) noise with s = 10× the honest
+//	               delta's root-mean-square coordinate; gaussian:S uses s = S
+//	scale:K        delta → K·delta
+//	label-flip     trains on labels y → classes−1−y; the delta is left alone
+//
+// An empty string is "none".
+func ParseAttack(s string) (Attack, error) {
+	if len(s) > 64 {
+		return Attack{}, fmt.Errorf("fl: attack %q too long", s[:64]+"...")
+	}
+	name, arg, hasArg := strings.Cut(strings.ToLower(strings.TrimSpace(s)), ":")
+	num := func(lo float64) (float64, error) {
+		v, err := strconv.ParseFloat(arg, 64)
+		if err != nil || !(v >= lo && v <= maxAttackFactor) {
+			return 0, fmt.Errorf("fl: attack %q: want a number in [%v, %v] after the colon", s, lo, maxAttackFactor)
+		}
+		return v, nil
+	}
+	var err error
+	switch a := (Attack{kind: name}); {
+	case (name == "none" || name == "") && !hasArg:
+		return Attack{}, nil
+	case name == "label-flip" && !hasArg:
+		return a, nil
+	case name == "sign-flip":
+		a.factor = 1
+		if hasArg {
+			a.factor, err = num(0)
+		}
+		return a, err
+	case name == "gaussian":
+		if hasArg {
+			a.sigma, err = num(0)
+		}
+		return a, err
+	case name == "scale" && hasArg:
+		a.factor, err = num(-maxAttackFactor)
+		return a, err
+	}
+	return Attack{}, fmt.Errorf("fl: unknown attack %q (known: none, sign-flip[:K], gaussian[:SIGMA], scale:K, label-flip)", s)
+}
+
+// String returns the attack in the form ParseAttack accepts.
+func (a Attack) String() string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	switch a.kind {
+	case "":
+		return "none"
+	case "sign-flip":
+		if a.factor != 1 {
+			return "sign-flip:" + f(a.factor)
+		}
+	case "gaussian":
+		if a.sigma != 0 {
+			return "gaussian:" + f(a.sigma)
+		}
+	case "scale":
+		return "scale:" + f(a.factor)
+	}
+	return a.kind
+}
+
+// IsNone reports whether a is no attack.
+func (a Attack) IsNone() bool { return a.kind == "" }
+
+// Apply transforms an honest delta in place, as the attack prescribes (label
+// flipping and no attack leave it alone). rng is used only by the gaussian
+// attack, which panics if it is nil.
+func (a Attack) Apply(delta []float32, rng *rand.Rand) {
+	switch a.kind {
+	case "sign-flip":
+		scaleInPlace(delta, -a.factor)
+	case "scale":
+		scaleInPlace(delta, a.factor)
+	case "gaussian":
+		if rng == nil {
+			panic("fl: gaussian attack needs a random source")
+		}
+		s := a.sigma
+		if s == 0 {
+			s = 10 * norm(delta) / math.Sqrt(float64(max(1, len(delta))))
+		}
+		for i := range delta {
+			delta[i] = float32(s * rng.NormFloat64())
+		}
+	}
+}
+
+func scaleInPlace(x []float32, k float64) {
+	for i, v := range x {
+		x[i] = float32(k * float64(v))
+	}
+}
+
+// FlipLabel returns the label a client under attack trains on: classes−1−y for
+// label-flip, y otherwise. It panics if y is not below classes.
+func (a Attack) FlipLabel(y uint8, classes int) uint8 {
+	if int(y) >= classes {
+		panic(fmt.Sprintf("fl: label %d outside %d classes", y, classes))
+	}
+	if a.kind != "label-flip" {
+		return y
+	}
+	return uint8(classes - 1 - int(y))
+}
+
+// Attackers decides deterministically which of total clients (indexed 0 to
+// total−1) are attackers: exactly round(fraction·total) of them, chosen by a
+// permutation seeded with seed. Every participant computing it with the same
+// arguments gets the same answer.
+func Attackers(total int, fraction float64, seed uint64) ([]bool, error) {
+	if total < 0 || total > maxAttackClients {
+		return nil, fmt.Errorf("fl: client count %d outside [0, %d]", total, maxAttackClients)
+	}
+	if !(fraction >= 0 && fraction <= 1) {
+		return nil, fmt.Errorf("fl: attacker fraction %v outside [0, 1]", fraction)
+	}
+	k := int(math.Round(fraction * float64(total)))
+	rng := rand.New(rand.NewPCG(seed, 0x61747461636b73)) // "attacks"
+	out := make([]bool, total)
+	for _, i := range rng.Perm(total)[:k] {
+		out[i] = true
+	}
+	return out, nil
+}

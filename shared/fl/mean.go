@@ -1,0 +1,142 @@
+package fl
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// stepper is implemented by strategies whose aggregate is the mean of the
+// round's deltas followed by a server step (FedAvg, FedProx and the server
+// optimizers). DP needs it to put its noise between the two.
+type stepper interface {
+	Strategy
+	// step applies the server update for the averaged delta avg (len = model)
+	// to global, writing dst (which may alias global). It is called once per
+	// successful round and is where persistent state changes.
+	step(global []float32, avg []float64, dst []float32) (map[string]float64, error)
+}
+
+// mean is FedAvg (McMahan et al. 2017) and FedProx (Li et al. 2020): the new
+// model is global + sum(n_i·delta_i)/sum(n_i). FedProx differs only in the Mu
+// it asks clients to use.
+type mean struct {
+	name string
+	mu   float64 // FedProx proximal coefficient; 0 for FedAvg
+}
+
+// Name returns "fedavg" or "fedprox".
+func (s *mean) Name() string { return s.name }
+
+// ConfigureFit sets Mu for FedProx and returns base unchanged for FedAvg.
+func (s *mean) ConfigureFit(_ int, base FitConfig) FitConfig {
+	if s.name == "fedprox" {
+		base.Mu = s.mu
+	}
+	return base
+}
+
+// Begin starts a streaming weighted average.
+func (s *mean) Begin(_ int, global []float32) Aggregation { return newMeanAgg(s, global) }
+
+func (s *mean) step(global []float32, avg []float64, dst []float32) (map[string]float64, error) {
+	applyDelta(dst, global, avg)
+	return nil, nil
+}
+
+// meanAgg is the streaming sample-weighted average shared by every stepper:
+// it holds sum(n_i·delta_i) in float64 and sum(n_i), so its memory does not
+// depend on the number of clients, and rounds to float32 once, in step. Because
+// each product n_i·delta_i is exact and the sum carries 29 more bits than the
+// result, the float32 result does not depend on the order of Adds in practice.
+type meanAgg struct {
+	mu       sync.Mutex
+	st       stepper
+	global   []float32
+	sum      []float64
+	weight   int64
+	normSum  float64
+	verdicts []Verdict
+	done     bool
+}
+
+func newMeanAgg(st stepper, global []float32) *meanAgg {
+	checkGlobal(global)
+	return &meanAgg{st: st, global: global, sum: make([]float64, len(global))}
+}
+
+// Add folds u.Delta, weighted by u.Samples, into the running sum.
+func (a *meanAgg) Add(ctx context.Context, u Update) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return ErrFinished
+	}
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	nrm, err := checkUpdate(u, len(a.sum))
+	if err != nil {
+		return err
+	}
+	w := float64(u.Samples)
+	for i, v := range u.Delta {
+		a.sum[i] += w * float64(v)
+	}
+	a.weight += int64(u.Samples)
+	a.normSum += nrm
+	a.verdicts = append(a.verdicts, Verdict{Client: u.Client})
+	return nil
+}
+
+// Finish divides by the total weight and applies the strategy's server step.
+func (a *meanAgg) Finish(ctx context.Context, dst []float32) (Result, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return Result{}, ErrFinished
+	}
+	checkDst(dst, len(a.sum))
+	if err := ctxErr(ctx); err != nil {
+		return Result{}, err
+	}
+	k := len(a.verdicts)
+	if k == 0 {
+		return Result{Metrics: newMetrics()}, ErrNoUpdates
+	}
+	a.done = true
+	w := float64(a.weight)
+	for i := range a.sum {
+		a.sum[i] /= w
+	}
+	m := newMetrics()
+	m["weight"] = w
+	m["mean_norm"] = a.normSum / float64(k)
+	m["agg_norm"] = norm64(a.sum)
+	sm, err := a.st.step(a.global, a.sum, dst)
+	if err != nil {
+		return Result{}, err
+	}
+	for key, v := range sm {
+		m[key] = v
+	}
+	a.sum = nil
+	return Result{Used: k, Verdicts: a.verdicts, Metrics: m}, nil
+}
+
+// ProximalGrad adds the FedProx proximal term's gradient, mu·(w − wGlobal), to
+// grad in place. It is the client-side half of FedProx (Li et al. 2020), and
+// the one function of this package that modifies an argument: grad is an
+// accumulator owned by the caller's training step. w and wGlobal are not
+// modified. ProximalGrad panics if the lengths differ.
+func ProximalGrad(grad, w, wGlobal []float32, mu float32) {
+	if len(w) != len(grad) || len(wGlobal) != len(grad) {
+		panic(fmt.Sprintf("fl: ProximalGrad lengths %d, %d, %d differ", len(grad), len(w), len(wGlobal)))
+	}
+	if mu == 0 {
+		return
+	}
+	for i := range grad {
+		grad[i] += mu * (w[i] - wGlobal[i])
+	}
+}
