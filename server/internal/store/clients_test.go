@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestUpsertClientKeepsFirstSeenAndCounters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openMem(t)
+	mustRun(t, s, "r")
+	mustOpenRound(t, s, "r", 1)
+	first := t0.Add(time.Hour)
+	c := Client{RunID: "r", ID: "c1", Kind: KindBrowser, Device: json.RawMessage(`{"ua":"old"}`),
+		SliceIndex: 4, Samples: 600, LabelCounts: []int{60, 540}, LastSeen: first}
+	if err := s.UpsertClient(ctx, &c); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Client(ctx, "r", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.FirstSeen.Equal(first) || !got.LastSeen.Equal(first) {
+		t.Errorf("new client first/last seen = %v/%v; want %v for both", got.FirstSeen, got.LastSeen, first)
+	}
+	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "c1", ReceivedAt: first.Add(time.Minute),
+		Accepted: true, Bytes: 100, SamplesPerS: 250})
+
+	later := first.Add(2 * time.Hour)
+	again := Client{RunID: "r", ID: "c1", Kind: KindHeadless, Device: json.RawMessage(`{"ua":"new"}`),
+		SliceIndex: 5, Samples: 700, LabelCounts: []int{7}, FirstSeen: later, LastSeen: later}
+	if err := s.UpsertClient(ctx, &again); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Client(ctx, "r", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Client{RunID: "r", ID: "c1", Kind: KindHeadless, Device: json.RawMessage(`{"ua":"new"}`),
+		SliceIndex: 5, Samples: 700, LabelCounts: []int{7}, FirstSeen: first, LastSeen: later,
+		Updates: 1, Accepted: 1, BytesUp: 100, SamplesPerS: 250}
+	if !clientEqual(*got, want) {
+		t.Errorf("Client after second upsert = %+v; want %+v", *got, want)
+	}
+}
+
+// clientEqual compares clients, times with Equal.
+func clientEqual(a, b Client) bool {
+	return a.RunID == b.RunID && a.ID == b.ID && a.Kind == b.Kind && string(a.Device) == string(b.Device) &&
+		a.SliceIndex == b.SliceIndex && a.Samples == b.Samples && slices.Equal(a.LabelCounts, b.LabelCounts) &&
+		a.FirstSeen.Equal(b.FirstSeen) && a.LastSeen.Equal(b.LastSeen) && a.Updates == b.Updates &&
+		a.Accepted == b.Accepted && a.BytesUp == b.BytesUp && a.BytesDown == b.BytesDown &&
+		a.SamplesPerS == b.SamplesPerS
+}
+
+func TestUpsertClientErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openMem(t)
+	mustRun(t, s, "r")
+	tests := []struct {
+		name   string
+		client Client
+		want   error // nil: any error
+	}{
+		{"empty ID", Client{RunID: "r", Kind: KindBrowser}, nil},
+		{"bad kind", Client{RunID: "r", ID: "c", Kind: "phone"}, nil},
+		{"bad device JSON", Client{RunID: "r", ID: "c", Kind: KindBrowser, Device: json.RawMessage(`{`)}, nil},
+		{"unknown run", Client{RunID: "nosuch", ID: "c", Kind: KindVirtual}, ErrNotFound},
+	}
+	for _, tt := range tests {
+		err := s.UpsertClient(ctx, &tt.client)
+		if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+			t.Errorf("UpsertClient(%s) = %v; want an error (%v)", tt.name, err, tt.want)
+		}
+	}
+	if list, err := s.Clients(ctx, "r"); err != nil || len(list) != 0 {
+		t.Errorf("Clients after failed upserts = %v, %v; want none", list, err)
+	}
+}
+
+func TestTouchClient(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openMem(t)
+	mustRun(t, s, "r")
+	base := t0.Add(time.Hour)
+	if err := s.UpsertClient(ctx, &Client{RunID: "r", ID: "c", Kind: KindVirtual, LastSeen: base}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		seen     time.Time
+		down     int64
+		wantSeen time.Time
+		wantDown int64
+	}{
+		{base.Add(time.Minute), 1000, base.Add(time.Minute), 1000},
+		{base, 24, base.Add(time.Minute), 1024}, // last_seen never moves back
+		{base.Add(time.Hour), 0, base.Add(time.Hour), 1024},
+	}
+	for i, st := range steps {
+		if err := s.TouchClient(ctx, "r", "c", st.seen, st.down); err != nil {
+			t.Fatalf("step %d: TouchClient: %v", i, err)
+		}
+		c, err := s.Client(ctx, "r", "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.LastSeen.Equal(st.wantSeen) || c.BytesDown != st.wantDown {
+			t.Errorf("step %d: TouchClient(%v, %d) left last_seen %v bytes_down %d; want %v %d",
+				i, st.seen, st.down, c.LastSeen, c.BytesDown, st.wantSeen, st.wantDown)
+		}
+	}
+	wantErr(t, "TouchClient(unknown client)", s.TouchClient(ctx, "r", "nosuch", base, 1), ErrNotFound)
+	if err := s.TouchClient(ctx, "r", "c", base, -1); err == nil {
+		t.Errorf("TouchClient(-1 bytes) succeeded; want an error")
+	}
+}
+
+func TestClients(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openMem(t)
+	mustRun(t, s, "r")
+	mustRun(t, s, "other")
+	mustClients(t, s, "r", "zed", "amy", "bob") // first seen in this order (clock ticks)
+	mustClients(t, s, "other", "x")
+	list, err := s.Clients(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, c := range list {
+		ids = append(ids, c.ID)
+	}
+	if want := []string{"zed", "amy", "bob"}; !slices.Equal(ids, want) {
+		t.Errorf("Clients(%q) IDs = %q; want %q", "r", ids, want)
+	}
+	if _, err := s.Client(ctx, "other", "amy"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Client(%q, %q) = %v; want ErrNotFound", "other", "amy", err)
+	}
+}
