@@ -1,0 +1,256 @@
+package participant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/qflare/qflare/shared/data"
+	"github.com/qflare/qflare/shared/link"
+	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// ErrRunEnded is returned by Session when the server announces the run's end.
+var ErrRunEnded = errors.New("participant: run ended")
+
+// errDropped is returned by Session when Options.DropProb made it drop the
+// connection on purpose.
+var errDropped = errors.New("participant: connection dropped on purpose (flaky-device emulation)")
+
+// RefusedError reports that the server would not let the client join, with
+// its reason; reconnecting will not help.
+type RefusedError struct{ Code, Reason string }
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("participant: server refused to join (%s): %s", e.Code, e.Reason)
+}
+
+// Options configures a Client.
+type Options struct {
+	Run, Token string
+	// ClientID is the id from an earlier Welcome (kept in localStorage by a
+	// tab); empty on the first join.
+	ClientID string
+	Device   wire.Device
+	// Fetch downloads the client's data slice that Welcome describes.
+	Fetch func(ctx context.Context, w *wire.Welcome) (*data.Set, error)
+	// Data, when set, is trained on instead of a fetched slice: the person's
+	// own data. It never leaves the client.
+	Data *data.Set
+	// NewTrainer builds the round trainer (default: LocalTrainer).
+	NewTrainer func(m *nn.Model, set *data.Set) (Trainer, error)
+	// Slowdown ≥ 1 makes training take that many times longer (sleeping
+	// after each batch), to emulate slow devices.
+	Slowdown float64
+	// DropProb is the chance, per round, of dropping the connection in the
+	// middle of training, to emulate flaky devices.
+	DropProb float64
+	// Seed drives the emulated drops.
+	Seed uint64
+	// ProgressEvery is how often progress goes to the server (default 1s).
+	ProgressEvery time.Duration
+	// Events, when set, receives every Event synchronously.
+	Events func(Event)
+	// Log receives diagnostics (default: discarded).
+	Log *slog.Logger
+}
+
+// Client is one participant. See the package documentation.
+type Client struct {
+	opt Options
+	id  string
+
+	welcome *wire.Welcome
+	set     *data.Set
+	model   *nn.Model
+	trainer Trainer
+	enc     *wire.Encoder
+	global  []float32 // the global model as last received
+	local   []float32
+	version int64 // version of global, 0 before the first model
+	frame   []byte
+	payload []byte
+	rng     *rand.Rand
+
+	items <-chan item // the current session's messages
+
+	mu          sync.Mutex
+	trainRound  int
+	trainCancel context.CancelFunc
+}
+
+// New returns a client with the given options.
+func New(opt Options) *Client {
+	if opt.ProgressEvery <= 0 {
+		opt.ProgressEvery = time.Second
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.NewTrainer == nil {
+		opt.NewTrainer = func(m *nn.Model, set *data.Set) (Trainer, error) { return NewLocalTrainer(m, set), nil }
+	}
+	return &Client{opt: opt, id: opt.ClientID, rng: rand.New(rand.NewPCG(opt.Seed, 0xda3e39cb94b95bdb))}
+}
+
+// ID returns the client id the server gave (empty before the first welcome).
+func (c *Client) ID() string { return c.id }
+
+// Set returns the data the client trains on (nil before it is fetched).
+func (c *Client) Set() *data.Set { return c.set }
+
+func (c *Client) emit(e Event) {
+	if c.opt.Events != nil {
+		c.opt.Events(e)
+	}
+}
+
+func (c *Client) state(s string, round int) { c.emit(Event{Type: EventState, State: s, Round: round}) }
+
+// item is one message from the reader goroutine.
+type item struct {
+	msg   wire.Message // nil for a binary frame
+	frame []byte
+	err   error
+}
+
+// Session runs one connection: it says hello, then follows the server until
+// the connection closes, the run ends (ErrRunEnded), the server refuses the
+// client (*RefusedError) or ctx is done. It closes conn before returning.
+func (c *Client) Session(ctx context.Context, conn link.Conn) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer conn.Close()
+	c.state(StateConnecting, 0)
+	hello := &wire.Hello{V: wire.Version, ClientID: c.id, Run: c.opt.Run, Token: c.opt.Token,
+		Device: c.opt.Device, Codecs: []string{"float32+zstd"}, ResumeVersion: c.version}
+	if err := c.sendMsg(ctx, conn, hello); err != nil {
+		return err
+	}
+	items := make(chan item, 64)
+	c.items = items
+	go c.read(ctx, conn, items)
+	for {
+		it, err := c.next(ctx)
+		if err != nil {
+			c.state(StateOffline, 0)
+			return err
+		}
+		if err := c.handle(ctx, conn, it); err != nil {
+			return err
+		}
+	}
+}
+
+// next returns the session's next message, or the connection's error.
+func (c *Client) next(ctx context.Context) (item, error) {
+	select {
+	case it := <-c.items:
+		return it, it.err
+	case <-ctx.Done():
+		return item{}, ctx.Err()
+	}
+}
+
+// read forwards conn's messages to items, parsed, and cancels a training run
+// that the server has ended. It returns after the first error.
+func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
+	for {
+		m, err := conn.Recv(ctx)
+		if err != nil {
+			c.cancelTraining(-1)
+			select {
+			case items <- item{err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		if m.Binary {
+			select {
+			case items <- item{frame: m.Data}:
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		msg, err := wire.ParseMessage(m.Data, wire.MaxMessageBytes)
+		if err != nil {
+			c.cancelTraining(-1)
+			select {
+			case items <- item{err: fmt.Errorf("participant: bad message from server: %w", err)}:
+			case <-ctx.Done():
+			}
+			return
+		}
+		switch msg := msg.(type) {
+		case *wire.RoundEnd:
+			c.cancelTraining(msg.Round)
+		case *wire.RunEnd, *wire.Bye:
+			c.cancelTraining(-1)
+		}
+		select {
+		case items <- item{msg: msg}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// cancelTraining stops the training of round (any round if round < 0).
+func (c *Client) cancelTraining(round int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.trainCancel != nil && (round < 0 || round == c.trainRound) {
+		c.trainCancel()
+	}
+}
+
+func (c *Client) handle(ctx context.Context, conn link.Conn, it item) error {
+	if it.msg == nil {
+		return fmt.Errorf("participant: binary frame without a round_start")
+	}
+	switch m := it.msg.(type) {
+	case *wire.Welcome:
+		return c.join(ctx, m)
+	case *wire.Rejected:
+		if c.welcome == nil || m.Code == wire.CodeAuth {
+			return &RefusedError{Code: m.Code, Reason: m.Reason}
+		}
+		c.emit(Event{Type: EventRejected, Round: m.Round, Message: m.Reason, Code: m.Code})
+	case *wire.Wait:
+		c.state(StateWaiting, m.Round)
+		c.emit(Event{Type: EventWait, Round: m.Round, Message: m.Reason})
+	case *wire.RoundStart:
+		if c.welcome == nil {
+			return fmt.Errorf("participant: round_start before welcome")
+		}
+		return c.round(ctx, conn, m)
+	case *wire.Accepted:
+		c.emit(Event{Type: EventAccepted, Round: m.Round, Bytes: m.Bytes})
+		c.state(StateWaiting, m.Round)
+	case *wire.RoundEnd:
+		c.emit(Event{Type: EventRoundEnd, Round: m.Round, TestAccuracy: m.TestAccuracy, TestLoss: m.TestLoss})
+	case *wire.RunEnd:
+		c.state(StateDone, 0)
+		c.emit(Event{Type: EventRunEnd, Message: m.Reason, TestAccuracy: m.FinalAccuracy})
+		return ErrRunEnded
+	case *wire.Bye:
+		return fmt.Errorf("participant: server closed the connection: %s", m.Reason)
+	default:
+		return fmt.Errorf("participant: unexpected %s message from server", m.Type())
+	}
+	return nil
+}
+
+func (c *Client) sendMsg(ctx context.Context, conn link.Conn, m wire.Message) error {
+	b, err := wire.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return conn.Send(ctx, link.Message{Data: b})
+}
