@@ -1,0 +1,214 @@
+package coord
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/qflare/qflare/shared/data"
+	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// Duration is a time.Duration that reads and writes JSON as "90s", "2m".
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string like "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "90s"-style strings or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("coord: bad duration %q", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil || math.IsNaN(secs) || math.Abs(secs) > 1e9 {
+		return fmt.Errorf("coord: duration must be a string like \"90s\" or a number of seconds")
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
+
+// Config is a run's configuration: the body of POST /api/runs, stored as
+// JSON in runs.config. Zero fields take the defaults Normalize documents.
+type Config struct {
+	Name      string `json:"name"`
+	Model     string `json:"model"`     // default "mnist-2nn"
+	Dataset   string `json:"dataset"`   // default "mnist"
+	Partition string `json:"partition"` // iid (default), dirichlet:ALPHA, shards:K
+	// Clients is the number of data slices the training set is cut into:
+	// at most this many clients can join. Default 100.
+	Clients int `json:"clients"`
+	// Rounds is the number of aggregated rounds the run trains for. Default 20.
+	Rounds int `json:"rounds"`
+	// ClientsPerRound, when > 0, fixes how many clients a round selects;
+	// otherwise Fraction of the connected clients (at least MinClients).
+	ClientsPerRound int     `json:"clients_per_round"`
+	Fraction        float64 `json:"fraction"` // default 0.1
+	// MinClients is how many connected clients a round needs to start, and
+	// the fewest it selects. Default 2.
+	MinClients int `json:"min_clients"`
+	// StartClients is how many clients must be connected before the first
+	// round starts (default MinClients), so a run can wait for a full room.
+	StartClients int     `json:"start_clients"`
+	LocalEpochs  int     `json:"local_epochs"`
+	Batch        int     `json:"batch"`
+	LR           float64 `json:"lr"`
+	Momentum     float64 `json:"momentum"`
+	WeightDecay  float64 `json:"weight_decay"`
+	// RoundDeadline is how long a round waits for updates; 0 = until every
+	// selected client answered or left. Default 120s.
+	RoundDeadline Duration `json:"round_deadline"`
+	Codec         string   `json:"codec"`      // upload pipeline, default float32+zstd
+	DownCodec     string   `json:"down_codec"` // model pipeline, default float32+zstd
+	Strategy      string   `json:"strategy"`   // default fedavg
+	Mu            float64  `json:"mu"`         // FedProx proximal coefficient
+	Seed          uint64   `json:"seed"`
+	// EvalLimit evaluates each round on the first EvalLimit test images
+	// (0 = all).
+	EvalLimit int `json:"eval_limit"`
+	// MaxUpdateNorm rejects updates whose L2 norm exceeds it (0 = no limit).
+	MaxUpdateNorm float64 `json:"max_update_norm"`
+	// KeepBlobs keeps every update's payload after its round (default: the
+	// payload is dropped once the round is aggregated).
+	KeepBlobs bool `json:"keep_blobs"`
+	// NoDeadline makes RoundDeadline 0 mean "no deadline" rather than the
+	// default; set by simulations.
+	NoDeadline bool `json:"no_deadline,omitempty"`
+}
+
+// Limits on configurations, so that a request cannot ask for absurd work.
+const (
+	maxClients = 100_000
+	maxRounds  = 100_000
+	maxEpochs  = 100
+	maxBatch   = 4096
+	maxName    = 100
+)
+
+// Normalize fills defaults and validates c, returning an error a person can
+// act on.
+func (c *Config) Normalize() error {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Model == "" {
+		c.Model = "mnist-2nn"
+	}
+	if c.Dataset == "" {
+		c.Dataset = "mnist"
+	}
+	if c.Partition == "" {
+		c.Partition = "iid"
+	}
+	if c.Name == "" {
+		c.Name = c.Model + " on " + c.Dataset
+	}
+	def(&c.Clients, 100)
+	def(&c.Rounds, 20)
+	def(&c.MinClients, 2)
+	def(&c.StartClients, c.MinClients)
+	def(&c.LocalEpochs, 1)
+	def(&c.Batch, 10)
+	if c.Fraction == 0 {
+		c.Fraction = 0.1
+	}
+	if c.LR == 0 {
+		c.LR = 0.05
+	}
+	if c.RoundDeadline == 0 && !c.NoDeadline {
+		c.RoundDeadline = Duration(120 * time.Second)
+	}
+	if c.Codec == "" {
+		c.Codec = "float32+zstd"
+	}
+	if c.DownCodec == "" {
+		c.DownCodec = "float32+zstd"
+	}
+	if c.Strategy == "" {
+		c.Strategy = "fedavg"
+	}
+	return c.validate()
+}
+
+func (c *Config) validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if len(c.Name) > maxName {
+		bad("name is longer than %d characters", maxName)
+	}
+	if c.Dataset != "mnist" && c.Dataset != "cifar10" {
+		bad("dataset %q is not one of mnist, cifar10", c.Dataset)
+	}
+	if _, err := data.ParseScheme(c.Partition); err != nil {
+		bad("partition: %v", err)
+	}
+	if c.Clients < 1 || c.Clients > maxClients {
+		bad("clients %d is not in 1..%d", c.Clients, maxClients)
+	}
+	if c.Rounds < 1 || c.Rounds > maxRounds {
+		bad("rounds %d is not in 1..%d", c.Rounds, maxRounds)
+	}
+	if c.ClientsPerRound < 0 || c.ClientsPerRound > c.Clients {
+		bad("clients_per_round %d is not in 0..clients (%d)", c.ClientsPerRound, c.Clients)
+	}
+	if !(c.Fraction > 0 && c.Fraction <= 1) {
+		bad("fraction %g is not in (0, 1]", c.Fraction)
+	}
+	if c.MinClients < 1 || c.MinClients > c.Clients {
+		bad("min_clients %d is not in 1..clients (%d)", c.MinClients, c.Clients)
+	}
+	if c.StartClients < c.MinClients || c.StartClients > c.Clients {
+		bad("start_clients %d is not in min_clients (%d)..clients (%d)", c.StartClients, c.MinClients, c.Clients)
+	}
+	if c.LocalEpochs < 1 || c.LocalEpochs > maxEpochs {
+		bad("local_epochs %d is not in 1..%d", c.LocalEpochs, maxEpochs)
+	}
+	if c.Batch < 1 || c.Batch > maxBatch {
+		bad("batch %d is not in 1..%d", c.Batch, maxBatch)
+	}
+	if !(c.LR > 0 && c.LR <= 10) {
+		bad("lr %g is not in (0, 10]", c.LR)
+	}
+	if !(c.Momentum >= 0 && c.Momentum < 1) || !(c.WeightDecay >= 0 && c.WeightDecay < 1) {
+		bad("momentum %g and weight_decay %g must be in [0, 1)", c.Momentum, c.WeightDecay)
+	}
+	if !(c.Mu >= 0 && c.Mu <= 100) {
+		bad("mu %g is not in [0, 100]", c.Mu)
+	}
+	if c.RoundDeadline < 0 || time.Duration(c.RoundDeadline) > 24*time.Hour {
+		bad("round_deadline %v is not in 0..24h", time.Duration(c.RoundDeadline))
+	}
+	for _, p := range []struct{ name, v string }{{"codec", c.Codec}, {"down_codec", c.DownCodec}} {
+		if _, err := wire.ParsePipeline(p.v); err != nil {
+			bad("%s: %v", p.name, err)
+		}
+	}
+	if c.EvalLimit < 0 {
+		bad("eval_limit %d is negative", c.EvalLimit)
+	}
+	if !(c.MaxUpdateNorm >= 0) || math.IsInf(c.MaxUpdateNorm, 0) {
+		bad("max_update_norm %g must be a finite number ≥ 0", c.MaxUpdateNorm)
+	}
+	shape := nn.Shape{H: 28, W: 28, C: 1}
+	if c.Dataset == "cifar10" {
+		shape = nn.Shape{H: 32, W: 32, C: 3}
+	}
+	if _, err := nn.New(c.Model, shape, 10, 0); err != nil {
+		bad("model: %v", err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("coord: bad run configuration: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}

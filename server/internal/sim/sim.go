@@ -1,0 +1,154 @@
+// Package sim runs in-process participants against the coordinator, through
+// the same code path as real clients: each virtual client is a
+// participant.Client talking the wire protocol to Coordinator.Serve over an
+// in-memory link.Pipe instead of a WebSocket. Simulations, the seed
+// system's one-round endpoint and integration tests use it.
+package sim
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/qflare/qflare/server/internal/coord"
+	"github.com/qflare/qflare/shared/data"
+	"github.com/qflare/qflare/shared/link"
+	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/participant"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// Options configures virtual clients.
+type Options struct {
+	// Parallel bounds how many clients train at once (default GOMAXPROCS),
+	// which also bounds the memory their trainers take.
+	Parallel int
+	// Slowdown and DropProb emulate slow and flaky devices (see
+	// participant.Options); Seed drives the drops.
+	Slowdown float64
+	DropProb float64
+	Seed     uint64
+	// Configure, when set, can adjust each client's options (attacks).
+	Configure func(i int, o *participant.Options)
+	Log       *slog.Logger
+}
+
+// Join connects n virtual clients to run and keeps them connected
+// (reconnecting after drops) until the run ends or ctx is done. The returned
+// function waits for all of them.
+func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt Options) (wait func()) {
+	if opt.Parallel <= 0 {
+		opt.Parallel = runtime.GOMAXPROCS(0)
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	pool := newTrainerPool(opt.Parallel)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		po := participant.Options{
+			Run: run.ID(), Token: run.Token(),
+			Device:   wire.Device{Kind: wire.DeviceHeadless, UserAgent: "qflare-sim", Platform: runtime.GOOS + "/" + runtime.GOARCH, Cores: 1, Workers: 1},
+			Fetch:    fetcher(run),
+			Slowdown: opt.Slowdown, DropProb: opt.DropProb, Seed: opt.Seed + uint64(i),
+			NewTrainer: func(m *nn.Model, set *data.Set) (participant.Trainer, error) {
+				return &pooledTrainer{pool: pool, model: m, set: set}, nil
+			},
+		}
+		if opt.Configure != nil {
+			opt.Configure(i, &po)
+		}
+		cl := participant.New(po)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			keepConnected(ctx, c, cl, opt.Log)
+		}()
+	}
+	return wg.Wait
+}
+
+// keepConnected runs sessions until the run ends, the server refuses the
+// client, or ctx is done.
+func keepConnected(ctx context.Context, c *coord.Coordinator, cl *participant.Client, log *slog.Logger) {
+	for ctx.Err() == nil {
+		a, b := link.Pipe(16)
+		go c.Serve(ctx, a, coord.PeerInfo{Remote: "sim", Kind: "virtual"})
+		err := cl.Session(ctx, b)
+		var refused *participant.RefusedError
+		if errors.Is(err, participant.ErrRunEnded) || errors.As(err, &refused) {
+			log.Info("virtual client done", "client", cl.ID(), "err", err)
+			return
+		}
+		log.Info("virtual client reconnecting", "client", cl.ID(), "err", err)
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// fetcher returns the client's slice as a real client gets it: serialised
+// by the server and parsed by the client.
+func fetcher(run *coord.Run) func(ctx context.Context, w *wire.Welcome) (*data.Set, error) {
+	return func(ctx context.Context, w *wire.Welcome) (*data.Set, error) {
+		s, err := run.Slice(w.ClientID)
+		if err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		if err := data.WriteSet(&buf, s); err != nil {
+			return nil, err
+		}
+		return data.ReadSet(&buf, data.MaxSamples)
+	}
+}
+
+// trainerPool lends nn trainers to virtual clients, so that memory grows with
+// the number of clients training at once, not with the number of clients.
+type trainerPool struct {
+	sem  chan struct{}
+	mu   sync.Mutex
+	free map[string][]*participant.LocalTrainer
+}
+
+func newTrainerPool(parallel int) *trainerPool {
+	return &trainerPool{sem: make(chan struct{}, parallel), free: map[string][]*participant.LocalTrainer{}}
+}
+
+// pooledTrainer trains a client's data with a trainer borrowed for the round.
+type pooledTrainer struct {
+	pool  *trainerPool
+	model *nn.Model
+	set   *data.Set
+}
+
+func (t *pooledTrainer) Train(ctx context.Context, global, local []float32, cfg participant.RoundConfig, progress func(nn.Progress)) (nn.FitStats, error) {
+	select {
+	case t.pool.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nn.FitStats{}, ctx.Err()
+	}
+	defer func() { <-t.pool.sem }()
+	key := fmt.Sprintf("%s/%v/%d", t.model.Name, t.model.Input, t.model.Classes)
+	t.pool.mu.Lock()
+	var lt *participant.LocalTrainer
+	if free := t.pool.free[key]; len(free) > 0 {
+		lt, t.pool.free[key] = free[len(free)-1], free[:len(free)-1]
+	}
+	t.pool.mu.Unlock()
+	if lt == nil {
+		lt = participant.NewLocalTrainer(t.model, t.set)
+	}
+	defer func() {
+		t.pool.mu.Lock()
+		t.pool.free[key] = append(t.pool.free[key], lt)
+		t.pool.mu.Unlock()
+	}()
+	return lt.TrainOn(ctx, t.set, global, local, cfg, progress)
+}
