@@ -26,6 +26,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"serve", "start the server", runServe},
 		{"sim", "simulate a federation with in-process clients", runSim},
 		{"train", "centralized training baseline", runTrain},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/qflare/qflare/shared/link"
@@ -148,8 +149,11 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart)
 	lastSent, lastEvent, lastBatch := time.Time{}, time.Time{}, time.Duration(0)
 	progress := func(p nn.Progress) {
 		if c.opt.Slowdown > 1 {
-			time.Sleep(time.Duration(float64(p.Elapsed-lastBatch) * (c.opt.Slowdown - 1)))
-			lastBatch = p.Elapsed
+			// Elapsed includes earlier sleeps: sleep in proportion to this
+			// batch's own work only.
+			sleep := time.Duration(float64(p.Elapsed-lastBatch) * (c.opt.Slowdown - 1))
+			time.Sleep(sleep)
+			lastBatch = p.Elapsed + sleep
 		}
 		done := float64((p.Epoch-1)*p.Batches+p.Batch) / float64(p.Epochs*p.Batches)
 		if dropAt >= 0 && done >= dropAt && !dropped {
@@ -175,11 +179,32 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart)
 	w := c.welcome.Run
 	cfg := RoundConfig{Round: rs.Round, Epochs: rs.Epochs, Batch: rs.Batch, LR: rs.LR, Momentum: w.Momentum,
 		WeightDecay: w.WeightDecay, Mu: rs.Mu, Seed: rs.Seed}
+	if a := c.opt.Attack; !a.IsNone() {
+		classes := c.set.Classes
+		cfg.Label = func(y uint8) uint8 { return a.FlipLabel(y, classes) }
+	}
 	st, err := c.trainer.Train(tctx, c.global, c.local, cfg, progress)
 	if dropped {
 		return st, errDropped
 	}
+	if err == nil {
+		c.tamper(rs.Seed)
+	}
 	return st, err
+}
+
+// tamper applies the configured attack to the trained update.
+func (c *Client) tamper(seed uint64) {
+	if c.opt.Attack.IsNone() {
+		return
+	}
+	for i := range c.local {
+		c.local[i] -= c.global[i]
+	}
+	c.opt.Attack.Apply(c.local, rand.New(rand.NewPCG(seed, 0xa77ac4)))
+	for i := range c.local {
+		c.local[i] += c.global[i]
+	}
 }
 
 // upload encodes the trained weights against the round's model and sends

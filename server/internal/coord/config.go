@@ -80,6 +80,9 @@ type Config struct {
 	// KeepBlobs keeps every update's payload after its round (default: the
 	// payload is dropped once the round is aggregated).
 	KeepBlobs bool `json:"keep_blobs"`
+	// Public lets anyone who opens the server's root URL join the run
+	// without the join link (the demo run is public).
+	Public bool `json:"public"`
 	// NoDeadline makes RoundDeadline 0 mean "no deadline" rather than the
 	// default; set by simulations.
 	NoDeadline bool `json:"no_deadline,omitempty"`
@@ -147,8 +150,10 @@ func (c *Config) validate() error {
 	if len(c.Name) > maxName {
 		bad("name is longer than %d characters", maxName)
 	}
-	if c.Dataset != "mnist" && c.Dataset != "cifar10" {
-		bad("dataset %q is not one of mnist, cifar10", c.Dataset)
+	if _, _, err := InputShape(c.Dataset); err != nil {
+		bad("%v", err)
+	} else if _, err := NewModel(*c); err != nil {
+		bad("model: %v", err)
 	}
 	if _, err := data.ParseScheme(c.Partition); err != nil {
 		bad("partition: %v", err)
@@ -200,15 +205,30 @@ func (c *Config) validate() error {
 	if !(c.MaxUpdateNorm >= 0) || math.IsInf(c.MaxUpdateNorm, 0) {
 		bad("max_update_norm %g must be a finite number ≥ 0", c.MaxUpdateNorm)
 	}
-	shape := nn.Shape{H: 28, W: 28, C: 1}
-	if c.Dataset == "cifar10" {
-		shape = nn.Shape{H: 32, W: 32, C: 3}
-	}
-	if _, err := nn.New(c.Model, shape, 10, 0); err != nil {
-		bad("model: %v", err)
-	}
 	if len(errs) > 0 {
 		return fmt.Errorf("coord: bad run configuration: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// InputShape returns the sample shape and class count of a dataset name.
+func InputShape(dataset string) (nn.Shape, int, error) {
+	switch dataset {
+	case "mnist":
+		return nn.Shape{H: 28, W: 28, C: 1}, 10, nil
+	case "cifar10":
+		return nn.Shape{H: 32, W: 32, C: 3}, 10, nil
+	}
+	return nn.Shape{}, 0, fmt.Errorf("coord: dataset %q is not one of mnist, cifar10", dataset)
+}
+
+// NewModel builds the (seed-initialised) model a configuration names,
+// without loading its dataset: for validation and for exporting stored
+// weights under their tensor names.
+func NewModel(cfg Config) (*nn.Model, error) {
+	shape, classes, err := InputShape(cfg.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	return nn.New(cfg.Model, shape, classes, cfg.Seed)
 }

@@ -184,6 +184,11 @@ func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) 
 		return fmt.Errorf("coord: join refused: %s", jr.reject.Reason)
 	}
 	defer r.post(context.Background(), evLeave{p: p})
+	// Now that the run is known, cap what one message may be (a WebSocket
+	// then stops reading a larger one before buffering it).
+	if l, ok := conn.(interface{ SetReadLimit(int64) }); ok {
+		l.SetReadLimit(int64(r.limits.MaxFrameBytes))
+	}
 	return r.session(ctx, p)
 }
 

@@ -1,0 +1,134 @@
+// Package api is the server's HTTP surface: the REST API (JSON, with JSON
+// errors and 4xx for bad input), the WebSocket endpoint participants join
+// through, the dashboard's server-sent event feed, and the embedded pages.
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/qflare/qflare/server/internal/coord"
+	"github.com/qflare/qflare/server/internal/store"
+)
+
+// Options configures the HTTP handler.
+type Options struct {
+	Coord *coord.Coordinator
+	// AdminToken guards run creation and stopping.
+	AdminToken string
+	// Assets serves the pages and static files (package www); nil serves none.
+	Assets http.Handler
+	Log    *slog.Logger
+	// AllowedOrigins lists extra origins allowed to open WebSockets (the
+	// default allows only same-origin pages).
+	AllowedOrigins []string
+}
+
+// Server is the HTTP handler. Safe for concurrent use.
+type Server struct {
+	opt    Options
+	c      *coord.Coordinator
+	st     *store.Store
+	log    *slog.Logger
+	mux    *http.ServeMux
+	seedMu sync.Mutex // one run_real_training at a time
+}
+
+// New returns the handler.
+func New(opt Options) *Server {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opt: opt, c: opt.Coord, st: opt.Coord.Store(), log: opt.Log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /api/info", s.info)
+	m.HandleFunc("GET /api/runs", s.listRuns)
+	m.HandleFunc("POST /api/runs", s.admin(s.createRun))
+	m.HandleFunc("GET /api/runs/{id}", s.getRun)
+	m.HandleFunc("POST /api/runs/{id}/stop", s.admin(s.stopRun))
+	m.HandleFunc("GET /api/runs/{id}/rounds", s.listRounds)
+	m.HandleFunc("GET /api/runs/{id}/clients", s.listClients)
+	m.HandleFunc("GET /api/runs/{id}/updates", s.listUpdates)
+	m.HandleFunc("GET /api/runs/{id}/model", s.getModel)
+	m.HandleFunc("GET /api/runs/{id}/slice", s.getSlice)
+	m.HandleFunc("GET /api/runs/{id}/events", s.events)
+	m.HandleFunc("POST /api/fl/run_real_training", s.runRealTraining)
+	m.HandleFunc("GET /ws", s.websocket)
+	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
+	})
+	if s.opt.Assets != nil {
+		m.Handle("/", s.opt.Assets)
+	}
+}
+
+// httpError is an error with the status it should be answered with.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) error {
+	return &httpError{status, fmt.Sprintf(format, args...)}
+}
+
+// writeError answers with {"error": msg}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// fail answers err with its status: httpError's own, 404 for unknown runs
+// and missing rows, 500 otherwise.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+		writeError(w, he.status, he.msg)
+	case errors.Is(err, coord.ErrUnknownRun), errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// admin wraps a handler that needs the admin token, given as
+// "Authorization: Bearer TOKEN".
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.isAdmin(r) {
+			writeError(w, http.StatusUnauthorized, "this action needs the admin token printed at server start-up (Authorization: Bearer TOKEN)")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) isAdmin(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && s.opt.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(s.opt.AdminToken)) == 1
+}

@@ -1,0 +1,156 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// WebSocket message types, as in RFC 6455 (and gorilla/websocket).
+const (
+	TextMessage   = 1
+	BinaryMessage = 2
+	CloseMessage  = 8
+	PingMessage   = 9
+	PongMessage   = 10
+)
+
+// Socket is the part of a WebSocket connection Conn needs. A
+// gorilla/websocket *Conn satisfies it, so this package does not import it
+// (and stays buildable for the browser, which has its own WebSocket).
+// WriteControl and Close must be safe to call concurrently with the other
+// methods, as gorilla's are.
+type Socket interface {
+	ReadMessage() (messageType int, p []byte, err error)
+	WriteMessage(messageType int, data []byte) error
+	WriteControl(messageType int, data []byte, deadline time.Time) error
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+	SetPongHandler(h func(appData string) error)
+	SetReadLimit(limit int64)
+	Close() error
+}
+
+// SocketOptions are the keep-alive and size limits of a socket Conn.
+type SocketOptions struct {
+	// PongWait is how long the reader waits for any message or pong before
+	// it gives up on the peer; pings go out every 9/10 of it. Zero disables
+	// pings and read deadlines.
+	PongWait time.Duration
+	// WriteWait bounds every write (default 30s).
+	WriteWait time.Duration
+	// ReadLimit caps one incoming message (0 = no cap).
+	ReadLimit int64
+}
+
+// FromSocket adapts a WebSocket to Conn. It starts a pinger goroutine when
+// opt.PongWait > 0; Close stops it and closes the socket. Recv must be
+// called from one goroutine; Send is serialised.
+func FromSocket(s Socket, opt SocketOptions) Conn {
+	if opt.WriteWait <= 0 {
+		opt.WriteWait = 30 * time.Second
+	}
+	c := &socketConn{s: s, opt: opt, done: make(chan struct{})}
+	if opt.ReadLimit > 0 {
+		s.SetReadLimit(opt.ReadLimit)
+	}
+	if opt.PongWait > 0 {
+		s.SetReadDeadline(time.Now().Add(opt.PongWait))
+		s.SetPongHandler(func(string) error { return s.SetReadDeadline(time.Now().Add(opt.PongWait)) })
+		go c.ping()
+	}
+	return c
+}
+
+type socketConn struct {
+	s    Socket
+	opt  SocketOptions
+	wmu  sync.Mutex
+	once sync.Once
+	done chan struct{}
+}
+
+func (c *socketConn) ping() {
+	t := time.NewTicker(c.opt.PongWait * 9 / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := c.s.WriteControl(PingMessage, nil, time.Now().Add(c.opt.WriteWait)); err != nil {
+				c.Close()
+				return
+			}
+		case <-c.done:
+			return
+		}
+	}
+}
+
+func (c *socketConn) Send(ctx context.Context, m Message) error {
+	select {
+	case <-c.done:
+		return ErrClosed
+	default:
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	deadline := time.Now().Add(c.opt.WriteWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.s.SetWriteDeadline(deadline)
+	typ := TextMessage
+	if m.Binary {
+		typ = BinaryMessage
+	}
+	if err := c.s.WriteMessage(typ, m.Data); err != nil {
+		c.Close()
+		return err
+	}
+	return nil
+}
+
+// Recv reads the next data message. Context cancellation closes the
+// connection (a blocked socket read cannot be interrupted otherwise).
+func (c *socketConn) Recv(ctx context.Context) (Message, error) {
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	for {
+		typ, b, err := c.s.ReadMessage()
+		if err != nil {
+			c.Close()
+			select {
+			case <-c.done:
+				if ctx.Err() != nil {
+					return Message{}, ctx.Err()
+				}
+			default:
+			}
+			return Message{}, errors.Join(ErrClosed, err)
+		}
+		if c.opt.PongWait > 0 {
+			c.s.SetReadDeadline(time.Now().Add(c.opt.PongWait))
+		}
+		switch typ {
+		case TextMessage:
+			return Message{Data: b}, nil
+		case BinaryMessage:
+			return Message{Binary: true, Data: b}, nil
+		}
+	}
+}
+
+func (c *socketConn) Close() error {
+	var err error
+	c.once.Do(func() {
+		close(c.done)
+		// WriteControl and Close may run concurrently with a blocked write.
+		c.s.WriteControl(CloseMessage, []byte{3, 232}, time.Now().Add(time.Second)) // 1000: normal closure
+		err = c.s.Close()
+	})
+	return err
+}
+
+// SetReadLimit narrows the largest message the connection accepts.
+func (c *socketConn) SetReadLimit(limit int64) { c.s.SetReadLimit(limit) }

@@ -1,0 +1,278 @@
+//go:build !js
+
+// Package headless is the native QFLARE participant: it joins a running
+// server over a real WebSocket, like a browser tab does, with the same
+// participant logic, and can run many clients of different emulated speeds
+// and reliability (and, for robustness studies, malicious ones) from one
+// machine. Command wasmclient's native build is its command line.
+package headless
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/qflare/qflare/shared/data"
+	"github.com/qflare/qflare/shared/fl"
+	"github.com/qflare/qflare/shared/link"
+	"github.com/qflare/qflare/shared/participant"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// Options are the headless client's flags.
+// Options configures a set of headless clients.
+type Options struct {
+	Server, Run, Token string
+	Clients            int
+	// SlowMin and SlowMax spread the clients' training slowdowns
+	// geometrically (1 = full speed).
+	SlowMin, SlowMax float64
+	// Drop is each client's chance per round to drop its connection in the
+	// middle of training.
+	Drop float64
+	// Attack is what the attacking clients (a fraction Attackers of them,
+	// chosen with Seed) do.
+	Attack    fl.Attack
+	Attackers float64
+	Seed      uint64
+	// Log receives the clients' notable events (default: discarded).
+	Log *slog.Logger
+	// Events, when set, also receives every client's events.
+	Events func(client int, e participant.Event)
+}
+
+// ParseFlags reads the command line of the headless client.
+func ParseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error) {
+	fs := flag.NewFlagSet("wasmclient", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &Options{}
+	fs.StringVar(&o.Server, "server", "http://127.0.0.1:8080", "server base URL")
+	fs.StringVar(&o.Run, "run", "", "run id (or give --join)")
+	fs.StringVar(&o.Token, "token", "", "the run's join token")
+	join := fs.String("join", "", "a join URL as printed by the server (sets --server, --run and --token)")
+	fs.IntVar(&o.Clients, "clients", 1, "participants to run, each on its own connection")
+	slow := fs.String("slowdown", "1", "training slowdown factor F, or a range MIN-MAX spread over the clients (emulates slow devices)")
+	fs.Float64Var(&o.Drop, "drop", 0, "chance per round that a client drops its connection mid-training (emulates flaky devices)")
+	attack := fs.String("attack", "none", "attack of the malicious clients: sign-flip, gaussian, scale:K, label-flip")
+	fs.Float64Var(&o.Attackers, "attackers", 0, "fraction of the clients that attack")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed for drops, attacks and the choice of attackers")
+	quiet := fs.Bool("q", false, "log only warnings and errors")
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *join != "" {
+		if err := o.fromJoinURL(*join); err != nil {
+			return nil, nil, err
+		}
+	}
+	var err error
+	if o.SlowMin, o.SlowMax, err = parseSlowdown(*slow); err != nil {
+		return nil, nil, err
+	}
+	if o.Attack, err = fl.ParseAttack(*attack); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case o.Run == "" || o.Token == "":
+		return nil, nil, errors.New("give --run and --token, or --join URL (the server prints the join URL at start-up)")
+	case o.Clients < 1 || o.Clients > 10000:
+		return nil, nil, fmt.Errorf("--clients %d is not in 1..10000", o.Clients)
+	case !(o.Drop >= 0 && o.Drop <= 1), !(o.Attackers >= 0 && o.Attackers <= 1):
+		return nil, nil, fmt.Errorf("--drop %g and --attackers %g must be in [0, 1]", o.Drop, o.Attackers)
+	}
+	level := slog.LevelInfo
+	if *quiet {
+		level = slog.LevelWarn
+	}
+	return o, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})), nil
+}
+
+// fromJoinURL reads server, run and token from http://HOST/join/RUN?token=T.
+func (o *Options) fromJoinURL(s string) error {
+	u, err := url.Parse(s)
+	run, ok := strings.CutPrefix(u.Path, "/join/")
+	if err != nil || !ok || run == "" || u.Query().Get("token") == "" {
+		return fmt.Errorf("--join %q is not a join URL like http://host:8080/join/RUN?token=T", s)
+	}
+	o.Server, o.Run, o.Token = u.Scheme+"://"+u.Host, run, u.Query().Get("token")
+	return nil
+}
+
+func parseSlowdown(s string) (lo, hi float64, err error) {
+	a, b, isRange := strings.Cut(s, "-")
+	lo, err1 := strconv.ParseFloat(a, 64)
+	hi = lo
+	var err2 error
+	if isRange {
+		hi, err2 = strconv.ParseFloat(b, 64)
+	}
+	if err1 != nil || err2 != nil || lo < 1 || hi < lo || hi > 1000 {
+		return 0, 0, fmt.Errorf("--slowdown %q is not F or MIN-MAX with 1 ≤ MIN ≤ MAX ≤ 1000", s)
+	}
+	return lo, hi, nil
+}
+
+// slowdown spreads client i's slowdown geometrically over [slowMin, slowMax].
+func (o *Options) slowdown(i int) float64 {
+	if o.Clients == 1 || o.SlowMax == o.SlowMin {
+		return o.SlowMin
+	}
+	t := float64(i) / float64(o.Clients-1)
+	return o.SlowMin * math.Pow(o.SlowMax/o.SlowMin, t)
+}
+
+// Run runs the clients until the run ends (nil), the server refuses them,
+// or ctx is done (nil: stopping is not a failure).
+func Run(ctx context.Context, o *Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	attackers, err := fl.Attackers(o.Clients, o.Attackers, o.Seed)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	results := make([]error, o.Clients)
+	for i := 0; i < o.Clients; i++ {
+		po := participant.Options{Run: o.Run, Token: o.Token, Slowdown: o.slowdown(i), DropProb: o.Drop, Seed: o.Seed + uint64(i),
+			Device: wire.Device{Kind: wire.DeviceHeadless, UserAgent: "qflare-headless", Platform: runtime.GOOS + "/" + runtime.GOARCH,
+				Cores: runtime.NumCPU(), Workers: 1},
+			Fetch: o.Fetch}
+		if attackers[i] {
+			po.Attack = o.Attack
+		}
+		name := fmt.Sprintf("client %d", i+1)
+		logEvent := eventLogger(log.With("client", name), name, po.Slowdown, attackers[i])
+		po.Events = func(e participant.Event) {
+			logEvent(e)
+			if o.Events != nil {
+				o.Events(i, e)
+			}
+		}
+		cl := participant.New(po)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = o.keepConnected(ctx, cl, log.With("client", name))
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.Join(results...)
+}
+
+// keepConnected runs sessions with exponential back-off between them until
+// the run ends, the server refuses the client, or ctx is done.
+func (o *Options) keepConnected(ctx context.Context, cl *participant.Client, log *slog.Logger) error {
+	backoff := 500 * time.Millisecond
+	for {
+		conn, err := Dial(ctx, o.Server)
+		if err == nil {
+			start := time.Now()
+			err = cl.Session(ctx, conn)
+			if time.Since(start) > time.Minute {
+				backoff = 500 * time.Millisecond
+			}
+		}
+		var refused *participant.RefusedError
+		switch {
+		case errors.Is(err, participant.ErrRunEnded):
+			return nil
+		case errors.As(err, &refused), ctx.Err() != nil:
+			return err
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		log.Warn("disconnected; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// Dial opens a participant WebSocket to the server at base URL server.
+func Dial(ctx context.Context, server string) (link.Conn, error) {
+	u, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "https" {
+		u.Scheme = "wss"
+	} else {
+		u.Scheme = "ws"
+	}
+	u.Path = "/ws"
+	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("connecting to %s: %s", u, resp.Status)
+		}
+		return nil, fmt.Errorf("connecting to %s: %w", u, err)
+	}
+	return link.FromSocket(ws, link.SocketOptions{ReadLimit: wire.DefaultMaxFrameBytes}), nil
+}
+
+// Fetch downloads a client's data slice (participant.Options.Fetch).
+func (o *Options) Fetch(ctx context.Context, w *wire.Welcome) (*data.Set, error) {
+	u := strings.TrimRight(o.Server, "/") + w.Slice.URL + "&token=" + url.QueryEscape(o.Token)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return nil, fmt.Errorf("slice download: %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return data.ReadSet(resp.Body, data.MaxSamples)
+}
+
+// eventLogger logs a client's notable events.
+func eventLogger(log *slog.Logger, name string, slowdown float64, attacker bool) func(participant.Event) {
+	return func(e participant.Event) {
+		switch e.Type {
+		case participant.EventWelcome:
+			if e.Params > 0 {
+				log.Info("joined", "id", e.ClientID, "model", e.Model, "params", e.Params, "slowdown", slowdown, "attacker", attacker)
+			}
+		case participant.EventUpload:
+			log.Info("update sent", "round", e.Round, "bytes", e.Bytes, "loss", round4(e.LocalLoss),
+				"accuracy", round4(e.LocalAccuracy), "samples_per_s", math.Round(e.SamplesPerS))
+		case participant.EventRejected:
+			log.Warn("update rejected", "round", e.Round, "code", e.Code, "reason", e.Message)
+		case participant.EventError:
+			log.Warn(e.Message, "round", e.Round)
+		case participant.EventRoundEnd:
+			log.Debug("round ended", "round", e.Round, "test_accuracy", e.TestAccuracy)
+		case participant.EventRunEnd:
+			log.Warn("run ended", "reason", e.Message, "final_accuracy", round4(e.TestAccuracy))
+		}
+	}
+}
+
+func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }
