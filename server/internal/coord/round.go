@@ -165,6 +165,11 @@ func (r *Run) takeUpdate(ctx context.Context, ev evUpdate) {
 		Codec: u.h.Codec, BaseVersion: int(u.h.ModelVersion), Samples: u.h.Samples, Loss: u.h.Loss, Accuracy: u.h.Accuracy,
 		TrainMS: u.h.TrainMS, SamplesPerS: u.h.SamplesPerS}
 	if rej != nil {
+		// Record it under the round it claims when that round exists, else
+		// under the round in progress (an unreadable frame claims none).
+		if rec.Round < 1 || rec.Round > r.roundNo {
+			rec.Round = r.roundNo
+		}
 		r.reject(ctx, cl, rec, rej)
 		return
 	}

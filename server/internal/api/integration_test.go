@@ -1,0 +1,271 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// TestFederationOverWebSockets: five headless clients over real WebSockets
+// train three rounds; accuracy rises and the store holds every round and
+// update.
+func TestFederationOverWebSockets(t *testing.T) {
+	ts := newTestServer(t)
+	run := ts.createRun(map[string]any{"rounds": 3, "clients_per_round": 5, "min_clients": 5})
+	stop := ts.runClients(run, 5, 1)
+	defer stop()
+	waitFor(t, 3*time.Minute, "3 aggregated rounds", func() bool {
+		rs := ts.rounds(run.ID)
+		return len(rs) == 3 && rs[2].Status == "aggregated"
+	})
+	rs := ts.rounds(run.ID)
+	for i, r := range rs {
+		if r.NSelected != 5 || r.NAccepted != 5 || r.ModelVersion != i+1 || r.BytesUp == 0 || r.BytesDown == 0 {
+			t.Errorf("round %d = %+v; want 5 selected and accepted, model version %d, bytes both ways", r.Round, r, i+1)
+		}
+	}
+	if !(rs[0].TestAccuracy > 0.5 && rs[2].TestAccuracy > rs[0].TestAccuracy) {
+		t.Errorf("test accuracy by round %.4f, %.4f, %.4f; want it above 0.5 and rising", rs[0].TestAccuracy, rs[1].TestAccuracy, rs[2].TestAccuracy)
+	}
+	for round := 1; round <= 3; round++ {
+		if us := ts.updates(run.ID, round); len(us) != 5 {
+			t.Errorf("round %d has %d stored updates; want 5", round, len(us))
+		}
+	}
+	var clients []map[string]any
+	ts.do("GET", "/api/runs/"+run.ID+"/clients", "", nil, &clients)
+	if len(clients) != 5 {
+		t.Errorf("GET clients lists %d clients; want 5", len(clients))
+	}
+	var got runResp
+	ts.do("GET", "/api/runs/"+run.ID, "", nil, &got)
+	if got.Status != "finished" {
+		t.Errorf("run status %q; want finished", got.Status)
+	}
+}
+
+// TestDroppedClientDoesNotStallRound: a selected client that disconnects
+// mid-round stops being waited for; the round closes as soon as the others
+// answered, long before its deadline.
+func TestDroppedClientDoesNotStallRound(t *testing.T) {
+	ts := newTestServer(t)
+	run := ts.createRun(map[string]any{"rounds": 2, "clients_per_round": 3, "start_clients": 3, "min_clients": 2,
+		"round_deadline": "10m"})
+	raw := ts.rawJoin(run, "")
+	stop := ts.runClients(run, 2, 1)
+	defer stop()
+	raw.roundModel()
+	raw.conn.Close() // drops in the middle of round 1
+	start := time.Now()
+	waitFor(t, 2*time.Minute, "the run to finish", func() bool {
+		rs := ts.rounds(run.ID)
+		return len(rs) == 2 && rs[1].Status == "aggregated"
+	})
+	rs := ts.rounds(run.ID)
+	if rs[0].NSelected != 3 || rs[0].NAccepted != 2 {
+		t.Errorf("round 1: %d selected, %d accepted; want 3 and 2", rs[0].NSelected, rs[0].NAccepted)
+	}
+	if d := time.Since(start); d > 5*time.Minute {
+		t.Errorf("rounds took %v; the dropped client stalled them", d)
+	}
+}
+
+// TestLateUpdateRefused: an update for a round that already closed gets a
+// "late" rejection with a reason, is recorded, and the run carries on.
+func TestLateUpdateRefused(t *testing.T) {
+	ts := newTestServer(t)
+	run := ts.createRun(map[string]any{"rounds": 2, "clients_per_round": 2, "start_clients": 2, "min_clients": 1,
+		"round_deadline": "3s"})
+	raw := ts.rawJoin(run, "")
+	stop := ts.runClients(run, 1, 1)
+	defer stop()
+	rs, w := raw.roundModel()
+	end := nextOf[*wire.RoundEnd](raw) // the deadline passes without our update
+	if end.Round != rs.Round {
+		t.Fatalf("round_end for round %d; want %d", end.Round, rs.Round)
+	}
+	raw.sendBinary(raw.updateFrame(rs, w, nil))
+	rej := nextOf[*wire.Rejected](raw)
+	if rej.Code != wire.CodeLate || !strings.Contains(rej.Reason, "late") {
+		t.Errorf("late update answered %+v; want code %q with a reason saying it is late", rej, wire.CodeLate)
+	}
+	waitFor(t, 2*time.Minute, "round 2 to be aggregated", func() bool {
+		rs := ts.rounds(run.ID)
+		return len(rs) >= 2 && rs[len(rs)-1].Status == "aggregated"
+	})
+	found := false
+	for _, u := range ts.updates(run.ID, rs.Round) {
+		found = found || (u.ClientID == raw.welcome.ClientID && !u.Accepted && u.Code == wire.CodeLate)
+	}
+	if !found {
+		t.Errorf("the late update is not recorded as rejected in round %d", rs.Round)
+	}
+}
+
+// TestReconnectKeepsIdentity: a client that comes back with its id keeps its
+// id and data slice and is not counted twice.
+func TestReconnectKeepsIdentity(t *testing.T) {
+	ts := newTestServer(t)
+	run := ts.createRun(map[string]any{"rounds": 1, "min_clients": 5})
+	first := ts.rawJoin(run, "")
+	first.conn.Close()
+	again := ts.rawJoin(run, first.welcome.ClientID)
+	if again.welcome.ClientID != first.welcome.ClientID || again.welcome.Slice.Index != first.welcome.Slice.Index {
+		t.Errorf("reconnect got id %s slice %d; want %s slice %d", again.welcome.ClientID, again.welcome.Slice.Index,
+			first.welcome.ClientID, first.welcome.Slice.Index)
+	}
+	// A second connection with the same id replaces the first.
+	third := ts.rawJoin(run, first.welcome.ClientID)
+	if bye := nextOf[*wire.Bye](again); !strings.Contains(bye.Reason, "replaced") {
+		t.Errorf("older connection told %q; want it replaced", bye.Reason)
+	}
+	_ = third
+	var clients []map[string]any
+	ts.do("GET", "/api/runs/"+run.ID+"/clients", "", nil, &clients)
+	if len(clients) != 1 {
+		t.Errorf("the run lists %d clients; want 1", len(clients))
+	}
+}
+
+// TestBadInputIsRejectedAndRunContinues sends one kind of bad input per
+// client while a round is open; each gets a readable reason, and the round
+// and the run complete afterwards.
+func TestBadInputIsRejectedAndRunContinues(t *testing.T) {
+	ts := newTestServer(t)
+	run := ts.createRun(map[string]any{"rounds": 2, "clients_per_round": 1, "min_clients": 1, "round_deadline": "5m"})
+	holder := ts.rawJoin(run, "") // the only client when round 1 starts, so it is selected
+	rs, w := holder.roundModel()
+	// A float32 payload (no zstd) with one NaN written into it by hand; the
+	// encoder itself refuses to produce one.
+	plain := make([]byte, 4*len(w))
+	for i, v := range w {
+		binary.LittleEndian.PutUint32(plain[4*i:], math.Float32bits(v))
+	}
+	binary.LittleEndian.PutUint32(plain[4*123:], math.Float32bits(float32(math.NaN())))
+	valid := holder.updateFrame(rs, w, nil)
+	header := func(kv ...any) map[string]any {
+		h := map[string]any{"kind": "update", "run": run.ID, "round": rs.Round, "model_version": rs.ModelVersion,
+			"codec": "float32+zstd", "params": len(w), "samples": 600}
+		for i := 0; i < len(kv); i += 2 {
+			h[kv[i].(string)] = kv[i+1]
+		}
+		return h
+	}
+	_, payload, _ := wire.ParseFrame(valid, wire.DefaultLimits())
+	cases := []struct {
+		name, code, reason string
+		frame              []byte
+	}{
+		{"garbage", wire.CodeBadFrame, "magic", []byte("this is not a frame at all")},
+		{"wrong version", wire.CodeBadFrame, "version", append([]byte{'Q', 'F', 'L', 9}, valid[4:]...)},
+		{"truncated", wire.CodeBadFrame, "", valid[:len(valid)/2]},
+		{"header length beyond the frame", wire.CodeTooLarge, "", append([]byte{'Q', 'F', 'L', 1, 0xff, 0xff, 0xff, 0x7f}, valid[8:]...)},
+		{"bad checksum", wire.CodeBadFrame, "checksum", rawFrame(header("payload_crc32", 1), payload)},
+		{"wrong run", wire.CodeBadFrame, "run", rawFrame(header("run", "run-other"), payload)},
+		{"future round", wire.CodeBadFrame, "not started", rawFrame(header("round", rs.Round+5), payload)},
+		{"wrong parameter count", wire.CodeShape, "parameters", rawFrame(header("params", 1000), payload)},
+		{"no samples", wire.CodeBadFrame, "sample", rawFrame(header("samples", 0), payload)},
+		{"too many samples", wire.CodeBadFrame, "sample", rawFrame(header("samples", 1_000_000), payload)},
+		{"unknown codec", wire.CodeBadFrame, "stage", rawFrame(header("codec", "float33+gzip"), payload)},
+		{"not finite", wire.CodeNotFinite, "finite", rawFrame(header("codec", "float32"), plain)},
+		{"payload of the wrong size", wire.CodeBadFrame, "truncated", rawFrame(header("codec", "float32"), plain[:len(plain)/3])},
+		{"corrupt zstd", wire.CodeBadFrame, "zstd", rawFrame(header(), payload[:len(payload)/3])},
+		{"model frame from a client", wire.CodeBadFrame, "update", rawFrame(header("kind", "model"), payload)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			bad := ts.rawJoin(run, "")
+			nextOf[*wire.Wait](bad)
+			bad.sendBinary(c.frame)
+			rej := nextOf[*wire.Rejected](bad)
+			if rej.Reason == "" || (c.reason != "" && !strings.Contains(strings.ToLower(rej.Reason), c.reason)) {
+				t.Errorf("rejected with %q; want a reason mentioning %q", rej.Reason, c.reason)
+			}
+			if rej.Code != c.code {
+				t.Errorf("code %q (reason %q); want %q", rej.Code, rej.Reason, c.code)
+			}
+			bad.conn.Close()
+		})
+	}
+	// Garbage control messages: a readable bye, then the connection closes.
+	bad := ts.rawJoin(run, "")
+	bad.conn.Send(t.Context(), linkText(`{"type":"progress","round":"one"}`))
+	if bye := nextOf[*wire.Bye](bad); !strings.Contains(bye.Reason, "bad message") {
+		t.Errorf("garbage message answered with bye %q; want a reason", bye.Reason)
+	}
+	// The run carries on: the holder's valid update is accepted and closes
+	// the round; round 2 follows (with the holder, the only client left).
+	waitFor(t, 10*time.Second, "the bad clients to be gone", func() bool {
+		var r struct{ Live struct{ Connected int } }
+		ts.do("GET", "/api/runs/"+run.ID, "", nil, &r)
+		return r.Live.Connected == 1
+	})
+	holder.sendBinary(valid)
+	if acc := nextOf[*wire.Accepted](holder); acc.Round != rs.Round {
+		t.Errorf("valid update accepted for round %d; want %d", acc.Round, rs.Round)
+	}
+	rs2, w2 := holder.roundModel()
+	holder.sendBinary(holder.updateFrame(rs2, w2, nil))
+	nextOf[*wire.Accepted](holder)
+	waitFor(t, time.Minute, "the run to finish", func() bool {
+		var r runResp
+		ts.do("GET", "/api/runs/"+run.ID, "", nil, &r)
+		return r.Status == "finished"
+	})
+	rejected := 0
+	for _, u := range ts.updates(run.ID, rs.Round) {
+		if !u.Accepted {
+			rejected++
+		}
+	}
+	if rejected != len(cases) {
+		t.Errorf("round %d records %d rejected updates; want %d", rs.Round, rejected, len(cases))
+	}
+}
+
+// TestRESTErrors: bad requests get 4xx with a JSON error.
+func TestRESTErrors(t *testing.T) {
+	ts := newTestServer(t)
+	run := ts.createRun(map[string]any{"rounds": 1})
+	cases := []struct {
+		method, path, token string
+		body                any
+		want                int
+		msg                 string
+	}{
+		{"POST", "/api/runs", "", map[string]any{}, http.StatusUnauthorized, "admin token"},
+		{"POST", "/api/runs", "wrong", map[string]any{}, http.StatusUnauthorized, "admin token"},
+		{"POST", "/api/runs", adminToken, map[string]any{"model": "resnet"}, http.StatusBadRequest, "unknown model"},
+		{"POST", "/api/runs", adminToken, map[string]any{"rounds": -1}, http.StatusBadRequest, "rounds"},
+		{"POST", "/api/runs", adminToken, map[string]any{"partition": "dirichlet:-1"}, http.StatusBadRequest, "partition"},
+		{"POST", "/api/runs", adminToken, map[string]any{"codec": "float33"}, http.StatusBadRequest, "codec"},
+		{"POST", "/api/runs", adminToken, map[string]any{"learning_rate": 0.1}, http.StatusBadRequest, "unknown field"},
+		{"GET", "/api/runs/run-nope", "", nil, http.StatusNotFound, "not found"},
+		{"GET", "/api/runs/" + run.ID + "/model?version=x", "", nil, http.StatusBadRequest, "version"},
+		{"GET", "/api/runs/" + run.ID + "/model?version=99", "", nil, http.StatusNotFound, "not found"},
+		{"GET", "/api/runs/" + run.ID + "/updates?round=0", "", nil, http.StatusBadRequest, "round"},
+		{"GET", "/api/runs/" + run.ID + "/slice?client=c-x&token=bad", "", nil, http.StatusForbidden, "token"},
+		{"POST", "/api/runs/" + run.ID + "/stop", "", nil, http.StatusUnauthorized, "admin token"},
+		{"GET", "/api/nothing", "", nil, http.StatusNotFound, "no API endpoint"},
+	}
+	for _, c := range cases {
+		var e struct{ Error string }
+		if got := ts.do(c.method, c.path, c.token, c.body, &e); got != c.want || !strings.Contains(e.Error, c.msg) {
+			t.Errorf("%s %s = %d %q; want %d mentioning %q", c.method, c.path, got, e.Error, c.want, c.msg)
+		}
+	}
+	var r runResp
+	if code := ts.do("POST", "/api/runs/"+run.ID+"/stop", adminToken, nil, &r); code != http.StatusOK || r.Status != "stopped" {
+		t.Errorf("stop = %d, status %q; want 200 stopped", code, r.Status)
+	}
+	if code := ts.do("POST", "/api/runs/"+run.ID+"/stop", adminToken, nil, nil); code != http.StatusNotFound && code != http.StatusConflict {
+		t.Errorf("stopping a stopped run = %d; want 404 or 409", code)
+	}
+	_ = bytes.MinRead
+}
