@@ -223,4 +223,3 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
-
