@@ -15,6 +15,13 @@ import (
 	"github.com/qflare/qflare/shared/wire"
 )
 
+// Model versions kept in the store: the newest keepModels, every
+// keepEveryModel-th and always the initial one (version 0 is a multiple).
+const (
+	keepModels     = 5
+	keepEveryModel = 10
+)
+
 // openRound is the round in progress.
 type openRound struct {
 	n        int
@@ -331,6 +338,9 @@ func (r *Run) aggregate(ctx context.Context, o *openRound, why string) error {
 	}
 	r.setGlobal(version, next)
 	r.lastAcc = acc
+	if _, err := r.c.deps.Store.PruneModels(ctx, r.id, keepModels, keepEveryModel); err != nil {
+		r.c.deps.Log.Warn("pruning old model versions", "run", r.id, "err", err)
+	}
 	r.c.deps.Log.Info("round aggregated", "run", r.id, "round", o.n, "version", version, "accepted", o.accepted,
 		"test_accuracy", acc, "test_loss", loss, "why", why, "seconds", rr.finished.Sub(o.started).Seconds())
 	r.broadcast(&wire.RoundEnd{Round: o.n, TestAccuracy: acc, TestLoss: loss, Received: o.received,

@@ -8,7 +8,7 @@ import (
 
 // migrations holds the schema, one step per version: migrations[i] takes a
 // database from user_version i to i+1. Steps are append-only: never edit one
-// that has shipped, add a new step instead. Keep SCHEMA.md in sync.
+// that has shipped, add a new step instead. Keep README.md's "Database schema" section in sync.
 //
 // The BLOB columns come last in their tables so that reading the metadata
 // columns of a row never touches the blob's overflow pages.
