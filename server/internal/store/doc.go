@@ -1,7 +1,8 @@
 // Package store keeps the QFLARE server's state in an SQLite database: runs,
 // the clients that joined them, rounds, the updates clients sent, and the
-// versioned global models. the "Database schema" section of README.md documents every table
-// and column for people who open the file with the sqlite3 shell.
+// versioned global models. The "Database schema" section of README.md
+// documents every table and column for people who open the file with the
+// sqlite3 shell.
 //
 // # Durability
 //
