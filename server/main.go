@@ -28,6 +28,7 @@ func commands() []command {
 	return []command{
 		{"serve", "start the server", runServe},
 		{"sim", "simulate a federation with in-process clients", runSim},
+		{"study", "run a grid of simulations and print a table (codecs, robust, dp)", runStudy},
 		{"train", "centralized training baseline", runTrain},
 	}
 }

@@ -277,6 +277,7 @@ type updateJSON struct {
 	Code        string    `json:"code,omitempty"`
 	Samples     int       `json:"samples"`
 	Bytes       int       `json:"bytes"`
+	BytesDown   int       `json:"bytes_down"`
 	Codec       string    `json:"codec"`
 	BaseVersion int       `json:"base_version"`
 	Loss        float64   `json:"loss"`
@@ -312,7 +313,7 @@ func (s *Server) listUpdates(w http.ResponseWriter, r *http.Request) {
 	out := make([]updateJSON, 0, len(ups))
 	for _, u := range ups {
 		out = append(out, updateJSON{ID: u.ID, Round: u.Round, ClientID: u.ClientID, ReceivedAt: u.ReceivedAt,
-			Accepted: u.Accepted, Reason: u.Reason, Code: u.Code, Samples: u.Samples, Bytes: u.Bytes, Codec: u.Codec,
+			Accepted: u.Accepted, Reason: u.Reason, Code: u.Code, Samples: u.Samples, Bytes: u.Bytes, BytesDown: u.BytesDown, Codec: u.Codec,
 			BaseVersion: u.BaseVersion, Loss: u.Loss, Accuracy: u.Accuracy, TrainMS: u.TrainMS, SamplesPerS: u.SamplesPerS,
 			Score: u.Score, Cosine: u.Cosine, NormRatio: u.NormRatio, Excluded: u.Excluded})
 	}

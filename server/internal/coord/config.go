@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/qflare/qflare/shared/data"
+	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/nn"
 	"github.com/qflare/qflare/shared/wire"
 )
@@ -69,9 +70,19 @@ type Config struct {
 	RoundDeadline Duration `json:"round_deadline"`
 	Codec         string   `json:"codec"`      // upload pipeline, default float32+zstd
 	DownCodec     string   `json:"down_codec"` // model pipeline, default float32+zstd
-	Strategy      string   `json:"strategy"`   // default fedavg
-	Mu            float64  `json:"mu"`         // FedProx proximal coefficient
-	Seed          uint64   `json:"seed"`
+	Strategy      string   `json:"strategy"`   // default fedavg; e.g. trimmed-mean:0.2, multi-krum:2, fedadam,eta=0.01
+	// Detect scores every update (cosine similarity to the round's
+	// coordinate-wise median, norm ratio) and excludes outliers, recording
+	// why. It buffers the round's updates.
+	Detect bool `json:"detect"`
+	// DetectThreshold is the anomaly score above which an update is
+	// excluded (0 = the default, 3.5).
+	DetectThreshold float64 `json:"detect_threshold"`
+	// DP turns on user-level DP-FedAvg: clipping and Gaussian noise, with
+	// epsilon reported after every round.
+	DP   *DPSettings `json:"dp,omitempty"`
+	Mu   float64     `json:"mu"` // FedProx proximal coefficient
+	Seed uint64      `json:"seed"`
 	// EvalLimit evaluates each round on the first EvalLimit test images
 	// (0 = all).
 	EvalLimit int `json:"eval_limit"`
@@ -86,6 +97,42 @@ type Config struct {
 	// NoDeadline makes RoundDeadline 0 mean "no deadline" rather than the
 	// default; set by simulations.
 	NoDeadline bool `json:"no_deadline,omitempty"`
+}
+
+// DPSettings configure user-level differential privacy (DP-FedAvg).
+type DPSettings struct {
+	NoiseMultiplier float64 `json:"noise_multiplier"` // z: noise std is z·clip/(clients per round)
+	ClipNorm        float64 `json:"clip_norm"`        // L2 bound on each update (initial bound when adaptive)
+	Delta           float64 `json:"delta"`            // epsilon is reported at this delta (default 1e-5)
+	TargetQuantile  float64 `json:"target_quantile"`  // adaptive clipping toward this quantile of norms (0 = fixed clip)
+}
+
+// ExpectedPerRound is the number of clients a round is expected to select
+// when every client is connected: the DP accountant's q·N.
+func (c *Config) ExpectedPerRound() int {
+	if c.ClientsPerRound > 0 {
+		return c.ClientsPerRound
+	}
+	return min(c.Clients, max(int(math.Ceil(c.Fraction*float64(c.Clients))), c.MinClients))
+}
+
+// NewStrategy builds the configuration's aggregation strategy, with
+// detection and DP when asked for.
+func (c *Config) NewStrategy() (fl.Strategy, error) {
+	name, opts, err := fl.ParseSpec(c.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	if c.Detect {
+		opts.Detect, opts.DetectThreshold = true, c.DetectThreshold
+	}
+	if d := c.DP; d != nil {
+		opts.DP = &fl.DPConfig{ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Delta: d.Delta,
+			TargetQuantile: d.TargetQuantile, ClientsPerRound: c.ExpectedPerRound(), TotalClients: c.Clients}
+		// Seed 0: the noise comes from a secret random seed; a seed derived
+		// from the run's would make it predictable.
+	}
+	return fl.New(name, opts)
 }
 
 // Limits on configurations, so that a request cannot ask for absurd work.
@@ -198,6 +245,9 @@ func (c *Config) validate() error {
 		if _, err := wire.ParsePipeline(p.v); err != nil {
 			bad("%s: %v", p.name, err)
 		}
+	}
+	if _, err := c.NewStrategy(); err != nil {
+		bad("strategy: %v", err)
 	}
 	if c.EvalLimit < 0 {
 		bad("eval_limit %d is negative", c.EvalLimit)

@@ -109,6 +109,10 @@ func (r *Run) join(ctx context.Context, p *peer, h *wire.Hello) joinReply {
 		cl.peer.closeWith(&wire.Bye{Reason: "replaced by a newer connection of the same client"})
 	}
 	cl.peer, cl.device, cl.lastSeen, cl.kind = p, h.Device, now, p.kind(h)
+	cl.version = 0
+	if _, ok := r.recent[h.ResumeVersion]; ok && h.ResumeVersion > 0 {
+		cl.version = h.ResumeVersion // it can get a delta from there
+	}
 	p.clientID = cl.id
 	dev, _ := jsonRaw(h.Device)
 	labels := r.train.Subset(r.parts[cl.slice]).LabelCounts()

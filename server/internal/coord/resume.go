@@ -80,6 +80,8 @@ func (r *Run) resumeOpenRound(ctx context.Context) error {
 	o := &openRound{n: sr.Round, version: r.version, started: sr.StartedAt, selected: map[string]bool{},
 		pending: map[string]bool{}, answered: map[string]bool{}, received: sr.NReceived,
 		bytesUp: sr.BytesUp, bytesDn: sr.BytesDown}
+	// Resumed runs keep only the latest version in memory: clients get the
+	// whole model once, then deltas again.
 	grace := time.Duration(r.cfg.RoundDeadline)
 	if grace == 0 {
 		grace = resumeGrace

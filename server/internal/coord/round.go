@@ -37,7 +37,9 @@ type openRound struct {
 	received int
 	bytesUp  int64
 	bytesDn  int64
-	frame    []byte // the encoded global model sent to every selected client
+	frame    []byte           // the encoded global model, for clients without a usable base
+	deltas   map[int64][]byte // model_delta frames by base version, encoded on first use
+	sent     map[string]int   // bytes of model sent to each client this round
 }
 
 func (r *Run) fitBase() fl.FitConfig {
@@ -101,15 +103,12 @@ func (r *Run) startRound(ctx context.Context, n int, chosen []string) error {
 // pending clients that have not reconnected yet.
 func (r *Run) openWith(ctx context.Context, o *openRound, resumed bool) error {
 	r.open, r.roundNo = o, o.n
-	enc := wire.NewEncoder(r.downPipe, r.shapes, r.cfg.Seed^uint64(o.n))
-	payload, err := enc.Encode(nil, r.global, nil)
-	if err != nil {
+	o.deltas, o.sent = map[int64][]byte{}, map[string]int{}
+	full := r.downPipe
+	full.Delta = false
+	var err error
+	if o.frame, err = r.modelFrame(o, full, wire.KindModel, o.version, nil); err != nil {
 		return fmt.Errorf("encoding the global model: %w", err)
-	}
-	o.frame, err = wire.AppendFrame(nil, &wire.FrameHeader{Kind: wire.KindModel, Run: r.id, Round: o.n,
-		ModelVersion: o.version, Codec: r.downPipe.String(), Params: r.numParams, Model: r.modelName}, payload)
-	if err != nil {
-		return err
 	}
 	r.cur.Store(&roundRef{round: o.n, version: o.version, global: r.global})
 	r.c.deps.Log.Info("round started", "run", r.id, "round", o.n, "selected", len(o.selected), "model_bytes", len(o.frame))
@@ -132,6 +131,38 @@ func (r *Run) openWith(ctx context.Context, o *openRound, resumed bool) error {
 	return nil
 }
 
+// modelFrame encodes the open round's model with pipeline p: the whole
+// model (base nil), or a delta from base (the version the client holds).
+func (r *Run) modelFrame(o *openRound, p wire.Pipeline, kind string, version int64, base []float32) ([]byte, error) {
+	payload, err := wire.NewEncoder(p, r.shapes, r.cfg.Seed^uint64(o.n)).Encode(nil, r.global, base)
+	if err != nil {
+		return nil, err
+	}
+	return wire.AppendFrame(nil, &wire.FrameHeader{Kind: kind, Run: r.id, Round: o.n, ModelVersion: version,
+		Codec: p.String(), Params: r.numParams, Model: r.modelName}, payload)
+}
+
+// frameFor picks the model frame for cl: with a delta down codec, the change
+// from the version cl holds when that is smaller than the whole model.
+func (r *Run) frameFor(o *openRound, cl *client) []byte {
+	base, ok := r.recent[cl.version]
+	if !r.downPipe.Delta || !ok || cl.version == 0 {
+		return o.frame
+	}
+	df, ok := o.deltas[cl.version]
+	if !ok {
+		var err error
+		if df, err = r.modelFrame(o, r.downPipe, wire.KindModelDelta, cl.version, base); err != nil {
+			r.c.deps.Log.Error("encoding a model delta", "run", r.id, "base", cl.version, "err", err)
+		}
+		o.deltas[cl.version] = df
+	}
+	if df != nil && len(df) < len(o.frame) {
+		return df
+	}
+	return o.frame
+}
+
 // sendRound sends the open round's start message and model to cl.
 func (r *Run) sendRound(ctx context.Context, cl *client) {
 	o := r.open
@@ -141,12 +172,15 @@ func (r *Run) sendRound(ctx context.Context, cl *client) {
 	if !o.deadline.IsZero() {
 		rs.DeadlineUnixMS = o.deadline.UnixMilli()
 	}
+	frame := r.frameFor(o, cl)
 	cl.peer.sendMsg(rs)
-	cl.peer.send(link.Message{Binary: true, Data: o.frame})
-	o.bytesDn += int64(len(o.frame))
-	cl.bytesDown += int64(len(o.frame))
-	r.c.deps.Store.TouchClient(ctx, r.id, cl.id, r.c.deps.Now(), int64(len(o.frame)))
-	r.c.deps.Store.AddRoundBytes(ctx, r.id, o.n, int64(len(o.frame)))
+	cl.peer.send(link.Message{Binary: true, Data: frame})
+	cl.version = o.version // what it holds once it decodes the frame
+	o.sent[cl.id] += len(frame)
+	o.bytesDn += int64(len(frame))
+	cl.bytesDown += int64(len(frame))
+	r.c.deps.Store.TouchClient(ctx, r.id, cl.id, r.c.deps.Now(), int64(len(frame)))
+	r.c.deps.Store.AddRoundBytes(ctx, r.id, o.n, int64(len(frame)))
 }
 
 // clientSeed derives a client's per-round seed (shuffling, dropout,
@@ -169,6 +203,7 @@ func (r *Run) takeUpdate(ctx context.Context, ev evUpdate) {
 	}
 	u := ev.u
 	rec := &store.Update{RunID: r.id, Round: u.h.Round, ClientID: cl.id, ReceivedAt: r.c.deps.Now(), Bytes: u.size,
+		BytesDown: r.sentTo(cl.id),
 		Codec: u.h.Codec, BaseVersion: int(u.h.ModelVersion), Samples: u.h.Samples, Loss: u.h.Loss, Accuracy: u.h.Accuracy,
 		TrainMS: u.h.TrainMS, SamplesPerS: u.h.SamplesPerS}
 	if rej != nil {
@@ -214,6 +249,14 @@ func (r *Run) takeUpdate(ctx context.Context, ev evUpdate) {
 	if len(o.pending) == 0 {
 		r.closeRound(ctx, "every selected client answered or left")
 	}
+}
+
+// sentTo returns the model bytes sent to a client in the open round.
+func (r *Run) sentTo(id string) int {
+	if r.open == nil {
+		return 0
+	}
+	return r.open.sent[id]
 }
 
 // checkUpdate applies the loop-side checks: is the update for the open

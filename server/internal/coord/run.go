@@ -63,6 +63,7 @@ type Run struct {
 	global  []float32 // never modified in place
 	roundNo int       // last round opened
 	clients map[string]*client
+	recent  map[int64][]float32 // recent global versions, the bases of downlink deltas
 	bySlice []string // slice index → client id ("" = free)
 	open    *openRound
 	lastAcc float64
@@ -85,6 +86,7 @@ type client struct {
 	firstSeen time.Time
 	lastSeen  time.Time
 	speed     float64 // last samples/s
+	version   int64   // global version the client holds (0 = none or unknown)
 	progress  *wire.Progress
 	updates   int
 	accepted  int
@@ -115,7 +117,7 @@ func (c *Coordinator) newRun(ctx context.Context, cfg Config, id, token string) 
 	if err != nil {
 		return nil, err
 	}
-	strategy, err := fl.Parse(cfg.Strategy)
+	strategy, err := cfg.NewStrategy()
 	if err != nil {
 		return nil, fmt.Errorf("coord: strategy: %w", err)
 	}
@@ -242,8 +244,17 @@ func (r *Run) Global() (int64, []float32) {
 // use Global for the current ones).
 func (r *Run) Model() *nn.Model { return r.evalModel }
 
+// recentVersions is how many global versions are kept in memory as bases of
+// downlink deltas; a client holding an older one gets the full model.
+const recentVersions = 8
+
 // setGlobal makes w (never modified afterwards) version v of the model.
 func (r *Run) setGlobal(v int64, w []float32) {
 	r.version, r.global = v, w
 	r.latest.Store(&roundRef{version: v, global: w})
+	if r.recent == nil {
+		r.recent = map[int64][]float32{}
+	}
+	r.recent[v] = w
+	delete(r.recent, v-recentVersions)
 }

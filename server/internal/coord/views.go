@@ -70,6 +70,7 @@ type UpdateView struct {
 	Reason      string  `json:"reason,omitempty"`
 	Code        string  `json:"code,omitempty"`
 	Bytes       int     `json:"bytes"`
+	BytesDown   int     `json:"bytes_down"`
 	Samples     int     `json:"samples"`
 	Loss        float64 `json:"loss"`
 	Accuracy    float64 `json:"accuracy"`
@@ -145,5 +146,5 @@ func (r *Run) roundView(o *openRound, rr *roundResult) *RoundView {
 
 func updateView(u *store.Update, accepted bool) UpdateView {
 	return UpdateView{Round: u.Round, Client: u.ClientID, Accepted: accepted, Reason: u.Reason, Code: u.Code,
-		Bytes: u.Bytes, Samples: u.Samples, Loss: u.Loss, Accuracy: u.Accuracy, TrainMS: u.TrainMS, SamplesPerS: u.SamplesPerS}
+		Bytes: u.Bytes, BytesDown: u.BytesDown, Samples: u.Samples, Loss: u.Loss, Accuracy: u.Accuracy, TrainMS: u.TrainMS, SamplesPerS: u.SamplesPerS}
 }

@@ -83,6 +83,7 @@ CREATE TABLE updates (
 	code          TEXT,
 	samples       INTEGER NOT NULL DEFAULT 0,
 	bytes         INTEGER NOT NULL DEFAULT 0,
+	bytes_down    INTEGER NOT NULL DEFAULT 0,
 	codec         TEXT NOT NULL DEFAULT '',
 	base_version  INTEGER NOT NULL DEFAULT 0,
 	loss          REAL,

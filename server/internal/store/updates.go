@@ -19,6 +19,7 @@ type Update struct {
 	Code        string // machine-readable form of Reason
 	Samples     int    // training examples behind the update
 	Bytes       int    // encoded bytes received
+	BytesDown   int    // bytes of the model sent to the client for this round
 	Codec       string
 	BaseVersion int // the model version the client trained from
 	Loss        float64
@@ -47,8 +48,8 @@ func (s *Store) AddUpdate(ctx context.Context, u *Update) (int64, error) {
 	if u.RunID == "" || u.ClientID == "" {
 		return 0, fmt.Errorf("store: add update: empty run or client ID")
 	}
-	if u.Bytes < 0 || u.Samples < 0 {
-		return 0, fmt.Errorf("store: add update from %q: negative bytes %d or samples %d", u.ClientID, u.Bytes, u.Samples)
+	if u.Bytes < 0 || u.BytesDown < 0 || u.Samples < 0 {
+		return 0, fmt.Errorf("store: add update from %q: negative bytes %d, %d or samples %d", u.ClientID, u.Bytes, u.BytesDown, u.Samples)
 	}
 	received := s.msOrNow(u.ReceivedAt)
 	accepted := boolInt(u.Accepted)
@@ -60,12 +61,12 @@ func (s *Store) AddUpdate(ctx context.Context, u *Update) (int64, error) {
 			}
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO updates
-			(run_id, round, client_id, received_at, accepted, reason, code, samples, bytes, codec,
+			(run_id, round, client_id, received_at, accepted, reason, code, samples, bytes, bytes_down, codec,
 			 base_version, loss, accuracy, train_ms, samples_per_s, score, cosine, norm_ratio,
 			 excluded, blob)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			u.RunID, u.Round, u.ClientID, received, accepted, textOrNull(u.Reason),
-			textOrNull(u.Code), u.Samples, u.Bytes, u.Codec, u.BaseVersion, u.Loss, u.Accuracy,
+			textOrNull(u.Code), u.Samples, u.Bytes, u.BytesDown, u.Codec, u.BaseVersion, u.Loss, u.Accuracy,
 			u.TrainMS, u.SamplesPerS, u.Score, u.Cosine, u.NormRatio, boolInt(u.Excluded),
 			blobOrNull(u.Blob))
 		if err != nil {
@@ -94,7 +95,7 @@ func (s *Store) AddUpdate(ctx context.Context, u *Update) (int64, error) {
 }
 
 const updateColumns = `id, run_id, round, client_id, received_at, accepted, reason, code,
-	samples, bytes, codec, base_version, loss, accuracy, train_ms, samples_per_s, score,
+	samples, bytes, bytes_down, codec, base_version, loss, accuracy, train_ms, samples_per_s, score,
 	cosine, norm_ratio, excluded`
 
 // scanUpdate reads one row of updateColumns, followed by blob when withBlob.
@@ -104,7 +105,7 @@ func scanUpdate(row interface{ Scan(...any) error }, withBlob bool) (*Update, er
 	var reason, code sql.NullString
 	var loss, acc, speed, score, cosine, ratio sql.NullFloat64
 	dest := []any{&u.ID, &u.RunID, &u.Round, &u.ClientID, &received, &u.Accepted, &reason, &code,
-		&u.Samples, &u.Bytes, &u.Codec, &u.BaseVersion, &loss, &acc, &u.TrainMS, &speed, &score,
+		&u.Samples, &u.Bytes, &u.BytesDown, &u.Codec, &u.BaseVersion, &loss, &acc, &u.TrainMS, &speed, &score,
 		&cosine, &ratio, &u.Excluded}
 	if withBlob {
 		dest = append(dest, &u.Blob)

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+
+	"flag"
+	"fmt"
+	"github.com/qflare/qflare/server/internal/coord"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// runStudy runs a grid of simulations and prints a Markdown table: the
+// command behind each table in README.md.
+//
+//	server study codecs   update bytes and accuracy per codec pipeline
+//	server study robust   final accuracy per attack and strategy, and detection rates
+//	server study dp       epsilon and accuracy per DP noise multiplier
+func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return fmt.Errorf("study: say which: codecs, robust or dp")
+	}
+	which, args := args[0], args[1:]
+	fs := flag.NewFlagSet("study "+which, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f simFlags
+	f.register(fs)
+	list := fs.String("grid", "", "comma-separated values to compare (default depends on the study)")
+	strategies := fs.String("strategies", "fedavg,trimmed-mean,median,multi-krum", "robust: strategies to compare")
+	switch which {
+	case "codecs", "dp":
+		fs.Lookup("rounds").DefValue, f.cfg.Rounds = "100", 100
+	case "robust":
+		fs.Lookup("rounds").DefValue, f.cfg.Rounds = "60", 60
+		f.attackers = 0.2
+	default:
+		return fmt.Errorf("study: unknown study %q (codecs, robust or dp)", which)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	progress := func(label string) func(simRound) {
+		return func(l simRound) {
+			if l.Round%10 == 0 {
+				fmt.Fprintf(stderr, "  %s: round %d, test accuracy %.4f\n", label, l.Round, l.TestAccuracy)
+			}
+		}
+	}
+	switch which {
+	case "codecs":
+		return studyCodecs(ctx, &f, split(*list, "float32+zstd,float16,float16+shuffle+zstd,int8+zstd,delta+topk:0.01+int8+zstd"), stdout, stderr, progress)
+	case "robust":
+		return studyRobust(ctx, &f, split(*list, "sign-flip,gaussian,scale:10"), split(*strategies, ""), stdout, stderr, progress)
+	default:
+		return studyDP(ctx, &f, split(*list, "0,0.01,0.1,1"), stdout, stderr, progress)
+	}
+}
+
+func split(s, def string) []string {
+	if s == "" {
+		s = def
+	}
+	return strings.Split(s, ",")
+}
+
+func studyCodecs(ctx context.Context, f *simFlags, codecs []string, stdout, stderr io.Writer, progress func(string) func(simRound)) error {
+	type row struct {
+		codec       string
+		perRound    float64
+		vsRaw       float64 // raw float32 bytes of the accepted updates over the bytes sent
+		acc         float64
+		roundsToTgt *int
+	}
+	m, err := coord.NewModel(coord.Config{Model: f.cfg.Model, Dataset: f.cfg.Dataset})
+	if err != nil {
+		return err
+	}
+	raw := 4 * float64(m.NumParams()) // a raw float32 update
+	var rows []row
+	for _, codec := range codecs {
+		g := *f
+		g.cfg.Codec = codec
+		res, err := simulate(ctx, &g, stderr, progress(codec))
+		if err != nil {
+			return fmt.Errorf("codec %s: %w", codec, err)
+		}
+		updates := 0
+		for _, l := range res.Lines {
+			updates += l.Accepted
+		}
+		rows = append(rows, row{codec, float64(res.BytesUp) / float64(max(1, res.Rounds)), raw * float64(updates) / float64(res.BytesUp),
+			res.FinalAccuracy, res.RoundsToTarget})
+	}
+	fmt.Fprintf(stdout, "| codec | upload bytes per round | fewer bytes than raw float32 | accuracy after %d rounds | vs `%s` | rounds to %g |\n",
+		f.cfg.Rounds, rows[0].codec, f.target)
+	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Fprintf(stdout, "| `%s` | %.0f | %.2fx | %.4f | %+.2f points | %s |\n", r.codec, r.perRound,
+			r.vsRaw, r.acc, 100*(r.acc-rows[0].acc), roundsText(r.roundsToTgt))
+	}
+	return nil
+}
+
+func studyRobust(ctx context.Context, f *simFlags, attacks, strategies []string, stdout, stderr io.Writer, progress func(string) func(simRound)) error {
+	acc := map[[2]string]float64{}
+	type detection struct {
+		flaggedAttacker, attacker, flaggedHonest, honest int
+		acc                                              float64
+	}
+	det := map[string]detection{}
+	for _, attack := range attacks {
+		for _, strategy := range append(strategies, "fedavg+detect") {
+			g := *f
+			g.attack, g.cfg.Strategy = attack, strategy
+			if strategy == "fedavg+detect" {
+				g.cfg.Strategy, g.cfg.Detect = "fedavg", true
+			}
+			label := attack + " / " + strategy
+			res, err := simulate(ctx, &g, stderr, progress(label))
+			if err != nil {
+				return fmt.Errorf("%s: %w", label, err)
+			}
+			acc[[2]string{strategy, attack}] = res.FinalAccuracy
+			if !g.cfg.Detect {
+				continue
+			}
+			var d detection
+			d.acc = res.FinalAccuracy
+			for _, u := range res.Updates {
+				if !u.Accepted {
+					continue
+				}
+				if res.AttackerIDs[u.ClientID] {
+					d.attacker++
+					if u.Excluded {
+						d.flaggedAttacker++
+					}
+				} else {
+					d.honest++
+					if u.Excluded {
+						d.flaggedHonest++
+					}
+				}
+			}
+			det[attack] = d
+		}
+	}
+	fmt.Fprintf(stdout, "Final test accuracy after %d rounds, %g of the %d clients attacking:\n\n| strategy |", f.cfg.Rounds, f.attackers, f.cfg.Clients)
+	for _, a := range attacks {
+		fmt.Fprintf(stdout, " %s |", a)
+	}
+	fmt.Fprint(stdout, "\n|---|")
+	for range attacks {
+		fmt.Fprint(stdout, "---:|")
+	}
+	fmt.Fprintln(stdout)
+	for _, s := range append(strategies, "fedavg+detect") {
+		fmt.Fprintf(stdout, "| `%s` |", s)
+		for _, a := range attacks {
+			fmt.Fprintf(stdout, " %.4f |", acc[[2]string{s, a}])
+		}
+		fmt.Fprintln(stdout)
+	}
+	fmt.Fprint(stdout, "\nDetection (fedavg with detect): updates excluded as anomalies\n\n| attack | attacker updates flagged | honest updates flagged |\n|---|---:|---:|\n")
+	for _, a := range attacks {
+		d := det[a]
+		fmt.Fprintf(stdout, "| %s | %d/%d (%.1f%%) | %d/%d (%.1f%%) |\n", a, d.flaggedAttacker, d.attacker,
+			pct(d.flaggedAttacker, d.attacker), d.flaggedHonest, d.honest, pct(d.flaggedHonest, d.honest))
+	}
+	return nil
+}
+
+func studyDP(ctx context.Context, f *simFlags, noises []string, stdout, stderr io.Writer, progress func(string) func(simRound)) error {
+	if f.dp.ClipNorm == 0 {
+		f.dp.ClipNorm = 1
+	}
+	fmt.Fprintf(stdout, "| noise multiplier z | clip norm | epsilon at delta=%g after %d rounds | final accuracy |\n|---:|---:|---:|---:|\n",
+		f.dp.Delta, f.cfg.Rounds)
+	for _, z := range noises {
+		v, err := strconv.ParseFloat(z, 64)
+		if err != nil || v < 0 {
+			return fmt.Errorf("dp: bad noise multiplier %q", z)
+		}
+		g := *f
+		g.dp.NoiseMultiplier = v
+		res, err := simulate(ctx, &g, stderr, progress("z="+z))
+		if err != nil {
+			return fmt.Errorf("z=%s: %w", z, err)
+		}
+		eps := "∞ (no noise)"
+		if res.Epsilon != nil && !math.IsInf(*res.Epsilon, 0) {
+			eps = fmt.Sprintf("%.4g", *res.Epsilon)
+		}
+		clip := fmt.Sprintf("%g", g.dp.ClipNorm)
+		if g.dp.TargetQuantile > 0 {
+			clip += fmt.Sprintf(" (adaptive, quantile %g)", g.dp.TargetQuantile)
+		}
+		fmt.Fprintf(stdout, "| %s | %s | %s | %.4f |\n", z, clip, eps, res.FinalAccuracy)
+	}
+	return nil
+}
+
+func roundsText(r *int) string {
+	if r == nil {
+		return "not reached"
+	}
+	return strconv.Itoa(*r)
+}
+
+func pct(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}
