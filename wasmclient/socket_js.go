@@ -96,7 +96,7 @@ func (c *wsConn) handle(name string, f func(ev js.Value)) {
 func (c *wsConn) receive(d js.Value) {
 	var m link.Message
 	if d.Type() == js.TypeString {
-		if n := d.Length(); n > maxIncomingText {
+		if n := jsObject.New(d).Get("length").Int(); n > maxIncomingText { // String wrapper: no copy
 			c.fail(fmt.Errorf("wasmclient: control message of %d characters exceeds the limit of %d", n, maxIncomingText))
 			return
 		}

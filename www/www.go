@@ -32,12 +32,15 @@ func init() {
 	mime.AddExtensionType(".mjs", "text/javascript; charset=utf-8")
 }
 
-// Handler serves the pages: the join page at / and /join/{run}, the
-// dashboard at /dashboard, and the files under /static/. A file with a
+// Handler serves the embedded pages: the join page at / and /join/{run},
+// the dashboard at /dashboard, and the files under /static/. A file with a
 // precompressed ".gz" sibling is sent compressed to clients that accept
 // gzip.
-func Handler() http.Handler {
-	root := Static()
+func Handler() http.Handler { return HandlerFS(Static()) }
+
+// HandlerFS is Handler over another static folder (tests serve the files on
+// disk, with a freshly built client.wasm).
+func HandlerFS(root fs.FS) http.Handler {
 	files := http.FileServerFS(root)
 	mux := http.NewServeMux()
 	page := func(name string) http.HandlerFunc {

@@ -204,7 +204,7 @@ func (r *Run) takeUpdate(ctx context.Context, ev evUpdate) {
 	u := ev.u
 	rec := &store.Update{RunID: r.id, Round: u.h.Round, ClientID: cl.id, ReceivedAt: r.c.deps.Now(), Bytes: u.size,
 		BytesDown: r.sentTo(cl.id),
-		Codec: u.h.Codec, BaseVersion: int(u.h.ModelVersion), Samples: u.h.Samples, Loss: u.h.Loss, Accuracy: u.h.Accuracy,
+		Codec:     u.h.Codec, BaseVersion: int(u.h.ModelVersion), Samples: u.h.Samples, Loss: u.h.Loss, Accuracy: u.h.Accuracy,
 		TrainMS: u.h.TrainMS, SamplesPerS: u.h.SamplesPerS}
 	if rej != nil {
 		// Record it under the round it claims when that round exists, else

@@ -64,7 +64,7 @@ type Run struct {
 	roundNo int       // last round opened
 	clients map[string]*client
 	recent  map[int64][]float32 // recent global versions, the bases of downlink deltas
-	bySlice []string // slice index → client id ("" = free)
+	bySlice []string            // slice index → client id ("" = free)
 	open    *openRound
 	lastAcc float64
 }
