@@ -62,14 +62,14 @@ func dial(ctx context.Context, url string) (*wsConn, error) {
 	c.handle("onopen", func(js.Value) { close(c.open) })
 	c.handle("onmessage", func(ev js.Value) { c.receive(ev.Get("data")) })
 	c.handle("onclose", func(ev js.Value) {
-		c.shut(fmt.Errorf("wasmclient: connection closed (code %d%s)", ev.Get("code").Int(), reasonSuffix(ev.Get("reason").String())))
+		c.shut(fmt.Errorf("websocket closed with code %d%s", ev.Get("code").Int(), reasonSuffix(ev.Get("reason").String())))
 	})
 	c.handle("onerror", func(js.Value) {}) // onclose follows with the code
 	select {
 	case <-c.open:
 		return c, nil
 	case <-c.done:
-		return nil, c.err
+		return nil, fmt.Errorf("wasmclient: cannot connect to %s: %v", url, c.err)
 	case <-ctx.Done():
 		c.Close()
 		return nil, ctx.Err()
@@ -159,6 +159,9 @@ func (c *wsConn) Send(ctx context.Context, m link.Message) error {
 		return c.closedErr()
 	default:
 	}
+	if c.ws.Get("readyState").Int() != 1 { // closing: onclose follows
+		return link.ErrClosed
+	}
 	var err error
 	if m.Binary {
 		before := c.ws.Get("bufferedAmount").Int()
@@ -171,7 +174,7 @@ func (c *wsConn) Send(ctx context.Context, m link.Message) error {
 	}
 	if err != nil {
 		c.fail(err)
-		return errors.Join(link.ErrClosed, err)
+		return fmt.Errorf("%w: %v", link.ErrClosed, err)
 	}
 	return nil
 }
@@ -218,7 +221,7 @@ func (c *wsConn) closedErr() error {
 	if c.err == nil || errors.Is(c.err, link.ErrClosed) {
 		return link.ErrClosed
 	}
-	return errors.Join(link.ErrClosed, c.err)
+	return fmt.Errorf("%w: %v", link.ErrClosed, c.err)
 }
 
 // Close closes the socket with a normal closure.

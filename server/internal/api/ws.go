@@ -14,12 +14,12 @@ import (
 	"github.com/qflare/qflare/shared/wire"
 )
 
-// WebSocket limits. A run narrows the read limit to its model's largest
-// update once the client has said which run it joins.
+// WebSocket limits. Until a client has joined, a message may be at most a
+// hello's size; the run then raises the limit to its model's largest update.
 const (
 	pongWait      = 60 * time.Second
 	wsWriteWait   = 30 * time.Second
-	wsReadLimit   = wire.DefaultMaxFrameBytes
+	wsReadLimit   = wire.MaxMessageBytes
 	wsBufferBytes = 64 << 10
 )
 

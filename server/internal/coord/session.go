@@ -184,17 +184,21 @@ func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) 
 		return fmt.Errorf("coord: join refused: %s", jr.reject.Reason)
 	}
 	defer r.post(context.Background(), evLeave{p: p})
-	// Now that the run is known, cap what one message may be (a WebSocket
-	// then stops reading a larger one before buffering it).
+	// Now that the run is known, allow messages up to its largest update (a
+	// WebSocket stops reading a larger one before buffering it).
 	if l, ok := conn.(interface{ SetReadLimit(int64) }); ok {
 		l.SetReadLimit(int64(r.limits.MaxFrameBytes))
 	}
 	return r.session(ctx, p)
 }
 
+// progressEvery is the most often a client's progress reports are passed on.
+const progressEvery = 250 * time.Millisecond
+
 // session reads a joined client's messages.
 func (r *Run) session(ctx context.Context, p *peer) error {
 	rejects := 0
+	var lastProgress time.Time
 	for {
 		m, err := p.conn.Recv(ctx)
 		if err != nil {
@@ -211,7 +215,10 @@ func (r *Run) session(ctx context.Context, p *peer) error {
 			}
 			switch msg := msg.(type) {
 			case *wire.Progress:
-				r.post(ctx, evProgress{p: p, m: msg})
+				if now := time.Now(); now.Sub(lastProgress) >= progressEvery {
+					lastProgress = now
+					r.post(ctx, evProgress{p: p, m: msg})
+				}
 			case *wire.Bye:
 				return nil
 			default:

@@ -330,6 +330,7 @@ func (tb *tab) waitFor(what, cond string, timeout time.Duration) {
 // www/screenshots when QFLARE_UPDATE_SCREENSHOTS=1).
 func (tb *tab) screenshot(name string) {
 	tb.t.Helper()
+	eval[bool](tb, `window.scrollTo(0, 0), true`)
 	buf, err := chromedp.Run(tb.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		tb.t.Errorf("%s: screenshot: %v", tb.name, err)
