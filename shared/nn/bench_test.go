@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/qflare/qflare/shared/kernels"
+	"gonum.org/v1/gonum/blas/blas32"
 )
 
 func newStepper(tb testing.TB, name string, batch int) (*Trainer, []float32, []uint8) {
@@ -27,12 +30,15 @@ func newStepper(tb testing.TB, name string, batch int) (*Trainer, []float32, []u
 	return tr, x, y
 }
 
-// TestStepDoesNotAllocate checks that a training step allocates nothing in
-// this package after warm-up. Large GEMMs in gonum's native implementation
-// start goroutines (a few small allocations), so the shapes here stay in its
-// serial path; the benchmarks report allocations for the real shapes.
+// TestStepDoesNotAllocate checks that a training step allocates nothing
+// after warm-up, for every layer type, with our Sgemm (what the browser
+// runs). gonum's native Sgemm starts goroutines for large products, a few
+// small allocations per call that BenchmarkStep reports.
 func TestStepDoesNotAllocate(t *testing.T) {
-	for _, name := range []string{"mnist-2nn", "mnist-net"} {
+	prev := blas32.Implementation()
+	blas32.Use(kernels.Implementation{})
+	defer blas32.Use(prev)
+	for _, name := range []string{"mnist-2nn", "mnist-net", "mnist-cnn"} {
 		tr, x, y := newStepper(t, name, 2)
 		tr.Step(x, y)
 		if a := testing.AllocsPerRun(3, func() { tr.Step(x, y) }); a != 0 {
