@@ -68,13 +68,14 @@ func modelShapes(b int) []shape {
 }
 
 // BenchmarkSgemm runs the models' shapes at batch 10 and 64 for every implementation
-// ("qflare" is the active kernel, see Name) and reports GFLOPS (2mnk per call).
+// ("qflare" is the active kernel, see Name) and reports GFLOPS (2mnk per call). Names end
+// in MxNxK, which make bench reads.
 func BenchmarkSgemm(b *testing.B) {
 	for _, im := range implementations() {
 		b.Run(im.name, func(b *testing.B) {
 			for _, batch := range []int{10, 64} {
 				for _, sh := range modelShapes(batch) {
-					b.Run(fmt.Sprintf("%s.B%d", sh.name, batch), func(b *testing.B) {
+					b.Run(fmt.Sprintf("%s.B%d/%dx%dx%d", sh.name, batch, sh.m, sh.n, sh.k), func(b *testing.B) {
 						benchmarkSgemm(b, im.impl, sh)
 					})
 				}

@@ -15,8 +15,12 @@ func (r *relu) scratchSize(int) (int, int) { return 0, 0 }
 
 func (r *relu) forward(_ *scratch, _, x, y []float32, n int) {
 	y = y[:n*r.size]
-	for i, v := range x[:len(y)] {
-		y[i] = max(v, 0)
+	x = x[:len(y)]
+	for i, v := range x {
+		if v < 0 {
+			v = 0
+		}
+		y[i] = v
 	}
 }
 

@@ -1,9 +1,6 @@
 package nn
 
-import (
-	"fmt"
-	"math"
-)
+import "fmt"
 
 // maxPool2d takes the maximum over non-overlapping size×size windows
 // (stride = size), dropping rows and columns that do not fill a window.
@@ -27,7 +24,9 @@ func (p *maxPool2d) params() []paramDecl { return nil }
 
 func (p *maxPool2d) scratchSize(n int) (int, int) { return 0, n * p.out.Size() }
 
-// forward records, for every output, the index in x of the maximum.
+// forward records, for every output, the index in x of the maximum. It
+// walks each window's pixels in order and compares runs of channels, which
+// are contiguous in NHWC.
 func (p *maxPool2d) forward(s *scratch, _, x, y []float32, n int) {
 	W, C, S := p.in.W, p.in.C, p.size
 	inSz, outSz := p.in.Size(), p.out.Size()
@@ -37,20 +36,27 @@ func (p *maxPool2d) forward(s *scratch, _, x, y []float32, n int) {
 		o := 0
 		for oh := 0; oh < p.out.H; oh++ {
 			for ow := 0; ow < p.out.W; ow++ {
-				for ch := 0; ch < C; ch++ {
-					best, bi := float32(math.Inf(-1)), -1
-					for kh := 0; kh < S; kh++ {
-						row := ((oh*S+kh)*W + ow*S) * C
-						for kw := 0; kw < S; kw++ {
-							j := row + kw*C + ch
-							if v := xb[j]; v > best || bi < 0 {
-								best, bi = v, j
+				best, bi := yb[o:o+C], arg[o:o+C]
+				first := ((oh*S)*W + ow*S) * C
+				copy(best, xb[first:first+C])
+				for ch := range bi {
+					bi[ch] = int32(first + ch)
+				}
+				for kh := 0; kh < S; kh++ {
+					for kw := 0; kw < S; kw++ {
+						j0 := ((oh*S+kh)*W + ow*S + kw) * C
+						if j0 == first {
+							continue
+						}
+						px := xb[j0 : j0+C]
+						for ch, v := range px {
+							if v > best[ch] {
+								best[ch], bi[ch] = v, int32(j0+ch)
 							}
 						}
 					}
-					yb[o], arg[o] = best, int32(bi)
-					o++
 				}
+				o += C
 			}
 		}
 	}

@@ -131,16 +131,27 @@ func (t *Trainer) Gradient(x []float32, y []uint8) (loss float64, correct int) {
 	return loss, correct
 }
 
-// update applies SGD with momentum, weight decay and the proximal term.
+// update applies SGD with momentum, weight decay and the proximal term,
+// with a plain loop for the common case (no momentum, decay or proximal
+// term), which matters in wasm where every branch in the loop costs.
 func (t *Trainer) update() {
-	w, g, v := t.m.Params, t.Grads, t.velocity
+	w := t.m.Params
+	g := t.Grads[:len(w)]
 	lr, mom, wd, mu := t.cfg.LR, t.cfg.Momentum, t.cfg.WeightDecay, t.proxMu
-	a := t.proxAnchor
-	for i := range w {
-		d := g[i] + wd*w[i]
-		if mu != 0 {
-			d += mu * (w[i] - a[i])
+	if t.velocity == nil && wd == 0 && mu == 0 {
+		for i := range w {
+			w[i] -= lr * g[i]
 		}
+		return
+	}
+	a := t.proxAnchor
+	if mu == 0 {
+		a = w // unused: d += 0*(w − w)
+	}
+	a = a[:len(w)]
+	v := t.velocity
+	for i := range w {
+		d := g[i] + wd*w[i] + mu*(w[i]-a[i])
 		if v != nil {
 			v[i] = mom*v[i] + d
 			d = v[i]
