@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/qflare/qflare/shared/data"
-	_ "github.com/qflare/qflare/shared/kernels" // the wasm GEMM, plugged into blas32
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
 	"github.com/qflare/qflare/shared/participant"
@@ -125,6 +124,12 @@ func (l *lead) leave() {
 	l.cancel()
 }
 
+func (l *lead) isLeaving() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leaving
+}
+
 func (l *lead) run() {
 	l.listen()
 	opt, err := l.options()
@@ -217,7 +222,7 @@ func (l *lead) keepConnected(client *participant.Client) (reason, code string, f
 		}
 		var refused *participant.RefusedError
 		switch {
-		case l.ctx.Err() != nil:
+		case l.ctx.Err() != nil || l.isLeaving():
 			return "you left the run", "left", false
 		case errors.Is(err, participant.ErrRunEnded):
 			return "the run is over", "run_end", false

@@ -44,8 +44,17 @@ type poolTrainer struct {
 	sets    []*data.Set               // the lead's shard set, and any it took over
 	holders []*helperPort             // holders[j] trains shards[j+1]
 	batch   int                       // batch size the shards were cut for
-	job     int
-	weights [][]float32 // per shard, trained weights
+	weights [][]float32               // per shard, trained weights
+}
+
+// lastJob numbers the jobs sent to helpers, across trainers (a new run's
+// trainer talks to the same helpers), so a late answer to an old job is
+// never taken for a new one. Only the participant's goroutine uses it.
+var lastJob int
+
+func nextJob() int {
+	lastJob++
+	return lastJob
 }
 
 // helperPort is the lead's end of a MessageChannel to a helper worker.
@@ -129,8 +138,7 @@ func (t *poolTrainer) shard(ctx context.Context, batch int) error {
 
 // setupHelpers sends every holder its shard and waits until all are ready.
 func (t *poolTrainer) setupHelpers(ctx context.Context) error {
-	t.job++
-	job := t.job
+	job := nextJob()
 	for j, h := range t.holders {
 		sub := t.set.Subset(t.shards[j+1])
 		images, labels := bytesToJS(sub.Images).Get("buffer"), bytesToJS(sub.Labels).Get("buffer")
@@ -223,8 +231,7 @@ func (t *poolTrainer) Train(ctx context.Context, global, local []float32, cfg pa
 			return nn.FitStats{}, err
 		}
 	}
-	t.job++
-	job := t.job
+	job := nextJob()
 	start := time.Now()
 	tr := &progressTracker{shards: make([]counters, len(t.shards)), epochs: cfg.Epochs, start: start}
 	for j := range t.shards {
@@ -292,7 +299,9 @@ func (t *poolTrainer) Train(ctx context.Context, global, local []float32, cfg pa
 				pending--
 			}
 		case <-tick.C:
-			progress(tr.combined())
+			if p := tr.combined(); p.Batch > 0 { // at least one batch done
+				progress(p)
+			}
 		case <-ctx.Done():
 			return stop(ctx.Err())
 		}

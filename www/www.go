@@ -1,8 +1,25 @@
-// Package www holds the pages and scripts the server embeds: the join page
-// (where a tab becomes a participant), the dashboard, the Web Worker that
-// runs the Go→wasm client, and their vendored libraries. The Makefile puts
-// client.wasm and the toolchain's wasm_exec.js into static/ before the
-// server is built, so one binary serves everything.
+// Package www holds the pages and scripts the server embeds, and serves
+// them. The Makefile (build/wasm.sh, build/vendor.sh) puts client.wasm, the
+// toolchain's wasm_exec.js and the npm libraries (static/vendor/) into
+// static/ before the server is built, so one binary serves everything.
+//
+// # Pages
+//
+//   - static/index.html + join.js, at / (the public run) and /join/{run}:
+//     the tab becomes a participant. It starts Web Workers (worker.js) that
+//     run client.wasm: one lead worker, which holds the WebSocket and runs
+//     the participant, and helper workers (one per extra core, or
+//     ?workers=N) that each train a shard of the tab's data for it; the lead
+//     averages their weights (see wasmclient). The page only shows what the
+//     lead posts and keeps the tab's client id in localStorage. owndata.js
+//     reads the person's own files, which never leave the tab.
+//   - static/dashboard.html + dashboard.js, at /dashboard#admin=TOKEN: a
+//     run's live state over the server-sent event feed, charts (uPlot), the
+//     join QR code (qrcode-generator), and starting and stopping runs.
+//
+// Both pages are plain scripts over ui.js and style.css; window.qflare and
+// window.qflareDash expose their state to tests
+// (server/internal/e2e drives them in headless Chromium).
 package www
 
 import (

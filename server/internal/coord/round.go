@@ -336,6 +336,7 @@ type roundResult struct {
 	loss, acc float64
 	epsilon   *float64
 	metrics   map[string]float64
+	verdicts  []VerdictView
 	failed    string
 	finished  time.Time
 }
@@ -362,6 +363,8 @@ func (r *Run) aggregate(ctx context.Context, o *openRound, why string) error {
 			verdicts = append(verdicts, store.Verdict{UpdateID: o.ids[i], Score: v.Score, Cosine: v.Cosine,
 				NormRatio: v.NormRatio, Excluded: v.Excluded, Reason: v.Reason})
 		}
+		rr.verdicts = append(rr.verdicts, VerdictView{Client: v.Client, Score: v.Score, Cosine: v.Cosine,
+			NormRatio: v.NormRatio, Excluded: v.Excluded, Reason: v.Reason})
 	}
 	var state []byte
 	if s, ok := fl.StateOf(r.strategy); ok {

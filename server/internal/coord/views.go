@@ -60,6 +60,20 @@ type RoundView struct {
 	Metrics      map[string]float64 `json:"metrics,omitempty"`
 	Seconds      float64            `json:"seconds,omitempty"`
 	Failed       string             `json:"failed,omitempty"`
+	// Verdicts are the aggregator's judgement of each accepted update:
+	// anomaly score, cosine to the round's median update, norm ratio, and
+	// whether (and why) it was excluded.
+	Verdicts []VerdictView `json:"verdicts,omitempty"`
+}
+
+// VerdictView is the aggregator's judgement of one update.
+type VerdictView struct {
+	Client    string  `json:"client"`
+	Score     float64 `json:"score"`
+	Cosine    float64 `json:"cosine"`
+	NormRatio float64 `json:"norm_ratio"`
+	Excluded  bool    `json:"excluded"`
+	Reason    string  `json:"reason,omitempty"`
 }
 
 // UpdateView is one received update, accepted or not.
@@ -139,6 +153,7 @@ func (r *Run) roundView(o *openRound, rr *roundResult) *RoundView {
 		v.Failed, v.Seconds = rr.failed, r.c.deps.Now().Sub(o.started).Seconds()
 		if rr.failed == "" {
 			v.ModelVersion, v.TestAccuracy, v.TestLoss, v.Epsilon, v.Metrics = r.version, rr.acc, rr.loss, rr.epsilon, rr.metrics
+			v.Verdicts = rr.verdicts
 		}
 	}
 	return v

@@ -278,11 +278,17 @@ func openTab(t *testing.T, browserCtx context.Context, name, url string) *tab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browserCtx)
 	tb := &tab{t: t, name: name, ctx: ctx, cancel: cancel}
-	t.Cleanup(cancel)
+	var logging sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		logging.Wait() // no t.Logf after the test ends
+	})
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatal(err)
 	}
+	logging.Add(1)
 	go func() {
+		defer logging.Done()
 		for m, err := range chromedp.Console(ctx) {
 			if err != nil {
 				return

@@ -38,6 +38,7 @@ func TestOwnDataStaysInTab(t *testing.T) {
 	b := browser(t)
 	tb := openTab(t, b, "own", e.srv.URL+join+"&workers=2&data=own")
 	tb.waitFor("the page waiting for files", `qflare.conn === 'not joined'`, 20*time.Second)
+	checkFolderDecoding(t, tb)
 	if err := chromedp.Do(tb.ctx, chromedp.SetUploadFiles(chromedp.ID("own-idx"), []string{images, labels})); err != nil {
 		t.Fatal(err)
 	}
@@ -179,4 +180,53 @@ func writeIDX(t *testing.T, s *data.Set) (images, labels string) {
 		t.Fatal(err)
 	}
 	return images, labels
+}
+
+// folderCheck is what checkFolderDecoding's script returns.
+type folderCheck struct {
+	N       int       `json:"n"`
+	Labels  []int     `json:"labels"`
+	Summary string    `json:"summary"`
+	Border  []float64 `json:"border"` // mean of each image's border pixels
+	Max     []int     `json:"max"`    // brightest pixel of each image
+}
+
+// checkFolderDecoding feeds the page's folder reader digits drawn dark on
+// light and light on dark, in folders named by label, plus a file that is
+// not an image: it must decode the images to 28x28 light-on-dark (inverting
+// the light ones), label them by folder and skip the rest.
+func checkFolderDecoding(t *testing.T, tb *tab) {
+	t.Helper()
+	got := evalAwait[folderCheck](tb, `(async () => {
+		const draw = async (label, light) => {
+			const c = new OffscreenCanvas(60, 44), x = c.getContext('2d');
+			x.fillStyle = light ? '#fff' : '#000'; x.fillRect(0, 0, 60, 44);
+			x.fillStyle = light ? '#000' : '#fff'; x.font = 'bold 36px sans-serif'; x.fillText(String(label), 20, 36);
+			const f = new File([await c.convertToBlob({ type: 'image/png' })], 'd.png', { type: 'image/png' });
+			Object.defineProperty(f, 'webkitRelativePath', { value: 'digits/' + label + '/d.png' });
+			return f;
+		};
+		const notes = new File(['not an image'], 'notes.txt', { type: 'text/plain' });
+		Object.defineProperty(notes, 'webkitRelativePath', { value: 'digits/notes.txt' });
+		const r = await ownData.fromFolder([await draw(3, true), await draw(7, false), await draw(1, true), notes], ownData.shapes.mnist);
+		const img = r.own.images, out = { n: r.own.labels.length, labels: [...r.own.labels], summary: r.summary, border: [], max: [] };
+		for (let i = 0; i < out.n; i++) {
+			const p = img.subarray(i * 784, (i + 1) * 784);
+			let b = 0, nb = 0, m = 0;
+			for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) {
+				const v = p[y * 28 + x]; m = Math.max(m, v);
+				if (x === 0 || y === 0 || x === 27 || y === 27) { b += v; nb++; }
+			}
+			out.border.push(b / nb); out.max.push(m);
+		}
+		return out;
+	})()`)
+	if got.N != 3 || fmt.Sprint(got.Labels) != "[3 7 1]" || !strings.Contains(got.Summary, "1 files skipped") {
+		t.Errorf("fromFolder = %d images labelled %v (%q); want 3 images labelled [3 7 1], 1 file skipped", got.N, got.Labels, got.Summary)
+	}
+	for i := range got.Border {
+		if got.Border[i] > 30 || got.Max[i] < 200 {
+			t.Errorf("image %d: border mean %.0f, brightest %d; want a light digit on a dark background", i, got.Border[i], got.Max[i])
+		}
+	}
 }
