@@ -123,6 +123,9 @@ func (c *Config) NewStrategy() (fl.Strategy, error) {
 	if err != nil {
 		return nil, err
 	}
+	if name == "fedprox" && opts.Mu == 0 {
+		opts.Mu = c.Mu // "mu" in the configuration, unless the spec names one
+	}
 	if c.Detect {
 		opts.Detect, opts.DetectThreshold = true, c.DetectThreshold
 	}
