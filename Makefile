@@ -7,42 +7,64 @@ BIN      := bin
 ADDR     ?= 127.0.0.1:8080
 DB       ?= qflare.db
 FUZZTIME ?= 8s
+# The toolchain of the SIMD128 wasm build (fetched from the Go module proxy on
+# first use); "none" skips it.
+SIMD_TOOLCHAIN ?= go1.27.3
 
 # The packages whose tests run under the race detector, and the rest.
 SERVER_PKGS := ./server/...
 OTHER_PKGS   = $(shell $(GO) list ./... | grep -v '/server')
 
-.PHONY: all build run test test-native test-race test-wasm fuzz vet fmt clean
+.PHONY: all build wasm vendor run test vet test-native test-race test-wasm test-wasm-simd fuzz \
+	test-e2e bench bench-workers screenshots fmt clean
 
 all: build
 
+# The server embeds www/static, so the wasm client and the vendored scripts
+# are built first.
 build: $(BIN)/qflare
 
-$(BIN)/qflare: FORCE
+$(BIN)/qflare: wasm vendor FORCE
 	$(GO) build -o $@ ./server
+
+wasm:
+	GO=$(GO) SIMD_TOOLCHAIN=$(SIMD_TOOLCHAIN) sh build/wasm.sh
+
+vendor:
+	sh build/vendor.sh
 
 run: build
 	$(BIN)/qflare serve --addr $(ADDR) --db $(DB) --demo
 
-test: vet test-native test-race test-wasm fuzz
+test: vet test-native test-race test-wasm test-wasm-simd fuzz
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) vet ./shared/...
+	GOOS=js GOARCH=wasm $(GO) vet ./shared/... ./wasmclient
 
 test-native:
 	$(GO) test $(OTHER_PKGS)
 	$(GO) test -tags noasm ./shared/...
 
+# The server packages, including the browser end-to-end tests (headless
+# Chromium; they skip, saying why, where it is not installed).
 test-race:
 	$(GO) test -race $(SERVER_PKGS)
 
 # The numeric core, protocol and client logic run in the browser: test them
-# as wasm under node too.
+# as wasm under node too, with the portable kernel and with SIMD128.
 test-wasm:
-	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test ./shared/...
+	PATH="$(WASMEXEC):$$PATH" GOOS=js GOARCH=wasm $(GO) test ./shared/... ./wasmclient
+
+test-wasm-simd:
+	@if [ "$(SIMD_TOOLCHAIN)" = none ] || ! root=$$(GOTOOLCHAIN=$(SIMD_TOOLCHAIN) $(GO) env GOROOT 2>/dev/null); then \
+	  echo "test-wasm-simd: toolchain $(SIMD_TOOLCHAIN) unavailable, skipped"; \
+	else \
+	  echo "PATH=$$root/lib/wasm:\$$PATH GOTOOLCHAIN=$(SIMD_TOOLCHAIN) GOEXPERIMENT=simd GOOS=js GOARCH=wasm go test ./shared/nn ./shared/kernels"; \
+	  PATH="$$root/lib/wasm:$$PATH" GOTOOLCHAIN=$(SIMD_TOOLCHAIN) GOEXPERIMENT=simd GOOS=js GOARCH=wasm $(GO) test ./shared/nn ./shared/kernels; \
+	fi
 
 # Brief fuzzing of every decoder that reads outside input.
 fuzz:
@@ -53,10 +75,25 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadIDX$$' -fuzztime $(FUZZTIME) ./shared/data
 	$(GO) test -run '^$$' -fuzz '^FuzzReadCIFAR10$$' -fuzztime $(FUZZTIME) ./shared/data
 
+test-e2e:
+	$(GO) test -count=1 -v ./server/internal/e2e
+
+# Training speed (native, wasm, TF.js), Sgemm GFLOPS and codec speeds, as
+# JSON lines with the ratios; then 1 vs 2 workers in headless Chromium.
+bench:
+	SIMD_TOOLCHAIN=$(SIMD_TOOLCHAIN) $(GO) run ./build/bench -simd-toolchain $(SIMD_TOOLCHAIN)
+	QFLARE_BENCH_WORKERS=1 QFLARE_BENCH_JSON=1 $(GO) test -count=1 -run WorkerSpeedup -timeout 20m ./server/internal/e2e
+
+bench-workers:
+	QFLARE_BENCH_WORKERS=1 $(GO) test -count=1 -v -run WorkerSpeedup -timeout 20m ./server/internal/e2e
+
+screenshots:
+	QFLARE_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -v -run 'TabsTrainTogether|OwnData' ./server/internal/e2e
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) www/static/vendor www/static/client.wasm* www/static/client-simd.wasm* www/static/wasm_exec.js*
 
 FORCE:

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/wire"
 )
@@ -316,9 +317,13 @@ func (r *Run) decode(ctx context.Context, frame []byte) (*decoded, *rejection) {
 		return u, &rejection{code: wire.CodeLate, reason: fmt.Sprintf("trained from model version %d, but round %d trains version %d", h.ModelVersion, ref.round, ref.version)}
 	case h.Params != r.numParams:
 		return u, &rejection{code: wire.CodeShape, reason: fmt.Sprintf("update has %d parameters; the model has %d", h.Params, r.numParams)}
-	case h.Samples < 1 || h.Samples > r.maxSamples:
-		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("sample count %d is not in 1..%d (the largest data slice of this run)", h.Samples, r.maxSamples)}
+	case h.Samples < 1 || h.Samples > data.MaxSamples:
+		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("sample count %d is not in 1..%d", h.Samples, data.MaxSamples)}
 	}
+	// A client training on its own data may have more samples than any
+	// slice, but its weight in the average is capped at the largest slice,
+	// so that no client can buy influence by claiming a large count.
+	u.h.Samples = min(h.Samples, r.maxSamples)
 	p, err := h.Pipeline()
 	if err != nil {
 		return u, &rejection{code: wire.CodeBadFrame, reason: err.Error()}
