@@ -193,7 +193,7 @@ func (h *FrameHeader) validate(lim Limits) error {
 		checkID("frame.run", h.Run, false),
 		checkInt("frame.round", int64(h.Round), 0, maxRounds),
 		checkInt("frame.model_version", h.ModelVersion, 0, maxVersion),
-		checkID("frame.model", h.Model, true),
+		checkOptionalSpec("frame.model", h.Model),
 		checkInt("frame.samples", int64(h.Samples), 0, maxCount),
 		checkFloat("frame.loss", h.Loss, 0, maxLoss),
 		checkFloat("frame.accuracy", h.Accuracy, 0, 1),

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"math"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -65,6 +66,31 @@ func checkID(field, s string, allowEmpty bool) error {
 
 // checkText checks that s is valid UTF-8 of at most max bytes without
 // control characters.
+// checkSpec checks a model or strategy spec ("mnist-cnn", "mlp:200,200",
+// "trimmed-mean:0.2", "fedavg,dp-clip=1"): non-empty, bounded, and made of
+// letters, digits and _ - . : , = + only.
+func checkSpec(field, s string) error {
+	if s == "" {
+		return errorf(ErrMalformed, "wire: %s is empty", field)
+	}
+	if len(s) > maxTextLen {
+		return errorf(ErrMalformed, "wire: %s is %d bytes long; limit %d", field, len(s), maxTextLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isIDByte(c) && !strings.ContainsRune(".:,=+", rune(c)) {
+			return errorf(ErrMalformed, "wire: %s has byte %q at %d; want [A-Za-z0-9_.:,=+-]", field, c, i)
+		}
+	}
+	return nil
+}
+
+func checkOptionalSpec(field, s string) error {
+	if s == "" {
+		return nil
+	}
+	return checkSpec(field, s)
+}
+
 func checkText(field, s string, max int) error {
 	if len(s) > max {
 		return errorf(ErrMalformed, "wire: %s is %d bytes long; limit %d", field, len(s), max)

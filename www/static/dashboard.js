@@ -87,7 +87,7 @@
     D.view = run.live || null;
     D.rounds = new Map(rounds.map((r) => [r.round, {
       round: r.round, status: r.status, acc: r.test_accuracy, loss: r.test_loss, up: r.bytes_up, down: r.bytes_down,
-      selected: r.n_selected, received: r.n_received, accepted: r.n_accepted, error: r.error,
+      selected: r.n_selected, received: r.n_received, accepted: r.n_accepted, error: r.error, epsilon: r.epsilon,
     }]));
     D.clients = new Map(clients.map((c) => [c.id, { ...c, device: c.device || {}, ...(c.live || {}) }]));
     D.updates = updates.slice(-200).reverse().map((u) => ({ ...u, client: u.client_id }));
@@ -133,8 +133,14 @@
       const r = ev.data;
       D.rounds.set(r.round, { round: r.round, status: r.failed ? 'failed' : 'aggregated', acc: r.test_accuracy,
         loss: r.test_loss, up: r.bytes_up, down: r.bytes_down, selected: (r.selected || []).length,
-        received: r.received, accepted: r.accepted, error: r.failed, seconds: r.seconds });
+        received: r.received, accepted: r.accepted, error: r.failed, seconds: r.seconds, epsilon: r.epsilon });
       if (D.view && !r.failed) D.view.test_accuracy = r.test_accuracy;
+      // The aggregator's verdicts arrive with the round: attach them to the
+      // round's updates (score, cosine, norm ratio, exclusion).
+      for (const v of r.verdicts || []) {
+        const u = D.updates.find((x) => x.round === r.round && x.client === v.client && x.accepted);
+        if (u) Object.assign(u, { score: v.score, cosine: v.cosine, norm_ratio: v.norm_ratio, excluded: v.excluded, reason: v.reason || u.reason });
+      }
     });
     on('run_status', (ev) => {
       D.view = ev.data;
@@ -201,6 +207,8 @@
     ui.setText('n-clients', connected.length);
     ui.setText('n-speed', ui.num(connected.reduce((s, c) => s + (c.state === 'training' ? c.samples_per_s || 0 : 0), 0)));
     ui.setText('n-phase', v ? `Phase: ${v.phase}` : '');
+    const eps = aggregated.filter((x) => x.epsilon != null);
+    ui.setText('n-privacy', eps.length ? `Differential privacy: ε = ${eps[eps.length - 1].epsilon.toPrecision(3)} spent (δ from the run's configuration)` : '');
     renderTimeline();
     renderCharts(aggregated);
     renderClients(clients);
@@ -212,7 +220,7 @@
     ui.$('timeline').replaceChildren(...rs.map((x) => ui.el('span', {
       class: 'r ' + (x.status === 'open' ? 'open' : x.status === 'aggregated' ? 'ok' : x.status === 'failed' ? 'failed' : ''),
       'data-round': x.round,
-      title: `round ${x.round}: ${x.status}` + (x.acc ? `, accuracy ${ui.pct(x.acc)}` : '') +
+      title: `round ${x.round}: ${x.status}` + (x.acc ? `, accuracy ${ui.pct(x.acc)}` : '') + (x.epsilon != null ? `, ε ${x.epsilon.toPrecision(3)}` : '') +
         `, ${x.accepted || 0} of ${x.selected || 0} selected clients accepted` + (x.error ? ` (${x.error})` : ''),
       text: x.round,
     })));
@@ -261,17 +269,25 @@
     }));
   }
 
+  function resultText(u) {
+    if (!u.accepted) return `rejected: ${u.reason || u.code}`;
+    return u.excluded ? `excluded: ${u.reason}` : 'accepted';
+  }
+
   function renderUpdates() {
     ui.$('updates').tBodies[0].replaceChildren(...D.updates.slice(0, 50).map((u) => ui.el('tr', {},
       ui.el('td', { text: u.round }),
       ui.el('td', { class: 'mono', text: u.client }),
-      ui.el('td', { class: u.accepted ? 'ok' : 'bad', text: u.accepted ? 'accepted' : `rejected: ${u.reason || u.code}` }),
+      ui.el('td', { class: u.accepted && !u.excluded ? 'ok' : 'bad', text: resultText(u) }),
       ui.el('td', { class: 'num', text: ui.num(u.samples) }),
       ui.el('td', { class: 'num', text: ui.bytes(u.bytes) }),
+      ui.el('td', { class: 'num', text: u.bytes_down ? ui.bytes(u.bytes_down) : '–' }),
       ui.el('td', { class: 'num', text: u.loss ? u.loss.toFixed(3) : '–' }),
       ui.el('td', { class: 'num', text: ui.pct(u.accuracy) }),
       ui.el('td', { class: 'num', text: u.train_ms ? ui.secs(u.train_ms / 1000) : '–' }),
-      ui.el('td', { class: 'num', text: ui.num(u.samples_per_s) }))));
+      ui.el('td', { class: 'num', text: ui.num(u.samples_per_s) }),
+      ui.el('td', { class: 'num', title: u.cosine ? `cosine ${u.cosine.toFixed(3)}, norm ratio ${(u.norm_ratio || 0).toFixed(2)}` : '',
+        text: u.score || u.cosine ? (u.score || 0).toFixed(2) : '–' }))));
   }
 
   // ---- actions ------------------------------------------------------------------

@@ -1,0 +1,281 @@
+package participant_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qflare/qflare/shared/data"
+	"github.com/qflare/qflare/shared/fl"
+	"github.com/qflare/qflare/shared/link"
+	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/participant"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// tinySet is a 4-feature, 3-class dataset the client trains on.
+func tinySet() *data.Set {
+	s := &data.Set{Name: "tiny", H: 1, W: 1, C: 4, Classes: 3}
+	for i := 0; i < 30; i++ {
+		y := uint8(i % 3)
+		img := []uint8{10, 10, 10, 10}
+		img[y] = 240
+		s.Images = append(s.Images, img...)
+		s.Labels = append(s.Labels, y)
+	}
+	return s
+}
+
+const model = "mlp:8,8" // a spec with characters beyond an identifier
+
+// server plays the server's side of one session by hand.
+type server struct {
+	t    *testing.T
+	conn link.Conn
+	ctx  context.Context
+}
+
+func (s *server) send(m wire.Message) {
+	s.t.Helper()
+	b, err := wire.Marshal(m)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.conn.Send(s.ctx, link.Message{Data: b}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *server) recv() (wire.Message, []byte) {
+	s.t.Helper()
+	m, err := s.conn.Recv(s.ctx)
+	if err != nil {
+		s.t.Fatalf("server side: %v", err)
+	}
+	if m.Binary {
+		return nil, m.Data
+	}
+	msg, err := wire.ParseMessage(m.Data, wire.MaxMessageBytes)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return msg, nil
+}
+
+// update skips progress messages and returns the next update frame.
+func (s *server) update() (wire.FrameHeader, []byte) {
+	s.t.Helper()
+	for {
+		msg, frame := s.recv()
+		if frame != nil {
+			h, payload, err := wire.ParseFrame(frame, wire.DefaultLimits())
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			return h, payload
+		}
+		if _, ok := msg.(*wire.Progress); !ok {
+			s.t.Fatalf("server got %s; want progress or an update", msg.Type())
+		}
+	}
+}
+
+func (s *server) model(kind string, round int, version int64, w, ref []float32, shapes [][]int, codec string) {
+	s.t.Helper()
+	p, _ := wire.ParsePipeline(codec)
+	payload, err := wire.NewEncoder(p, shapes, 1).Encode(nil, w, ref)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	base := version
+	if kind == wire.KindModelDelta {
+		base = version - 1
+	}
+	f, err := wire.AppendFrame(nil, &wire.FrameHeader{Kind: kind, Run: "run-1", Round: round, ModelVersion: base,
+		Codec: codec, Params: len(w)}, payload)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.conn.Send(s.ctx, link.Message{Binary: true, Data: f}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func welcome(codec string) *wire.Welcome {
+	return &wire.Welcome{ClientID: "c-1", Run: wire.RunInfo{ID: "run-1", Model: model, Dataset: "tiny", Rounds: 2,
+		LocalEpochs: 1, Batch: 5, LR: 0.1, Codec: codec, DownCodec: "float32+zstd", Strategy: "trimmed-mean:0.2", Seed: 1},
+		Slice: wire.SliceInfo{Samples: 30, URL: "/slice"}, Limits: wire.UploadLimits{MaxUpdateBytes: 1 << 20}}
+}
+
+// start runs a client session on one end of a pipe and returns the other.
+func start(t *testing.T, opt participant.Options) (*server, *participant.Client, chan error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	a, b := link.Pipe(8)
+	if opt.Fetch == nil && opt.Data == nil {
+		opt.Fetch = func(context.Context, *wire.Welcome) (*data.Set, error) { return tinySet(), nil }
+	}
+	opt.Run, opt.Token = "run-1", "tok"
+	opt.Device = wire.Device{Kind: wire.DeviceHeadless, UserAgent: "test"}
+	c := participant.New(opt)
+	done := make(chan error, 1)
+	go func() { done <- c.Session(ctx, b) }()
+	return &server{t: t, conn: a, ctx: ctx}, c, done
+}
+
+func newModel(t *testing.T) *nn.Model {
+	m, err := nn.New(model, nn.Shape{H: 1, W: 1, C: 4}, 3, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestSessionTrainsAndUploads walks one client through two rounds: hello,
+// welcome, a full model, training, an update, a model delta, another update,
+// the end of the run.
+func TestSessionTrainsAndUploads(t *testing.T) {
+	var events []participant.Event
+	srv, c, done := start(t, participant.Options{Events: func(e participant.Event) { events = append(events, e) }})
+	hello, _ := srv.recv()
+	if h, ok := hello.(*wire.Hello); !ok || h.Run != "run-1" || h.Token != "tok" || h.ClientID != "" {
+		t.Fatalf("first message = %+v; want a hello for run-1 with the token and no id", hello)
+	}
+	srv.send(welcome("delta+float32"))
+	m := newModel(t)
+	shapes := m.TensorShapes()
+	global := append([]float32(nil), m.Params...)
+	srv.send(&wire.RoundStart{Round: 1, ModelVersion: 1, Epochs: 2, Batch: 5, LR: 0.1, Seed: 3})
+	srv.model(wire.KindModel, 1, 1, global, nil, shapes, "float32+zstd")
+	h, payload := srv.update()
+	if h.Kind != wire.KindUpdate || h.Round != 1 || h.ModelVersion != 1 || h.Samples != 30 || h.Params != len(global) {
+		t.Errorf("update header = %+v; want round 1 from version 1, 30 samples", h)
+	}
+	p, _ := h.Pipeline()
+	trained, err := wire.Decode(p, payload, shapes, global, nil, wire.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dist(trained, global); d == 0 || math.IsNaN(d) {
+		t.Errorf("the update equals the global model (distance %v); training did nothing", d)
+	}
+	srv.send(&wire.Accepted{Round: 1})
+	srv.send(&wire.RoundEnd{Round: 1, TestAccuracy: 0.5, ModelVersion: 2})
+
+	// Round 2 comes as a delta from version 1, which the client holds.
+	next := append([]float32(nil), trained...)
+	srv.send(&wire.RoundStart{Round: 2, ModelVersion: 2, Epochs: 1, Batch: 5, LR: 0.1, Seed: 4})
+	srv.model(wire.KindModelDelta, 2, 2, next, global, shapes, "delta+float32")
+	h2, payload2 := srv.update()
+	got, err := wire.Decode(p, payload2, shapes, next, nil, wire.DefaultLimits())
+	if err != nil || h2.ModelVersion != 2 {
+		t.Fatalf("round 2 update: version %d, %v; want version 2", h2.ModelVersion, err)
+	}
+	if d := dist(got, next); d == 0 || d > 10 {
+		t.Errorf("round 2 moved the model by %v from the delta-decoded base; want a small non-zero step", d)
+	}
+	srv.send(&wire.RunEnd{Reason: "done", FinalAccuracy: 0.9})
+	if err := <-done; !errors.Is(err, participant.ErrRunEnded) {
+		t.Errorf("Session = %v; want ErrRunEnded", err)
+	}
+	if c.ID() != "c-1" {
+		t.Errorf("client id %q; want the welcome's c-1", c.ID())
+	}
+	for _, want := range []string{participant.EventWelcome, participant.EventSlice, participant.EventDownload,
+		participant.EventProgress, participant.EventUpload, participant.EventAccepted, participant.EventRoundEnd, participant.EventRunEnd} {
+		if !hasEvent(events, want) {
+			t.Errorf("no %q event", want)
+		}
+	}
+}
+
+// TestRefusedBeforeWelcome: a rejection instead of a welcome ends the session
+// with the server's reason.
+func TestRefusedBeforeWelcome(t *testing.T) {
+	srv, _, done := start(t, participant.Options{})
+	srv.recv()
+	srv.send(&wire.Rejected{Code: wire.CodeAuth, Reason: "wrong join token"})
+	var refused *participant.RefusedError
+	if err := <-done; !errors.As(err, &refused) || refused.Reason != "wrong join token" {
+		t.Errorf("Session = %v; want a RefusedError with the server's reason", err)
+	}
+}
+
+// TestMissedDeadlineSkipsUpload: training that cannot finish before the
+// round's deadline uploads nothing and says why.
+func TestMissedDeadlineSkipsUpload(t *testing.T) {
+	var events []participant.Event
+	srv, _, done := start(t, participant.Options{Events: func(e participant.Event) { events = append(events, e) }})
+	srv.recv()
+	srv.send(welcome("float32+zstd"))
+	m := newModel(t)
+	srv.send(&wire.RoundStart{Round: 1, ModelVersion: 1, Epochs: 1, Batch: 5, LR: 0.1, Seed: 3,
+		DeadlineUnixMS: time.Now().Add(-time.Second).UnixMilli()})
+	srv.model(wire.KindModel, 1, 1, m.Params, nil, m.TensorShapes(), "float32+zstd")
+	srv.send(&wire.RunEnd{Reason: "done"})
+	if err := <-done; !errors.Is(err, participant.ErrRunEnded) {
+		t.Fatalf("Session = %v; want ErrRunEnded", err)
+	}
+	for {
+		m, err := srv.conn.Recv(srv.ctx)
+		if err != nil {
+			break // the client closed the connection
+		}
+		if m.Binary {
+			t.Fatal("the client uploaded after the deadline")
+		}
+	}
+	missed := false
+	for _, e := range events {
+		missed = missed || (e.Type == participant.EventError && strings.Contains(e.Message, "deadline"))
+	}
+	if !missed {
+		t.Error("no event says the round's deadline passed")
+	}
+}
+
+// TestSignFlipAttack: an attacking client sends the negated update of an
+// honest one with the same seed.
+func TestSignFlipAttack(t *testing.T) {
+	attack, _ := fl.ParseAttack("sign-flip")
+	deltas := make([][]float32, 2)
+	for i, opt := range []participant.Options{{}, {Attack: attack}} {
+		srv, _, _ := start(t, opt)
+		srv.recv()
+		srv.send(welcome("delta+float32"))
+		m := newModel(t)
+		srv.send(&wire.RoundStart{Round: 1, ModelVersion: 1, Epochs: 1, Batch: 5, LR: 0.1, Seed: 3})
+		srv.model(wire.KindModel, 1, 1, m.Params, nil, m.TensorShapes(), "float32+zstd")
+		h, payload := srv.update()
+		p, _ := h.Pipeline()
+		zero := make([]float32, len(m.Params))
+		deltas[i], _ = wire.Decode(p, payload, m.TensorShapes(), zero, nil, wire.DefaultLimits())
+	}
+	for i := range deltas[0] {
+		if math.Abs(float64(deltas[0][i]+deltas[1][i])) > 1e-6 {
+			t.Fatalf("delta[%d]: honest %g, sign-flip %g; want opposite", i, deltas[0][i], deltas[1][i])
+		}
+	}
+}
+
+func dist(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		d := float64(a[i] - b[i])
+		s += d * d
+	}
+	return math.Sqrt(s)
+}
+
+func hasEvent(events []participant.Event, typ string) bool {
+	for _, e := range events {
+		if e.Type == typ {
+			return true
+		}
+	}
+	return false
+}
