@@ -75,10 +75,12 @@ func TestDownlinkDelta(t *testing.T) {
 }
 
 // TestSelectionFollowsFraction: a round selects ceil(fraction × connected)
-// clients, at least min_clients, and the choice is seeded.
+// clients, at least min_clients. (With a model and a strategy given as
+// parameterised specs, which travel in every welcome and update.)
 func TestSelectionFollowsFraction(t *testing.T) {
 	c, st := newCoordinator(t)
-	run := simulate(t, c, coord.Config{Clients: 10, Fraction: 0.3, Rounds: 2, Batch: 50, EvalLimit: 200, Seed: 5}, 10)
+	run := simulate(t, c, coord.Config{Clients: 10, Fraction: 0.3, Rounds: 2, Batch: 50, EvalLimit: 200, Seed: 5,
+		Model: "mlp:64,32", Strategy: "trimmed-mean:0.2"}, 10)
 	rounds, err := st.Rounds(context.Background(), run.ID())
 	if err != nil {
 		t.Fatal(err)
