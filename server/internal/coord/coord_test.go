@@ -79,15 +79,15 @@ func TestDownlinkDelta(t *testing.T) {
 // parameterised specs, which travel in every welcome and update.)
 func TestSelectionFollowsFraction(t *testing.T) {
 	c, st := newCoordinator(t)
-	run := simulate(t, c, coord.Config{Clients: 10, Fraction: 0.3, Rounds: 2, Batch: 50, EvalLimit: 200, Seed: 5,
-		Model: "mlp:64,32", Strategy: "trimmed-mean:0.2"}, 10)
+	run := simulate(t, c, coord.Config{Clients: 100, Fraction: 0.03, Rounds: 2, Batch: 50, EvalLimit: 200, Seed: 5,
+		Model: "mlp:64,32", Strategy: "trimmed-mean:0.2"}, 100)
 	rounds, err := st.Rounds(context.Background(), run.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rounds {
 		if r.NSelected != 3 || r.NAccepted != 3 {
-			t.Errorf("round %d selected %d, accepted %d; want 3 of 10 at fraction 0.3", r.Round, r.NSelected, r.NAccepted)
+			t.Errorf("round %d selected %d, accepted %d; want 3 of 100 at fraction 0.03", r.Round, r.NSelected, r.NAccepted)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -317,7 +318,18 @@ func eval[T any](tb *tab, js string) T {
 }
 
 // waitFor polls a JavaScript condition in the tab until it is true.
+// patience scales every wait: the tests poll, so a generous limit costs
+// nothing when things go well and keeps a loaded machine (CI, -race) from
+// failing them. QFLARE_E2E_PATIENCE overrides it.
+var patience = func() time.Duration {
+	if p, err := strconv.Atoi(os.Getenv("QFLARE_E2E_PATIENCE")); err == nil && p > 0 {
+		return time.Duration(p)
+	}
+	return 4
+}()
+
 func (tb *tab) waitFor(what, cond string, timeout time.Duration) {
+	timeout *= patience
 	tb.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -362,6 +374,7 @@ func (tb *tab) screenshot(name string) {
 
 // waitUntil polls cond (Go side) until it holds.
 func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	timeout *= patience
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

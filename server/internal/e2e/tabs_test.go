@@ -22,7 +22,7 @@ func TestTabsTrainTogether(t *testing.T) {
 	const rounds = 8
 	run, join := e.createRun(map[string]any{"name": "e2e: three tabs", "model": "mnist-2nn", "dataset": "mnist",
 		"clients": 100, "rounds": rounds, "fraction": 1, "min_clients": 2, "start_clients": 3, "batch": 10, "lr": 0.05,
-		"eval_limit": 1000, "round_deadline": "120s"})
+		"eval_limit": 1000, "round_deadline": "30m"}) // far beyond any wait below: a stalled round would fail the test
 	b := browser(t)
 	tabs := make([]*tab, 3)
 	for i := range tabs {
