@@ -20,13 +20,20 @@ type Attack struct {
 // maxAttackClients bounds the population Attackers accepts.
 const maxAttackClients = 1 << 24
 
+// defaultFlip is sign-flip's factor: with a fifth of the clients attacking,
+// a plain flip (−1) only slows FedAvg down; −10 overwhelms it, which is what
+// robustness studies need to show.
+const defaultFlip = 10
+
 // maxAttackFactor bounds the factors ParseAttack accepts.
 const maxAttackFactor = 1e6
 
 // ParseAttack parses an attack name:
 //
 //	none           honest
-//	sign-flip      delta → −delta; sign-flip:K gives delta → −K·delta
+//	sign-flip      delta → −10·delta, the amplified flip of the Byzantine-
+//	               robustness literature; sign-flip:K gives −K·delta
+//	               (sign-flip:1 is the plain flip)
 //	gaussian       delta replaced by N(0, s²) noise with s = 10× the honest
 //	               delta's root-mean-square coordinate; gaussian:S uses s = S
 //	scale:K        delta → K·delta
@@ -52,7 +59,7 @@ func ParseAttack(s string) (Attack, error) {
 	case name == "label-flip" && !hasArg:
 		return a, nil
 	case name == "sign-flip":
-		a.factor = 1
+		a.factor = defaultFlip
 		if hasArg {
 			a.factor, err = num(0)
 		}
@@ -76,9 +83,7 @@ func (a Attack) String() string {
 	case "":
 		return "none"
 	case "sign-flip":
-		if a.factor != 1 {
-			return "sign-flip:" + f(a.factor)
-		}
+		return "sign-flip:" + f(a.factor)
 	case "gaussian":
 		if a.sigma != 0 {
 			return "gaussian:" + f(a.sigma)

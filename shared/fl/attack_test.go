@@ -17,7 +17,8 @@ func TestParseAttack(t *testing.T) {
 	}{
 		{"", "none", []float32{1, -2}},
 		{"none", "none", []float32{1, -2}},
-		{"sign-flip", "sign-flip", []float32{-1, 2}},
+		{"sign-flip", "sign-flip:10", []float32{-10, 20}},
+		{"sign-flip:1", "sign-flip:1", []float32{-1, 2}},
 		{"sign-flip:5", "sign-flip:5", []float32{-5, 10}},
 		{"scale:10", "scale:10", []float32{10, -20}},
 		{"scale:-0.5", "scale:-0.5", []float32{-0.5, 1}},

@@ -4,7 +4,7 @@ package kernels
 // transposed (the copy would cost more than it saves: the kernel loads one value per
 // row and step either way), else from a transposed copy of the block.
 //
-// B is packed into panels that the kernel reads front to back: a panel of nr columns of
+// When m is large, B is packed into panels that the kernel reads front to back: a panel of nr columns of
 // op(B) holds, for each p of the block's kc, the nr values of row p. Past the last
 // column a panel is padded with zeros. Depending on the transpose, the nr values of one
 // p are either contiguous in b (gather: one short run per p) or come from nr rows of b,
@@ -35,15 +35,13 @@ func (s *scratch) transposeA(a []float32, lda, i0, m, p0, kc int) []float32 {
 	return dst
 }
 
-// edgeRows copies the n < mr rows a[q*lda : q*lda+kc] into s.edge, row-major with row
-// stride kc, followed by mr-n rows of zeros, and returns the mr×kc copy.
-func (s *scratch) edgeRows(mr int, a []float32, lda, n, kc int) []float32 {
-	dst := grow(&s.edge, mr*kc)
-	for q := range n {
-		copy(dst[q*kc:(q+1)*kc], a[q*lda:q*lda+kc])
-	}
-	clear(dst[n*kc:])
-	return dst
+// packPanel packs the q < nr columns of the kc×q matrix src (row stride ld) into s.panel
+// as one panel of width nr, padded with zeros, and returns it. gemm packs the last panel
+// of a B it otherwise reads in place with it, because a tile reads nr columns.
+func (s *scratch) packPanel(nr, q int, src []float32, ld, kc int) []float32 {
+	d := grow(&s.panel, nr*kc)
+	gather(d, nr, q, src, ld)
+	return d
 }
 
 // packB packs rows p0..p0+kc and columns j0..j0+n of op(B) into s.b as panels of nr

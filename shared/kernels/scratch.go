@@ -2,10 +2,10 @@ package kernels
 
 // scratch holds the packing buffers of one Sgemm call.
 type scratch struct {
-	at   []float32 // a transposed block of A
-	edge []float32 // the last rows of a block of A, padded with zeros to a whole tile
-	b    []float32 // a packed block of B
-	tile []float32 // a tile cut by the edge of C
+	at    []float32 // a transposed block of A
+	b     []float32 // a packed block of B
+	panel []float32 // the last panel of a B read in place, packed
+	tile  []float32 // a tile cut by the edge of C
 }
 
 // pool keeps a few scratch buffers between calls, so that Sgemm allocates only while

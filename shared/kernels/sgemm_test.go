@@ -52,32 +52,57 @@ func TestSgemm(t *testing.T) {
 	for _, im := range implementations() {
 		t.Run(im.name, func(t *testing.T) { testSgemm(t, im.impl) })
 	}
-	// Plain-loop kernels of other tile shapes run the blocking and packing code
-	// with the widths of every build (nr = 8 is the SIMD kernel's) and with a width
-	// that has no special case.
-	for _, ks := range []*kernel{loopKernel(4, 8), loopKernel(3, 5)} {
-		t.Run(ks.name, func(t *testing.T) { testSgemm(t, withKernel{ks}) })
+	// Each kernel of the build, and plain-loop kernels of other tile shapes, with
+	// smallM forced both ways, so that the packed path, the unpacked tiles and the dot
+	// path all run every size. The loop kernels run the blocking and packing code with
+	// the widths of every build (nr = 8 is the SIMD kernel's) and with widths that have
+	// no special case.
+	kernels := append([]*kernel{}, available...)
+	kernels = append(kernels, loopKernel(4, 8, 2, 4), loopKernel(3, 5, 3, 2))
+	for _, ks := range kernels {
+		for _, smallM := range []int{0, math.MaxInt} {
+			forced := *ks
+			forced.smallM = smallM
+			t.Run(fmt.Sprintf("%s/smallM=%d", ks.name, smallM), func(t *testing.T) { testSgemm(t, withKernel{&forced}) })
+		}
 	}
 }
 
-// loopKernel returns a kernel of mr×nr tiles computed by plain loops.
-func loopKernel(mr, nr int) *kernel {
-	tile := func(kc int, a []float32, lda int, b []float32, alpha, beta float32, c []float32, ldc int) {
-		for i := range mr {
+// loopKernel returns a kernel of mr×nr tiles and dmr×dnr dot blocks computed by plain
+// loops.
+func loopKernel(mr, nr, dmr, dnr int) *kernel {
+	tile := func(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
+		if r < 1 || r > mr {
+			panic(fmt.Sprintf("kernels: tile of %d rows for a kernel of %d", r, mr))
+		}
+		for i := range r {
 			for j := range nr {
 				var sum float32
 				for p := range kc {
-					sum += a[i*lda+p] * b[p*nr+j]
+					sum += a[i*lda+p] * b[p*ldb+j]
 				}
-				if beta == 0 {
-					c[i*ldc+j] = alpha * sum
-				} else {
-					c[i*ldc+j] = alpha*sum + beta*c[i*ldc+j]
-				}
+				store(&c[i*ldc+j], sum, alpha, beta)
 			}
 		}
 	}
-	return &kernel{name: fmt.Sprintf("loop%dx%d", mr, nr), mr: mr, nr: nr, tile: tile}
+	dot := func(r, q, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
+		if r < 1 || r > dmr || q < 1 || q > dnr {
+			panic(fmt.Sprintf("kernels: dot block %d×%d for a kernel of %d×%d", r, q, dmr, dnr))
+		}
+		for i := range r {
+			for j := range q {
+				var sum float32
+				for p := range kc {
+					sum += a[i*lda+p] * b[j*ldb+p]
+				}
+				store(&c[i*ldc+j], sum, alpha, beta)
+			}
+		}
+	}
+	return &kernel{
+		name: fmt.Sprintf("loop%dx%d", mr, nr), mr: mr, nr: nr, tile: tile,
+		dmr: dmr, dnr: dnr, dot: dot, smallM: 16,
+	}
 }
 
 // sgemmCase is one call of the suite: sizes, scalars and padding of the leading
@@ -119,6 +144,7 @@ func sgemmCases() []sgemmCase {
 		[3]int{4, 8, 16}, [3]int{8, 16, 1}, [3]int{5, 9, kcMax + 1}, [3]int{3, 10, 2*kcMax + 45},
 		[3]int{mcMax + 3, 9, 20}, [3]int{2*mcMax + 1, 4, 3}, [3]int{3, ncMax + 5, 4},
 		[3]int{2, 2*ncMax + 9, 2}, [3]int{10, 10, 200},
+		[3]int{9, 13, 2*dotKcMax + 3}, [3]int{10, 34, 46}, [3]int{11, 17, 10},
 	)
 	var cases []sgemmCase
 	i := 0

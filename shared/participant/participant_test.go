@@ -238,10 +238,10 @@ func TestMissedDeadlineSkipsUpload(t *testing.T) {
 	}
 }
 
-// TestSignFlipAttack: an attacking client sends the negated update of an
-// honest one with the same seed.
+// TestSignFlipAttack: an attacking client sends the negated, amplified
+// update of an honest one with the same seed.
 func TestSignFlipAttack(t *testing.T) {
-	attack, _ := fl.ParseAttack("sign-flip")
+	attack, _ := fl.ParseAttack("sign-flip:3")
 	deltas := make([][]float32, 2)
 	for i, opt := range []participant.Options{{}, {Attack: attack}} {
 		srv, _, _ := start(t, opt)
@@ -256,8 +256,8 @@ func TestSignFlipAttack(t *testing.T) {
 		deltas[i], _ = wire.Decode(p, payload, m.TensorShapes(), zero, nil, wire.DefaultLimits())
 	}
 	for i := range deltas[0] {
-		if math.Abs(float64(deltas[0][i]+deltas[1][i])) > 1e-6 {
-			t.Fatalf("delta[%d]: honest %g, sign-flip %g; want opposite", i, deltas[0][i], deltas[1][i])
+		if math.Abs(float64(3*deltas[0][i]+deltas[1][i])) > 1e-5 {
+			t.Fatalf("delta[%d]: honest %g, sign-flip:3 %g; want -3 times it", i, deltas[0][i], deltas[1][i])
 		}
 	}
 }
