@@ -15,11 +15,14 @@ const (
 	dotKcMax = 512
 )
 
-// tileFunc sets the r×nr tile C (row stride ldc), r <= mr, to alpha*A*B + beta*C, or
-// to alpha*A*B without reading C when beta is 0. A is r×kc, row-major with row stride
+// tileFunc sets the mr×nr tile C (row stride ldc) to alpha*A*B + beta*C, or to
+// alpha*A*B without reading C when beta is 0. A is mr×kc, row-major with row stride
 // lda; B is kc×nr with row stride ldb: a packed panel (ldb = nr, see pack.go) or nr
 // columns of the caller's B read in place.
-type tileFunc func(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int)
+type tileFunc func(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int)
+
+// rowsFunc is a tileFunc for a tile of r < mr rows (A is r×kc, C is r×nr).
+type rowsFunc func(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int)
 
 // dotFunc sets the r×q block C (row stride ldc), r <= dmr and q <= dnr, to
 // alpha*A*Bᵀ + beta*C, or to alpha*A*Bᵀ without reading C when beta is 0. A is r×kc
@@ -32,15 +35,15 @@ type kernel struct {
 	name   string
 	mr, nr int // tile rows and columns
 	tile   tileFunc
+	rows   rowsFunc // the bottom tiles of C when mr does not divide m
 
-	dmr, dnr int // largest block of the dot function
-	dot      dotFunc
+	dmr, dnr int     // largest block of the dot function
+	dot      dotFunc // nil if the kernel has none
 
-	// smallM is the largest m for which gemm does not pack B, because packing all of
-	// B (k×n values) costs too much next to the m×n×k product when m is small: op(B) =
-	// B is read in place by tile, and op(B) = Bᵀ, whose rows are the columns of op(B),
-	// goes to dot.
-	smallM int
+	// Packing all of B (k×n values) costs too much next to the m×n×k product when m
+	// is small. Up to m = smallM, gemm reads a B that is not transposed in place with
+	// tile; up to m = dotM, it computes C = A*Bᵀ with dot.
+	smallM, dotM int
 }
 
 // gemm computes C = alpha*op(A)*op(B) + beta*C for valid, non-empty arguments with
@@ -48,12 +51,10 @@ type kernel struct {
 func gemm(ks *kernel, aT, bT bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	s := getScratch()
 	switch {
-	case m > ks.smallM:
-		s.blocked(ks, aT, bT, true, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	case bT:
+	case bT && m <= ks.dotM && ks.dot != nil:
 		s.dotGemm(ks, aT, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	default:
-		s.blocked(ks, aT, false, false, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		s.blocked(ks, aT, bT, bT || m > ks.smallM, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	}
 	putScratch(s)
 }
@@ -122,14 +123,21 @@ func (s *scratch) block(ks *kernel, m, n, kc int, alpha float32, a []float32, ld
 		}
 		for i := 0; i < m; i += mr {
 			r := min(mr, m-i)
-			ci := c[i*ldc+j:]
-			if q == nr {
-				ks.tile(r, kc, a[i*lda:], lda, bj, ldbj, alpha, beta, ci, ldc)
-				continue
+			ai, ci := a[i*lda:], c[i*ldc+j:]
+			switch {
+			case r == mr && q == nr:
+				ks.tile(kc, ai, lda, bj, ldbj, alpha, beta, ci, ldc)
+			case q == nr:
+				ks.rows(r, kc, ai, lda, bj, ldbj, alpha, beta, ci, ldc)
+			default:
+				tile := grow(&s.tile, mr*nr)
+				if r == mr {
+					ks.tile(kc, ai, lda, bj, ldbj, 1, 0, tile, nr)
+				} else {
+					ks.rows(r, kc, ai, lda, bj, ldbj, 1, 0, tile, nr)
+				}
+				merge(r, q, alpha, tile, nr, beta, ci, ldc)
 			}
-			tile := grow(&s.tile, mr*nr)
-			ks.tile(r, kc, a[i*lda:], lda, bj, ldbj, 1, 0, tile, nr)
-			merge(r, q, alpha, tile, nr, beta, ci, ldc)
 		}
 	}
 }

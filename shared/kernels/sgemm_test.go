@@ -52,18 +52,18 @@ func TestSgemm(t *testing.T) {
 	for _, im := range implementations() {
 		t.Run(im.name, func(t *testing.T) { testSgemm(t, im.impl) })
 	}
-	// Each kernel of the build, and plain-loop kernels of other tile shapes, with
-	// smallM forced both ways, so that the packed path, the unpacked tiles and the dot
-	// path all run every size. The loop kernels run the blocking and packing code with
-	// the widths of every build (nr = 8 is the SIMD kernel's) and with widths that have
-	// no special case.
+	// Each kernel of the build, and plain-loop kernels of other tile shapes, with its
+	// thresholds forced both ways, so that the packed path, the tiles reading B in
+	// place and the dot path all run every size. The loop kernels run the blocking and
+	// packing code with the widths of every build (nr = 8 is the SIMD kernel's) and with
+	// widths that have no special case.
 	kernels := append([]*kernel{}, available...)
 	kernels = append(kernels, loopKernel(4, 8, 2, 4), loopKernel(3, 5, 3, 2))
 	for _, ks := range kernels {
-		for _, smallM := range []int{0, math.MaxInt} {
+		for _, small := range []int{0, math.MaxInt} {
 			forced := *ks
-			forced.smallM = smallM
-			t.Run(fmt.Sprintf("%s/smallM=%d", ks.name, smallM), func(t *testing.T) { testSgemm(t, withKernel{&forced}) })
+			forced.smallM, forced.dotM = small, small
+			t.Run(fmt.Sprintf("%s/smallM=%d", ks.name, small), func(t *testing.T) { testSgemm(t, withKernel{&forced}) })
 		}
 	}
 }
@@ -71,7 +71,7 @@ func TestSgemm(t *testing.T) {
 // loopKernel returns a kernel of mr×nr tiles and dmr×dnr dot blocks computed by plain
 // loops.
 func loopKernel(mr, nr, dmr, dnr int) *kernel {
-	tile := func(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
+	rows := func(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
 		if r < 1 || r > mr {
 			panic(fmt.Sprintf("kernels: tile of %d rows for a kernel of %d", r, mr))
 		}
@@ -84,6 +84,9 @@ func loopKernel(mr, nr, dmr, dnr int) *kernel {
 				store(&c[i*ldc+j], sum, alpha, beta)
 			}
 		}
+	}
+	tile := func(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
+		rows(mr, kc, a, lda, b, ldb, alpha, beta, c, ldc)
 	}
 	dot := func(r, q, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
 		if r < 1 || r > dmr || q < 1 || q > dnr {
@@ -100,8 +103,8 @@ func loopKernel(mr, nr, dmr, dnr int) *kernel {
 		}
 	}
 	return &kernel{
-		name: fmt.Sprintf("loop%dx%d", mr, nr), mr: mr, nr: nr, tile: tile,
-		dmr: dmr, dnr: dnr, dot: dot, smallM: 16,
+		name: fmt.Sprintf("loop%dx%d", mr, nr), mr: mr, nr: nr, tile: tile, rows: rows,
+		dmr: dmr, dnr: dnr, dot: dot, smallM: 16, dotM: 16,
 	}
 }
 

@@ -21,28 +21,13 @@ var available = []*kernel{&simd128Kernel, &scalarKernel}
 // one vector of each of the 2 rows of A and of the 4 rows of B; each accumulator's
 // four lanes are added up at the end.
 var simd128Kernel = kernel{
-	name: "qflare-simd128", mr: 4, nr: 8, tile: simd128Tile,
+	name: "qflare-simd128", mr: 4, nr: 8, tile: simd128Tile, rows: simd128Rows,
 	dmr: 2, dnr: 4, dot: simd128Dot,
-	smallM: 32,
+	smallM: 32, dotM: 32,
 }
 
 // simd128Tile is the tile function of simd128Kernel.
-func simd128Tile(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
-	switch r {
-	case 4:
-		simd4x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
-	case 3:
-		simd2x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
-		simd1x8(kc, a[2*lda:], b, ldb, alpha, beta, c[2*ldc:])
-	case 2:
-		simd2x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
-	default:
-		simd1x8(kc, a, b, ldb, alpha, beta, c)
-	}
-}
-
-// simd4x8 computes a tile of 4 rows.
-func simd4x8(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
+func simd128Tile(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
 	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x4
 	a0 := a[:kc]
 	a1 := a[lda : lda+kc]
@@ -69,10 +54,33 @@ func simd4x8(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta flo
 		o += ldb
 	}
 	va := archsimd.BroadcastFloat32x4(alpha)
-	putRow(c[0:8], c00.Mul(va), c01.Mul(va), beta)
-	putRow(c[ldc:ldc+8], c10.Mul(va), c11.Mul(va), beta)
-	putRow(c[2*ldc:2*ldc+8], c20.Mul(va), c21.Mul(va), beta)
-	putRow(c[3*ldc:3*ldc+8], c30.Mul(va), c31.Mul(va), beta)
+	if beta == 0 {
+		storeRow(c[0:8], c00.Mul(va), c01.Mul(va))
+		storeRow(c[ldc:ldc+8], c10.Mul(va), c11.Mul(va))
+		storeRow(c[2*ldc:2*ldc+8], c20.Mul(va), c21.Mul(va))
+		storeRow(c[3*ldc:3*ldc+8], c30.Mul(va), c31.Mul(va))
+		return
+	}
+	vb := archsimd.BroadcastFloat32x4(beta)
+	updateRow(c[0:8], c00.Mul(va), c01.Mul(va), vb)
+	updateRow(c[ldc:ldc+8], c10.Mul(va), c11.Mul(va), vb)
+	updateRow(c[2*ldc:2*ldc+8], c20.Mul(va), c21.Mul(va), vb)
+	updateRow(c[3*ldc:3*ldc+8], c30.Mul(va), c31.Mul(va), vb)
+}
+
+// simd128Rows is the rows function of simd128Kernel: a tile of 1 to 3 rows.
+func simd128Rows(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
+	switch r {
+	case 1:
+		simd1x8(kc, a, b, ldb, alpha, beta, c)
+	case 2:
+		simd2x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
+	case 3:
+		simd2x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
+		simd1x8(kc, a[2*lda:], b, ldb, alpha, beta, c[2*ldc:])
+	default:
+		panic("kernels: simd128Rows of more than 3 rows")
+	}
 }
 
 // simd2x8 computes a tile of 2 rows.
@@ -116,14 +124,25 @@ func simd1x8(kc int, a []float32, b []float32, ldb int, alpha, beta float32, c [
 // putRow sets the 8 values of row to (x, y) + beta*row, or to (x, y) without reading
 // row when beta is 0.
 func putRow(row []float32, x, y archsimd.Float32x4, beta float32) {
-	row = row[:8]
-	if beta != 0 {
-		vb := archsimd.BroadcastFloat32x4(beta)
-		x = x.Add(archsimd.LoadFloat32x4(row[:4]).Mul(vb))
-		y = y.Add(archsimd.LoadFloat32x4(row[4:]).Mul(vb))
+	if beta == 0 {
+		storeRow(row, x, y)
+		return
 	}
+	updateRow(row, x, y, archsimd.BroadcastFloat32x4(beta))
+}
+
+// storeRow stores x and y into the 8 values of row.
+func storeRow(row []float32, x, y archsimd.Float32x4) {
+	row = row[:8]
 	x.Store(row[:4])
 	y.Store(row[4:])
+}
+
+// updateRow sets the 8 values of row to (x, y) + beta*row.
+func updateRow(row []float32, x, y, beta archsimd.Float32x4) {
+	row = row[:8]
+	x.Add(archsimd.LoadFloat32x4(row[:4]).Mul(beta)).Store(row[:4])
+	y.Add(archsimd.LoadFloat32x4(row[4:]).Mul(beta)).Store(row[4:])
 }
 
 // simd128Dot is the dot function of simd128Kernel.

@@ -34,7 +34,7 @@ func simulate(t *testing.T, c *coord.Coordinator, cfg coord.Config, n int) *coor
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	wait := sim.Join(ctx, c, run, n, sim.Options{})
 	select {
@@ -52,7 +52,7 @@ func simulate(t *testing.T, c *coord.Coordinator, cfg coord.Config, n int) *coor
 // proceeds as usual.
 func TestDownlinkDelta(t *testing.T) {
 	c, st := newCoordinator(t)
-	run := simulate(t, c, coord.Config{Clients: 4, ClientsPerRound: 4, Rounds: 3, Batch: 20, EvalLimit: 500,
+	run := simulate(t, c, coord.Config{Model: "mlp:64", Clients: 4, ClientsPerRound: 4, Rounds: 3, Batch: 20, EvalLimit: 500,
 		DownCodec: "delta+int8+zstd", Seed: 3}, 4)
 	ctx := context.Background()
 	first, err := st.Updates(ctx, run.ID(), 1)
