@@ -269,3 +269,31 @@ func TestRESTErrors(t *testing.T) {
 	}
 	_ = bytes.MinRead
 }
+
+// TestDivergedModelDoesNotStopTheServer: a client whose (finite) update
+// blows the model up to 1e30 makes the evaluation overflow; the server
+// reports the diverged model, keeps serving, and the run goes on.
+func TestDivergedModelDoesNotStopTheServer(t *testing.T) {
+	ts := newTestServer(t)
+	run := ts.createRun(map[string]any{"model": "mlp:16", "rounds": 2, "clients_per_round": 1, "min_clients": 1})
+	raw := ts.rawJoin(run, "")
+	for round := 1; round <= 2; round++ {
+		rs, w := raw.roundModel()
+		huge := make([]float32, len(w))
+		for i := range huge {
+			huge[i] = 1e30
+		}
+		raw.sendBinary(raw.updateFrame(rs, huge, nil))
+		nextOf[*wire.Accepted](raw)
+		end := nextOf[*wire.RoundEnd](raw)
+		if end.TestLoss < 1e29 {
+			t.Errorf("round %d: reported test loss %g; want the diverged model's loss capped at 1e30", round, end.TestLoss)
+		}
+	}
+	nextOf[*wire.RunEnd](raw)
+	waitFor(t, 10*time.Second, "the run to finish", func() bool {
+		var r runResp
+		ts.do("GET", "/api/runs/"+run.ID, "", nil, &r)
+		return r.Status == "finished"
+	})
+}

@@ -105,3 +105,4 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+

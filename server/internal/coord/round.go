@@ -183,6 +183,19 @@ func (r *Run) sendRound(ctx context.Context, cl *client) {
 	r.c.deps.Store.AddRoundBytes(ctx, r.id, o.n, int64(len(frame)))
 }
 
+// maxLoss is the largest test loss reported (a diverged model's loss is
+// capped at it).
+const maxLoss = 1e30
+
+func firstNonFinite(w []float32) int {
+	for i, v := range w {
+		if v-v != 0 { // NaN or ±Inf
+			return i
+		}
+	}
+	return -1
+}
+
 // clientSeed derives a client's per-round seed (shuffling, dropout,
 // stochastic rounding) from the run seed.
 func clientSeed(seed uint64, round, slice int) uint64 {
@@ -310,25 +323,31 @@ func (r *Run) closeRound(ctx context.Context, why string) {
 	}
 	r.open = nil
 	r.cur.Store(nil)
+	var err error
 	if o.accepted == 0 {
-		msg := fmt.Sprintf("no update was accepted (%s)", why)
-		r.c.deps.Log.Warn("round failed", "run", r.id, "round", o.n, "why", msg)
-		if err := r.c.deps.Store.FailRound(ctx, r.id, o.n, msg); err != nil {
-			r.fail(ctx, err)
-			return
-		}
-		r.broadcast(&wire.Wait{Round: o.n, Reason: fmt.Sprintf("round %d failed: %s; a new round starts when clients are ready", o.n, msg)})
-		r.publish(EvRoundEnded, r.roundView(o, &roundResult{failed: msg}))
-		r.maybeStartRound(ctx)
-		return
+		err = r.failRound(ctx, o, fmt.Sprintf("no update was accepted (%s)", why))
+	} else {
+		err = r.aggregate(ctx, o, why)
 	}
-	if err := r.aggregate(ctx, o, why); err != nil {
+	if err != nil {
 		r.fail(ctx, fmt.Errorf("round %d: %w", o.n, err))
 		return
 	}
 	if r.status == StatusRunning {
 		r.maybeStartRound(ctx)
 	}
+}
+
+// failRound closes o without a new model: the run goes on from the current
+// one with the next round.
+func (r *Run) failRound(ctx context.Context, o *openRound, msg string) error {
+	r.c.deps.Log.Warn("round failed", "run", r.id, "round", o.n, "why", msg)
+	if err := r.c.deps.Store.FailRound(ctx, r.id, o.n, msg); err != nil {
+		return err
+	}
+	r.broadcast(&wire.Wait{Round: o.n, Reason: fmt.Sprintf("round %d failed: %s; a new round starts when clients are ready", o.n, msg)})
+	r.publish(EvRoundEnded, r.roundView(o, &roundResult{failed: msg}))
+	return nil
 }
 
 // roundResult is what closing a round produced.
@@ -344,12 +363,21 @@ type roundResult struct {
 func (r *Run) aggregate(ctx context.Context, o *openRound, why string) error {
 	next := make([]float32, r.numParams)
 	res, err := o.agg.Finish(ctx, next)
-	if err != nil {
+	switch {
+	case errors.Is(err, fl.ErrNoUpdates), errors.Is(err, fl.ErrTooFewUpdates):
+		return r.failRound(ctx, o, "the aggregator used no update: "+err.Error())
+	case err != nil:
 		return fmt.Errorf("aggregating: %w", err)
+	}
+	if i := firstNonFinite(next); i >= 0 {
+		return r.failRound(ctx, o, fmt.Sprintf("the aggregate is not finite at parameter %d (the updates diverged or were hostile); the model stays at version %d", i, r.version))
 	}
 	loss, acc, err := r.evaluate(next)
 	if err != nil {
 		return fmt.Errorf("evaluating: %w", err)
+	}
+	if math.IsNaN(loss) || loss > maxLoss {
+		loss = maxLoss // a diverged model: report it as very bad, not as NaN
 	}
 	rr := &roundResult{loss: loss, acc: acc, metrics: res.Metrics, finished: r.c.deps.Now()}
 	if res.Epsilon > 0 {

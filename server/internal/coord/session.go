@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"sync"
 	"time"
@@ -45,10 +46,11 @@ type peer struct {
 	once   sync.Once
 	final  wire.Message // sent last when the writer drains on close
 	mu     sync.Mutex
+	log    *slog.Logger
 }
 
-func newPeer(conn link.Conn, info PeerInfo) *peer {
-	return &peer{conn: conn, info: info, out: make(chan link.Message, outQueue), closed: make(chan struct{})}
+func newPeer(conn link.Conn, info PeerInfo, log *slog.Logger) *peer {
+	return &peer{conn: conn, info: info, log: log, out: make(chan link.Message, outQueue), closed: make(chan struct{})}
 }
 
 func (p *peer) kind(h *wire.Hello) string {
@@ -73,10 +75,14 @@ func (p *peer) send(m link.Message) {
 	}
 }
 
+// sendMsg queues a control message. A message that fails validation (a bug,
+// or a value computed from hostile input that escaped sanitising) is logged
+// and dropped: it must not take the server down.
 func (p *peer) sendMsg(m wire.Message) {
 	b, err := wire.Marshal(m)
 	if err != nil {
-		panic("coord: marshalling " + m.Type() + ": " + err.Error())
+		p.log.Error("dropping a message that does not validate", "type", m.Type(), "client", p.clientID, "err", err)
+		return
 	}
 	p.send(link.Message{Data: b})
 }
@@ -154,7 +160,7 @@ func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) 
 		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeAuth, Reason: "wrong join token for this run: open the join link the host shared"})
 		return fmt.Errorf("coord: wrong join token for run %s from %s", r.id, info.Remote)
 	}
-	p := newPeer(conn, info)
+	p := newPeer(conn, info, c.deps.Log)
 	wctx, cancelWriter := context.WithCancel(ctx)
 	defer cancelWriter()
 	writerDone := make(chan struct{})
