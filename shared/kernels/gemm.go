@@ -15,13 +15,13 @@ const (
 	dotKcMax = 512
 )
 
-// tileFunc sets the mr×nr tile C (row stride ldc) to alpha*A*B + beta*C, or to
-// alpha*A*B without reading C when beta is 0. A is mr×kc, row-major with row stride
-// lda; B is kc×nr with row stride ldb: a packed panel (ldb = nr, see pack.go) or nr
-// columns of the caller's B read in place.
-type tileFunc func(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int)
+// tileFunc sets the mr×nr tile C (row stride ldc) to alpha*A*Bp + beta*C, or to
+// alpha*A*Bp without reading C when beta is 0. A is mr×kc, row-major with row stride
+// lda; Bp is a kc×nr panel of B packed row by row (see pack.go).
+type tileFunc func(kc int, a []float32, lda int, b []float32, alpha, beta float32, c []float32, ldc int)
 
-// rowsFunc is a tileFunc for a tile of r < mr rows (A is r×kc, C is r×nr).
+// rowsFunc is a tileFunc for a tile of r <= mr rows (A is r×kc, C is r×nr) and B of
+// any row stride ldb: a packed panel (ldb = nr) or nr columns of the caller's B.
 type rowsFunc func(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int)
 
 // dotFunc sets the r×q block C (row stride ldc), r <= dmr and q <= dnr, to
@@ -34,8 +34,8 @@ type dotFunc func(r, q, kc int, a []float32, lda int, b []float32, ldb int, alph
 type kernel struct {
 	name   string
 	mr, nr int // tile rows and columns
-	tile   tileFunc
-	rows   rowsFunc // the bottom tiles of C when mr does not divide m
+	tile   tileFunc // whole tiles from packed B
+	rows   rowsFunc // the others: fewer rows, or B read in place
 
 	dmr, dnr int     // largest block of the dot function
 	dot      dotFunc // nil if the kernel has none
@@ -125,18 +125,14 @@ func (s *scratch) block(ks *kernel, m, n, kc int, alpha float32, a []float32, ld
 			r := min(mr, m-i)
 			ai, ci := a[i*lda:], c[i*ldc+j:]
 			switch {
-			case r == mr && q == nr:
-				ks.tile(kc, ai, lda, bj, ldbj, alpha, beta, ci, ldc)
-			case q == nr:
-				ks.rows(r, kc, ai, lda, bj, ldbj, alpha, beta, ci, ldc)
-			default:
+			case q < nr:
 				tile := grow(&s.tile, mr*nr)
-				if r == mr {
-					ks.tile(kc, ai, lda, bj, ldbj, 1, 0, tile, nr)
-				} else {
-					ks.rows(r, kc, ai, lda, bj, ldbj, 1, 0, tile, nr)
-				}
+				ks.rows(r, kc, ai, lda, bj, ldbj, 1, 0, tile, nr)
 				merge(r, q, alpha, tile, nr, beta, ci, ldc)
+			case packed && r == mr:
+				ks.tile(kc, ai, lda, bj, alpha, beta, ci, ldc)
+			default:
+				ks.rows(r, kc, ai, lda, bj, ldbj, alpha, beta, ci, ldc)
 			}
 		}
 	}

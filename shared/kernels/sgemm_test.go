@@ -85,8 +85,8 @@ func loopKernel(mr, nr, dmr, dnr int) *kernel {
 			}
 		}
 	}
-	tile := func(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
-		rows(mr, kc, a, lda, b, ldb, alpha, beta, c, ldc)
+	tile := func(kc int, a []float32, lda int, b []float32, alpha, beta float32, c []float32, ldc int) {
+		rows(mr, kc, a, lda, b, nr, alpha, beta, c, ldc)
 	}
 	dot := func(r, q, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
 		if r < 1 || r > dmr || q < 1 || q > dnr {

@@ -27,13 +27,132 @@ var simd128Kernel = kernel{
 }
 
 // simd128Tile is the tile function of simd128Kernel.
-func simd128Tile(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
+func simd128Tile(kc int, a []float32, lda int, b []float32, alpha, beta float32, c []float32, ldc int) {
 	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x4
 	a0 := a[:kc]
 	a1 := a[lda : lda+kc]
 	a2 := a[2*lda : 2*lda+kc]
 	a3 := a[3*lda : 3*lda+kc]
 	a1, a2, a3 = a1[:len(a0)], a2[:len(a0)], a3[:len(a0)] // for bounds-check elimination
+	b = b[:8*kc]
+	p := 0
+	for ; p+4 <= len(a0) && len(b) >= 32; p += 4 {
+		var b0, b1, x archsimd.Float32x4
+		b0 = archsimd.LoadFloat32x4(b[0:])
+		b1 = archsimd.LoadFloat32x4(b[4:])
+		x = archsimd.BroadcastFloat32x4(a0[p+0])
+		c00 = c00.Add(x.Mul(b0))
+		c01 = c01.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a1[p+0])
+		c10 = c10.Add(x.Mul(b0))
+		c11 = c11.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a2[p+0])
+		c20 = c20.Add(x.Mul(b0))
+		c21 = c21.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a3[p+0])
+		c30 = c30.Add(x.Mul(b0))
+		c31 = c31.Add(x.Mul(b1))
+		b0 = archsimd.LoadFloat32x4(b[8:])
+		b1 = archsimd.LoadFloat32x4(b[12:])
+		x = archsimd.BroadcastFloat32x4(a0[p+1])
+		c00 = c00.Add(x.Mul(b0))
+		c01 = c01.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a1[p+1])
+		c10 = c10.Add(x.Mul(b0))
+		c11 = c11.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a2[p+1])
+		c20 = c20.Add(x.Mul(b0))
+		c21 = c21.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a3[p+1])
+		c30 = c30.Add(x.Mul(b0))
+		c31 = c31.Add(x.Mul(b1))
+		b0 = archsimd.LoadFloat32x4(b[16:])
+		b1 = archsimd.LoadFloat32x4(b[20:])
+		x = archsimd.BroadcastFloat32x4(a0[p+2])
+		c00 = c00.Add(x.Mul(b0))
+		c01 = c01.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a1[p+2])
+		c10 = c10.Add(x.Mul(b0))
+		c11 = c11.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a2[p+2])
+		c20 = c20.Add(x.Mul(b0))
+		c21 = c21.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a3[p+2])
+		c30 = c30.Add(x.Mul(b0))
+		c31 = c31.Add(x.Mul(b1))
+		b0 = archsimd.LoadFloat32x4(b[24:])
+		b1 = archsimd.LoadFloat32x4(b[28:])
+		x = archsimd.BroadcastFloat32x4(a0[p+3])
+		c00 = c00.Add(x.Mul(b0))
+		c01 = c01.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a1[p+3])
+		c10 = c10.Add(x.Mul(b0))
+		c11 = c11.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a2[p+3])
+		c20 = c20.Add(x.Mul(b0))
+		c21 = c21.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a3[p+3])
+		c30 = c30.Add(x.Mul(b0))
+		c31 = c31.Add(x.Mul(b1))
+		b = b[32:]
+	}
+	for ; p < len(a0) && len(b) >= 8; p++ {
+		b0 := archsimd.LoadFloat32x4(b)
+		b1 := archsimd.LoadFloat32x4(b[4:])
+		x := archsimd.BroadcastFloat32x4(a0[p])
+		c00 = c00.Add(x.Mul(b0))
+		c01 = c01.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a1[p])
+		c10 = c10.Add(x.Mul(b0))
+		c11 = c11.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a2[p])
+		c20 = c20.Add(x.Mul(b0))
+		c21 = c21.Add(x.Mul(b1))
+		x = archsimd.BroadcastFloat32x4(a3[p])
+		c30 = c30.Add(x.Mul(b0))
+		c31 = c31.Add(x.Mul(b1))
+		b = b[8:]
+	}
+	va := archsimd.BroadcastFloat32x4(alpha)
+	if beta == 0 {
+		storeRow(c[0:8], c00.Mul(va), c01.Mul(va))
+		storeRow(c[ldc:ldc+8], c10.Mul(va), c11.Mul(va))
+		storeRow(c[2*ldc:2*ldc+8], c20.Mul(va), c21.Mul(va))
+		storeRow(c[3*ldc:3*ldc+8], c30.Mul(va), c31.Mul(va))
+		return
+	}
+	vb := archsimd.BroadcastFloat32x4(beta)
+	updateRow(c[0:8], c00.Mul(va), c01.Mul(va), vb)
+	updateRow(c[ldc:ldc+8], c10.Mul(va), c11.Mul(va), vb)
+	updateRow(c[2*ldc:2*ldc+8], c20.Mul(va), c21.Mul(va), vb)
+	updateRow(c[3*ldc:3*ldc+8], c30.Mul(va), c31.Mul(va), vb)
+}
+
+// simd128Rows is the rows function of simd128Kernel.
+func simd128Rows(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
+	switch r {
+	case 4:
+		simd4x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
+	case 1:
+		simd1x8(kc, a, b, ldb, alpha, beta, c)
+	case 2:
+		simd2x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
+	case 3:
+		simd2x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
+		simd1x8(kc, a[2*lda:], b, ldb, alpha, beta, c[2*ldc:])
+	default:
+		panic("kernels: simd128Rows of more than 4 rows")
+	}
+}
+
+// simd4x8 computes a tile of 4 rows. It is simd128Tile with B of any row stride,
+// indexed at an offset that grows by ldb, which costs one bounds check per step.
+func simd4x8(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
+	var c00, c01, c10, c11, c20, c21, c30, c31 archsimd.Float32x4
+	a0 := a[:kc]
+	a1 := a[lda : lda+kc][:len(a0)]
+	a2 := a[2*lda : 2*lda+kc][:len(a0)]
+	a3 := a[3*lda : 3*lda+kc][:len(a0)]
 	o := 0
 	for p := range a0 {
 		bp := b[o : o+8 : o+8]
@@ -54,33 +173,10 @@ func simd128Tile(kc int, a []float32, lda int, b []float32, ldb int, alpha, beta
 		o += ldb
 	}
 	va := archsimd.BroadcastFloat32x4(alpha)
-	if beta == 0 {
-		storeRow(c[0:8], c00.Mul(va), c01.Mul(va))
-		storeRow(c[ldc:ldc+8], c10.Mul(va), c11.Mul(va))
-		storeRow(c[2*ldc:2*ldc+8], c20.Mul(va), c21.Mul(va))
-		storeRow(c[3*ldc:3*ldc+8], c30.Mul(va), c31.Mul(va))
-		return
-	}
-	vb := archsimd.BroadcastFloat32x4(beta)
-	updateRow(c[0:8], c00.Mul(va), c01.Mul(va), vb)
-	updateRow(c[ldc:ldc+8], c10.Mul(va), c11.Mul(va), vb)
-	updateRow(c[2*ldc:2*ldc+8], c20.Mul(va), c21.Mul(va), vb)
-	updateRow(c[3*ldc:3*ldc+8], c30.Mul(va), c31.Mul(va), vb)
-}
-
-// simd128Rows is the rows function of simd128Kernel: a tile of 1 to 3 rows.
-func simd128Rows(r, kc int, a []float32, lda int, b []float32, ldb int, alpha, beta float32, c []float32, ldc int) {
-	switch r {
-	case 1:
-		simd1x8(kc, a, b, ldb, alpha, beta, c)
-	case 2:
-		simd2x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
-	case 3:
-		simd2x8(kc, a, lda, b, ldb, alpha, beta, c, ldc)
-		simd1x8(kc, a[2*lda:], b, ldb, alpha, beta, c[2*ldc:])
-	default:
-		panic("kernels: simd128Rows of more than 3 rows")
-	}
+	putRow(c[0:8], c00.Mul(va), c01.Mul(va), beta)
+	putRow(c[ldc:ldc+8], c10.Mul(va), c11.Mul(va), beta)
+	putRow(c[2*ldc:2*ldc+8], c20.Mul(va), c21.Mul(va), beta)
+	putRow(c[3*ldc:3*ldc+8], c30.Mul(va), c31.Mul(va), beta)
 }
 
 // simd2x8 computes a tile of 2 rows.

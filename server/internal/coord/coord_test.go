@@ -105,4 +105,3 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
-
