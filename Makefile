@@ -15,7 +15,7 @@ SIMD_TOOLCHAIN ?= go1.27.3
 SERVER_PKGS := ./server/...
 OTHER_PKGS   = $(shell $(GO) list ./... | grep -v '/server')
 
-.PHONY: all build wasm vendor run test vet test-native test-race test-wasm test-wasm-simd fuzz \
+.PHONY: all build wasm vendor run test vet test-native test-race test-wasm test-wasm-simd fuzz bench-smoke \
 	test-e2e bench bench-workers screenshots fmt clean
 
 all: build
@@ -36,7 +36,7 @@ vendor:
 run: build
 	$(BIN)/qflare serve --addr $(ADDR) --db $(DB) --demo
 
-test: vet test-native test-race test-wasm test-wasm-simd fuzz
+test: vet test-native test-race test-wasm test-wasm-simd fuzz bench-smoke
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -74,6 +74,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadSet$$' -fuzztime $(FUZZTIME) ./shared/data
 	$(GO) test -run '^$$' -fuzz '^FuzzReadIDX$$' -fuzztime $(FUZZTIME) ./shared/data
 	$(GO) test -run '^$$' -fuzz '^FuzzReadCIFAR10$$' -fuzztime $(FUZZTIME) ./shared/data
+
+# Every benchmark once, so none rots (the measurements are make bench).
+bench-smoke:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./shared/... ./server/internal/store
 
 test-e2e:
 	$(GO) test -count=1 -v ./server/internal/e2e
