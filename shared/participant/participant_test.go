@@ -279,3 +279,35 @@ func hasEvent(events []participant.Event, typ string) bool {
 	}
 	return false
 }
+
+// TestDivergedTrainingDeclines: when training ends in non-finite weights
+// (here from a model of 1e30s) the client tells the server it declines the
+// round instead of failing the session or staying silent.
+func TestDivergedTrainingDeclines(t *testing.T) {
+	srv, _, done := start(t, participant.Options{})
+	srv.recv()
+	srv.send(welcome("float32+zstd"))
+	m := newModel(t)
+	huge := make([]float32, len(m.Params))
+	for i := range huge {
+		huge[i] = 1e30
+	}
+	srv.send(&wire.RoundStart{Round: 1, ModelVersion: 1, Epochs: 1, Batch: 5, LR: 0.1, Seed: 3})
+	srv.model(wire.KindModel, 1, 1, huge, nil, m.TensorShapes(), "float32+zstd")
+	for {
+		msg, frame := srv.recv()
+		if frame != nil {
+			t.Fatal("the client uploaded non-finite weights")
+		}
+		if d, ok := msg.(*wire.Decline); ok {
+			if d.Round != 1 || !strings.Contains(d.Reason, "not finite") {
+				t.Errorf("decline = %+v; want round 1, saying the weights are not finite", d)
+			}
+			break
+		}
+	}
+	srv.send(&wire.RunEnd{Reason: "done"})
+	if err := <-done; !errors.Is(err, participant.ErrRunEnded) {
+		t.Errorf("Session = %v; want it to carry on to ErrRunEnded", err)
+	}
+}

@@ -214,6 +214,9 @@ func (c *Client) upload(ctx context.Context, conn link.Conn, rs *wire.RoundStart
 	c.enc.Seed(rs.Seed)
 	var err error
 	if c.payload, err = c.enc.Encode(c.payload[:0], c.local, c.global); err != nil {
+		if errors.Is(err, wire.ErrNotFinite) {
+			return c.decline(ctx, conn, rs.Round, "training diverged: the trained weights are not finite")
+		}
 		return fmt.Errorf("participant: encoding the update: %w", err)
 	}
 	h := &wire.FrameHeader{Kind: wire.KindUpdate, Run: c.welcome.Run.ID, Round: rs.Round, ModelVersion: c.version,
@@ -223,8 +226,7 @@ func (c *Client) upload(ctx context.Context, conn link.Conn, rs *wire.RoundStart
 		return err
 	}
 	if lim := c.welcome.Limits.MaxUpdateBytes; lim > 0 && len(c.frame) > lim {
-		c.emit(Event{Type: EventError, Round: rs.Round, Message: fmt.Sprintf("update of %d bytes exceeds the server's limit of %d", len(c.frame), lim)})
-		return nil
+		return c.decline(ctx, conn, rs.Round, fmt.Sprintf("the update of %d bytes exceeds the server's limit of %d", len(c.frame), lim))
 	}
 	// The frame buffer is reused next round, so hand the connection a copy.
 	if err := conn.Send(ctx, link.Message{Binary: true, Data: append([]byte(nil), c.frame...)}); err != nil {
@@ -233,6 +235,14 @@ func (c *Client) upload(ctx context.Context, conn link.Conn, rs *wire.RoundStart
 	c.emit(Event{Type: EventUpload, Round: rs.Round, Bytes: len(c.frame), LocalLoss: st.Loss,
 		LocalAccuracy: st.Accuracy, SamplesPerS: st.SamplesPerSecond()})
 	return nil
+}
+
+// decline tells the server (and the page) that this client sends no update
+// for the round, so that the round does not wait for it.
+func (c *Client) decline(ctx context.Context, conn link.Conn, round int, reason string) error {
+	c.emit(Event{Type: EventError, Round: round, Message: reason + "; skipping this round"})
+	c.state(StateWaiting, round)
+	return c.sendMsg(ctx, conn, &wire.Decline{Round: round, Reason: reason})
 }
 
 func finite(v float64) float64 {

@@ -16,7 +16,8 @@ const Version = 1
 const MaxMessageBytes = 64 << 10
 
 // Message is a control message: one of *Hello, *Welcome, *Wait,
-// *RoundStart, *Progress, *Accepted, *Rejected, *RoundEnd, *RunEnd, *Bye.
+// *RoundStart, *Progress, *Decline, *Accepted, *Rejected, *RoundEnd,
+// *RunEnd, *Bye.
 type Message interface {
 	// Type returns the message's JSON type name, e.g. "round_start".
 	Type() string
@@ -114,6 +115,12 @@ func decodeTyped(t string, b []byte) (Message, error) {
 			typeField
 			*RunEnd
 		}{RunEnd: v})
+	case "decline":
+		v := new(Decline)
+		m, err = v, strictUnmarshal(b, &struct {
+			typeField
+			*Decline
+		}{Decline: v})
 	case "bye":
 		v := new(Bye)
 		m, err = v, strictUnmarshal(b, &struct {

@@ -29,6 +29,7 @@ func validMessages() []Message {
 		&Rejected{Round: 4, Reason: "The update arrived after the round closed.", Code: CodeLate},
 		&RoundEnd{Round: 4, TestAccuracy: 0.9712, TestLoss: 0.094, Received: 10, Accepted: 9, ModelVersion: 5},
 		&RunEnd{Reason: "target accuracy reached", FinalAccuracy: 0.97},
+		&Decline{Round: 3, Reason: "training diverged: the weights are not finite"},
 		&Bye{Reason: "tab closed"},
 		&Bye{},
 	}

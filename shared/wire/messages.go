@@ -102,6 +102,14 @@ type Progress struct {
 	SamplesPerS float64 `json:"samples_per_s"`
 }
 
+// Decline tells the server that a selected client will send no update for
+// a round, and why (for example: its training diverged to non-finite
+// weights), so the round does not wait for it.
+type Decline struct {
+	Round  int    `json:"round"`
+	Reason string `json:"reason"`
+}
+
 // Accepted tells a client that its update for a round was taken.
 type Accepted struct {
 	Round int `json:"round"`
@@ -150,6 +158,9 @@ func (*RoundStart) Type() string { return "round_start" }
 
 // Type returns "progress".
 func (*Progress) Type() string { return "progress" }
+
+// Type returns "decline".
+func (*Decline) Type() string { return "decline" }
 
 // Type returns "accepted".
 func (*Accepted) Type() string { return "accepted" }
@@ -275,6 +286,14 @@ func (p *Progress) Validate() error {
 		checkInt("progress.batch", int64(p.Batch), 0, int64(p.Batches)),
 		checkFloat("progress.loss", p.Loss, 0, maxLoss),
 		checkFloat("progress.samples_per_s", p.SamplesPerS, 0, maxRate),
+	)
+}
+
+// Validate checks every field of d against its bounds.
+func (d *Decline) Validate() error {
+	return firstErr(
+		checkInt("decline.round", int64(d.Round), 1, maxRounds),
+		checkText("decline.reason", d.Reason, maxTextLen),
 	)
 }
 

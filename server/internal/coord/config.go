@@ -88,6 +88,10 @@ type Config struct {
 	EvalLimit int `json:"eval_limit"`
 	// MaxUpdateNorm rejects updates whose L2 norm exceeds it (0 = no limit).
 	MaxUpdateNorm float64 `json:"max_update_norm"`
+	// MaxFailedRounds ends the run (status failed) after that many rounds
+	// in a row produced no model, e.g. because every update was refused or
+	// the model diverged. Default 10.
+	MaxFailedRounds int `json:"max_failed_rounds"`
 	// KeepBlobs keeps every update's payload after its round (default: the
 	// payload is dropped once the round is aggregated).
 	KeepBlobs bool `json:"keep_blobs"`
@@ -173,6 +177,7 @@ func (c *Config) Normalize() error {
 	def(&c.StartClients, c.MinClients)
 	def(&c.LocalEpochs, 1)
 	def(&c.Batch, 10)
+	def(&c.MaxFailedRounds, 10)
 	if c.Fraction == 0 {
 		c.Fraction = 0.1
 	}
@@ -251,6 +256,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := c.NewStrategy(); err != nil {
 		bad("strategy: %v", err)
+	}
+	if c.MaxFailedRounds < 1 || c.MaxFailedRounds > maxRounds {
+		bad("max_failed_rounds %d is not in 1..%d", c.MaxFailedRounds, maxRounds)
 	}
 	if c.EvalLimit < 0 {
 		bad("eval_limit %d is negative", c.EvalLimit)

@@ -26,6 +26,10 @@ type (
 		u       *decoded
 		rejects *rejection // set when the session already refused it
 	}
+	evDecline struct {
+		p *peer
+		m *wire.Decline
+	}
 	evStop struct {
 		reason string
 		reply  chan error
@@ -83,6 +87,8 @@ func (r *Run) handle(ctx context.Context, ev any) {
 		}
 	case evUpdate:
 		r.takeUpdate(ctx, ev)
+	case evDecline:
+		r.decline(ctx, ev.p, ev.m)
 	case evStop:
 		ev.reply <- r.stop(ctx, ev.reason)
 	}

@@ -289,6 +289,30 @@ func (r *Run) checkUpdate(cl *client, u *decoded) *rejection {
 	return nil
 }
 
+// decline records that a selected client will send no update for the open
+// round (its training diverged, say), so the round stops waiting for it.
+func (r *Run) decline(ctx context.Context, p *peer, m *wire.Decline) {
+	cl, o := r.clients[p.clientID], r.open
+	if cl == nil || cl.peer != p || o == nil || m.Round != o.n || !o.selected[cl.id] || o.answered[cl.id] {
+		return
+	}
+	rec := &store.Update{RunID: r.id, Round: o.n, ClientID: cl.id, ReceivedAt: r.c.deps.Now(), BytesDown: r.sentTo(cl.id),
+		Code: "declined", Reason: "the client sent no update: " + m.Reason}
+	if _, err := r.c.deps.Store.AddUpdate(ctx, rec); err != nil {
+		r.c.deps.Log.Error("storing a declined round", "run", r.id, "client", cl.id, "err", err)
+	}
+	r.c.deps.Log.Warn("client declined the round", "run", r.id, "client", cl.id, "round", o.n, "reason", m.Reason)
+	cl.updates++
+	o.received++
+	o.answered[cl.id] = true
+	delete(o.pending, cl.id)
+	r.publish(EvUpdate, updateView(rec, false))
+	r.publish(EvClient, r.clientView(cl))
+	if len(o.pending) == 0 {
+		r.closeRound(ctx, "every selected client answered or left")
+	}
+}
+
 // reject records a refused update and tells the client why.
 func (r *Run) reject(ctx context.Context, cl *client, rec *store.Update, rej *rejection) {
 	rec.Accepted, rec.Reason, rec.Code, rec.Blob = false, rej.reason, rej.code, nil
@@ -345,8 +369,12 @@ func (r *Run) failRound(ctx context.Context, o *openRound, msg string) error {
 	if err := r.c.deps.Store.FailRound(ctx, r.id, o.n, msg); err != nil {
 		return err
 	}
-	r.broadcast(&wire.Wait{Round: o.n, Reason: fmt.Sprintf("round %d failed: %s; a new round starts when clients are ready", o.n, msg)})
 	r.publish(EvRoundEnded, r.roundView(o, &roundResult{failed: msg}))
+	if r.failed++; r.failed >= r.cfg.MaxFailedRounds {
+		r.fail(ctx, fmt.Errorf("%d rounds in a row produced no model; the last: %s", r.failed, msg))
+		return nil
+	}
+	r.broadcast(&wire.Wait{Round: o.n, Reason: fmt.Sprintf("round %d failed: %s; a new round starts when clients are ready", o.n, msg)})
 	return nil
 }
 
@@ -411,7 +439,7 @@ func (r *Run) aggregate(ctx context.Context, o *openRound, why string) error {
 		return fmt.Errorf("committing: %w", err)
 	}
 	r.setGlobal(version, next)
-	r.lastAcc = acc
+	r.lastAcc, r.failed = acc, 0
 	if _, err := r.c.deps.Store.PruneModels(ctx, r.id, keepModels, keepEveryModel); err != nil {
 		r.c.deps.Log.Warn("pruning old model versions", "run", r.id, "err", err)
 	}

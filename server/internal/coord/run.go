@@ -67,6 +67,7 @@ type Run struct {
 	bySlice []string            // slice index → client id ("" = free)
 	open    *openRound
 	lastAcc float64
+	failed  int // rounds in a row that produced no model
 }
 
 // roundRef is what a session needs to check and decode an update.

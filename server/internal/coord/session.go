@@ -226,6 +226,8 @@ func (r *Run) session(ctx context.Context, p *peer) error {
 					lastProgress = now
 					r.post(ctx, evProgress{p: p, m: msg})
 				}
+			case *wire.Decline:
+				r.post(ctx, evDecline{p: p, m: msg})
 			case *wire.Bye:
 				return nil
 			default:
