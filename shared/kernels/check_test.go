@@ -81,6 +81,8 @@ func TestSgemmAllocs(t *testing.T) {
 		{"edges", blas.NoTrans, blas.Trans, 13, 11, 300},
 		{"blocks", blas.Trans, blas.NoTrans, mcMax + 5, 70, kcMax + 9},
 		{"wide", blas.NoTrans, blas.NoTrans, 3, ncMax + 9, 17},
+		{"in place", blas.Trans, blas.NoTrans, 7, 13, kcMax + 9},
+		{"dot", blas.Trans, blas.Trans, 5, 11, dotKcMax + 9},
 	} {
 		a, b, c := sh.operands()
 		for _, ks := range available {

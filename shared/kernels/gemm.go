@@ -33,7 +33,7 @@ type dotFunc func(r, q, kc int, a []float32, lda int, b []float32, ldb int, alph
 // kernel is a set of micro-kernels, the shapes they compute and when gemm uses them.
 type kernel struct {
 	name   string
-	mr, nr int // tile rows and columns
+	mr, nr int      // tile rows and columns
 	tile   tileFunc // whole tiles from packed B
 	rows   rowsFunc // the others: fewer rows, or B read in place
 
@@ -42,7 +42,7 @@ type kernel struct {
 
 	// Packing all of B (k×n values) costs too much next to the m×n×k product when m
 	// is small. Up to m = smallM, gemm reads a B that is not transposed in place with
-	// tile; up to m = dotM, it computes C = A*Bᵀ with dot.
+	// rows; up to m = dotM, it computes C = A*Bᵀ with dot.
 	smallM, dotM int
 }
 
@@ -50,10 +50,9 @@ type kernel struct {
 // alpha != 0 and k > 0, using the micro-kernels of ks.
 func gemm(ks *kernel, aT, bT bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	s := getScratch()
-	switch {
-	case bT && m <= ks.dotM && ks.dot != nil:
+	if bT && m <= ks.dotM && ks.dot != nil {
 		s.dotGemm(ks, aT, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	default:
+	} else {
 		s.blocked(ks, aT, bT, bT || m > ks.smallM, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	}
 	putScratch(s)

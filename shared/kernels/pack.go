@@ -4,9 +4,9 @@ package kernels
 // transposed (the copy would cost more than it saves: the kernel loads one value per
 // row and step either way), else from a transposed copy of the block.
 //
-// When m is large, B is packed into panels that the kernel reads front to back: a panel of nr columns of
-// op(B) holds, for each p of the block's kc, the nr values of row p. Past the last
-// column a panel is padded with zeros. Depending on the transpose, the nr values of one
+// When m is large, B is packed into panels that the kernel reads front to back: a
+// panel of nr columns of op(B) holds, for each p of the block's kc, the nr values of
+// row p. Past the last column a panel is padded with zeros. Depending on the transpose, the nr values of one
 // p are either contiguous in b (gather: one short run per p) or come from nr rows of b,
 // each contiguous over p (interleave). Both have loops for the kernels' widths 4 and 8
 // that move a whole run at a time, because copy calls runtime.memmove, which costs more

@@ -129,9 +129,9 @@ var (
 )
 
 // sgemmCases returns the suite's table: every size from {0, 1, 2, 3, 5, 7} cubed, then
-// odd sizes up to 129 and sizes that cross the blocking limits (kcMax, mcMax, ncMax and
-// the tile shapes), each with every transpose pair and a rotation of alpha, beta and
-// leading-dimension padding.
+// odd sizes up to 129 and sizes that cross the blocking limits (kcMax, mcMax, ncMax,
+// dotKcMax and the tile shapes) or are a dense layer's at a small batch, each with every
+// transpose pair and a rotation of alpha, beta and leading-dimension padding.
 func sgemmCases() []sgemmCase {
 	small := []int{0, 1, 2, 3, 5, 7}
 	var sizes [][3]int

@@ -16,14 +16,21 @@ var available = []*kernel{&simd128Kernel, &scalarKernel}
 // GEMM no faster and 4×4 tiles (4 accumulators, bound by the latency of the adds) ran a
 // micro-benchmark at a third of the speed. wasm SIMD128 has no fused multiply-add
 // (archsimd's MulAdd is a Mul and an Add there), so each step is a Mul and an Add.
+// Two steps per iteration of the k loop ran the dense layers' GEMMs 10 to 15% faster
+// than one; four, no faster than two.
 //
 // Its dot products run 2×4 at a time, four values of p per step: 8 vector accumulators,
 // one vector of each of the 2 rows of A and of the 4 rows of B; each accumulator's
 // four lanes are added up at the end.
+//
+// The thresholds were measured in node 20 on the dense layers' shapes (n, k of 200 and
+// 784): reading B in place ran 1.2 to 4 times as fast as packing it up to m = 16 and as
+// fast at m = 24; the dot products ran 1.4 to 4 times as fast as packing B up to m = 4,
+// about as fast at m = 8 and 10, and slower from m = 16 on.
 var simd128Kernel = kernel{
 	name: "qflare-simd128", mr: 4, nr: 8, tile: simd128Tile, rows: simd128Rows,
 	dmr: 2, dnr: 4, dot: simd128Dot,
-	smallM: 32, dotM: 32,
+	smallM: 16, dotM: 8,
 }
 
 // simd128Tile is the tile function of simd128Kernel.
@@ -36,20 +43,19 @@ func simd128Tile(kc int, a []float32, lda int, b []float32, alpha, beta float32,
 	a1, a2, a3 = a1[:len(a0)], a2[:len(a0)], a3[:len(a0)] // for bounds-check elimination
 	b = b[:8*kc]
 	p := 0
-	for ; p+4 <= len(a0) && len(b) >= 32; p += 4 {
-		var b0, b1, x archsimd.Float32x4
-		b0 = archsimd.LoadFloat32x4(b[0:])
-		b1 = archsimd.LoadFloat32x4(b[4:])
-		x = archsimd.BroadcastFloat32x4(a0[p+0])
+	for ; p+2 <= len(a0) && len(b) >= 16; p += 2 {
+		b0 := archsimd.LoadFloat32x4(b)
+		b1 := archsimd.LoadFloat32x4(b[4:])
+		x := archsimd.BroadcastFloat32x4(a0[p])
 		c00 = c00.Add(x.Mul(b0))
 		c01 = c01.Add(x.Mul(b1))
-		x = archsimd.BroadcastFloat32x4(a1[p+0])
+		x = archsimd.BroadcastFloat32x4(a1[p])
 		c10 = c10.Add(x.Mul(b0))
 		c11 = c11.Add(x.Mul(b1))
-		x = archsimd.BroadcastFloat32x4(a2[p+0])
+		x = archsimd.BroadcastFloat32x4(a2[p])
 		c20 = c20.Add(x.Mul(b0))
 		c21 = c21.Add(x.Mul(b1))
-		x = archsimd.BroadcastFloat32x4(a3[p+0])
+		x = archsimd.BroadcastFloat32x4(a3[p])
 		c30 = c30.Add(x.Mul(b0))
 		c31 = c31.Add(x.Mul(b1))
 		b0 = archsimd.LoadFloat32x4(b[8:])
@@ -66,35 +72,7 @@ func simd128Tile(kc int, a []float32, lda int, b []float32, alpha, beta float32,
 		x = archsimd.BroadcastFloat32x4(a3[p+1])
 		c30 = c30.Add(x.Mul(b0))
 		c31 = c31.Add(x.Mul(b1))
-		b0 = archsimd.LoadFloat32x4(b[16:])
-		b1 = archsimd.LoadFloat32x4(b[20:])
-		x = archsimd.BroadcastFloat32x4(a0[p+2])
-		c00 = c00.Add(x.Mul(b0))
-		c01 = c01.Add(x.Mul(b1))
-		x = archsimd.BroadcastFloat32x4(a1[p+2])
-		c10 = c10.Add(x.Mul(b0))
-		c11 = c11.Add(x.Mul(b1))
-		x = archsimd.BroadcastFloat32x4(a2[p+2])
-		c20 = c20.Add(x.Mul(b0))
-		c21 = c21.Add(x.Mul(b1))
-		x = archsimd.BroadcastFloat32x4(a3[p+2])
-		c30 = c30.Add(x.Mul(b0))
-		c31 = c31.Add(x.Mul(b1))
-		b0 = archsimd.LoadFloat32x4(b[24:])
-		b1 = archsimd.LoadFloat32x4(b[28:])
-		x = archsimd.BroadcastFloat32x4(a0[p+3])
-		c00 = c00.Add(x.Mul(b0))
-		c01 = c01.Add(x.Mul(b1))
-		x = archsimd.BroadcastFloat32x4(a1[p+3])
-		c10 = c10.Add(x.Mul(b0))
-		c11 = c11.Add(x.Mul(b1))
-		x = archsimd.BroadcastFloat32x4(a2[p+3])
-		c20 = c20.Add(x.Mul(b0))
-		c21 = c21.Add(x.Mul(b1))
-		x = archsimd.BroadcastFloat32x4(a3[p+3])
-		c30 = c30.Add(x.Mul(b0))
-		c31 = c31.Add(x.Mul(b1))
-		b = b[32:]
+		b = b[16:]
 	}
 	for ; p < len(a0) && len(b) >= 8; p++ {
 		b0 := archsimd.LoadFloat32x4(b)

@@ -14,7 +14,7 @@ func newStepper(tb testing.TB, name string, batch int) (*Trainer, []float32, []u
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tr, err := NewTrainer(m, TrainConfig{Batch: batch, LR: 0.01, Momentum: 0.5, Seed: 1})
+	tr, err := NewTrainer(m, TrainConfig{Batch: batch, LR: 0.01, Seed: 1}) // plain SGD, as FL clients (and TF.js's peer benchmark) train
 	if err != nil {
 		tb.Fatal(err)
 	}

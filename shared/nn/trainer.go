@@ -138,9 +138,17 @@ func (t *Trainer) update() {
 	w := t.m.Params
 	g := t.Grads[:len(w)]
 	lr, mom, wd, mu := t.cfg.LR, t.cfg.Momentum, t.cfg.WeightDecay, t.proxMu
-	if t.velocity == nil && wd == 0 && mu == 0 {
+	switch {
+	case t.velocity == nil && wd == 0 && mu == 0:
 		for i := range w {
 			w[i] -= lr * g[i]
+		}
+		return
+	case wd == 0 && mu == 0:
+		v := t.velocity[:len(w)]
+		for i := range w {
+			v[i] = mom*v[i] + g[i]
+			w[i] -= lr * v[i]
 		}
 		return
 	}
