@@ -2,13 +2,19 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
+	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/qflare/qflare/server/internal/safetensors"
+	"github.com/qflare/qflare/server/internal/store"
 	"github.com/qflare/qflare/shared/wire"
 )
 
@@ -47,6 +53,44 @@ func TestFederationOverWebSockets(t *testing.T) {
 	ts.do("GET", "/api/runs/"+run.ID, "", nil, &got)
 	if got.Status != "finished" {
 		t.Errorf("run status %q; want finished", got.Status)
+	}
+	checkModelDownload(t, ts, run.ID)
+}
+
+// checkModelDownload fetches the latest model as safetensors and compares it
+// with the stored weights, tensor by tensor, under PyTorch's names.
+func checkModelDownload(t *testing.T, ts *testServer, run string) {
+	t.Helper()
+	resp, err := http.Get(ts.URL + "/api/runs/" + run + "/model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	tensors, meta, err := safetensors.Read(body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET model = %s, parse error %v", resp.Status, err)
+	}
+	m, err := ts.st.Model(context.Background(), run, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := store.DecodeFloat32s(m.Weights, m.Params)
+	names := []string{"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"}
+	off := 0
+	for i, tn := range tensors {
+		if i >= len(names) || tn.Name != names[i] {
+			t.Fatalf("tensor %d is %q; want %q", i, tn.Name, names[min(i, len(names)-1)])
+		}
+		for j, v := range tn.Data {
+			if v != want[off+j] {
+				t.Fatalf("%s[%d] = %g; the stored model has %g", tn.Name, j, v, want[off+j])
+			}
+		}
+		off += len(tn.Data)
+	}
+	if off != len(want) || meta["version"] != strconv.Itoa(m.Version) || fmt.Sprint(tensors[0].Shape) != "[200 784]" {
+		t.Errorf("download holds %d values, version %q, fc1 %v; want %d, %d, [200 784]", off, meta["version"], tensors[0].Shape, len(want), m.Version)
 	}
 }
 
