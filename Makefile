@@ -86,7 +86,7 @@ test-e2e:
 # JSON lines with the ratios; then 1 vs 2 workers in headless Chromium.
 bench:
 	SIMD_TOOLCHAIN=$(SIMD_TOOLCHAIN) $(GO) run ./build/bench -simd-toolchain $(SIMD_TOOLCHAIN)
-	QFLARE_BENCH_WORKERS=1 QFLARE_BENCH_JSON=1 $(GO) test -count=1 -run WorkerSpeedup -timeout 20m ./server/internal/e2e
+	bash -o pipefail -c "QFLARE_BENCH_WORKERS=1 QFLARE_BENCH_JSON=1 $(GO) test -count=1 -v -run WorkerSpeedup -timeout 20m ./server/internal/e2e | grep -E '^[{]|speed-up|^(ok|FAIL|--- )'"
 
 bench-workers:
 	QFLARE_BENCH_WORKERS=1 $(GO) test -count=1 -v -run WorkerSpeedup -timeout 20m ./server/internal/e2e
