@@ -29,6 +29,7 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.register(fs)
 	list := fs.String("grid", "", "comma-separated values to compare (default depends on the study)")
 	strategies := fs.String("strategies", "fedavg,trimmed-mean,median,multi-krum", "robust: strategies to compare")
+	withDetect := fs.Bool("detect-runs", true, "robust: also run fedavg with anomaly detection and report its detection rates")
 	switch which {
 	case "codecs", "dp":
 		fs.Lookup("rounds").DefValue, f.cfg.Rounds = "100", 100
@@ -52,7 +53,7 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "codecs":
 		return studyCodecs(ctx, &f, split(*list, "float32+zstd,float16,float16+shuffle+zstd,int8+zstd,delta+topk:0.01+int8+zstd"), stdout, stderr, progress)
 	case "robust":
-		return studyRobust(ctx, &f, split(*list, "sign-flip,gaussian,scale:10"), split(*strategies, ""), stdout, stderr, progress)
+		return studyRobust(ctx, &f, split(*list, "sign-flip,gaussian,scale:10"), split(*strategies, ""), *withDetect, stdout, stderr, progress)
 	default:
 		return studyDP(ctx, &f, split(*list, "0,0.01,0.1,1"), stdout, stderr, progress)
 	}
@@ -103,7 +104,10 @@ func studyCodecs(ctx context.Context, f *simFlags, codecs []string, stdout, stde
 	return nil
 }
 
-func studyRobust(ctx context.Context, f *simFlags, attacks, strategies []string, stdout, stderr io.Writer, progress func(string) func(simRound)) error {
+func studyRobust(ctx context.Context, f *simFlags, attacks, strategies []string, withDetect bool, stdout, stderr io.Writer, progress func(string) func(simRound)) error {
+	if withDetect {
+		strategies = append(strategies, "fedavg+detect")
+	}
 	acc := map[[2]string]float64{}
 	type detection struct {
 		flaggedAttacker, attacker, flaggedHonest, honest int
@@ -111,7 +115,7 @@ func studyRobust(ctx context.Context, f *simFlags, attacks, strategies []string,
 	}
 	det := map[string]detection{}
 	for _, attack := range attacks {
-		for _, strategy := range append(strategies, "fedavg+detect") {
+		for _, strategy := range strategies {
 			g := *f
 			g.attack, g.cfg.Strategy = attack, strategy
 			if strategy == "fedavg+detect" {
@@ -156,12 +160,15 @@ func studyRobust(ctx context.Context, f *simFlags, attacks, strategies []string,
 		fmt.Fprint(stdout, "---:|")
 	}
 	fmt.Fprintln(stdout)
-	for _, s := range append(strategies, "fedavg+detect") {
+	for _, s := range strategies {
 		fmt.Fprintf(stdout, "| `%s` |", s)
 		for _, a := range attacks {
 			fmt.Fprintf(stdout, " %.4f |", acc[[2]string{s, a}])
 		}
 		fmt.Fprintln(stdout)
+	}
+	if !withDetect {
+		return nil
 	}
 	fmt.Fprint(stdout, "\nDetection (fedavg with detect): updates excluded as anomalies\n\n| attack | attacker updates flagged | honest updates flagged |\n|---|---:|---:|\n")
 	for _, a := range attacks {
