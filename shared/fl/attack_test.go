@@ -57,7 +57,7 @@ func TestGaussianAttack(t *testing.T) {
 		spec string
 		want float64 // std of the result
 	}{
-		{"gaussian", 10 * 0.5}, // 10× the honest RMS
+		{"gaussian", 100 * 0.5}, // 100× the honest RMS
 		{"gaussian:0.2", 0.2},
 	}
 	for _, tt := range tests {
