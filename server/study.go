@@ -28,7 +28,7 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var f simFlags
 	f.register(fs)
 	list := fs.String("grid", "", "comma-separated values to compare (default depends on the study)")
-	strategies := fs.String("strategies", "fedavg,trimmed-mean,median,multi-krum", "robust: strategies to compare")
+	strategies := fs.String("strategies", "fedavg,trimmed-mean:0.3,median,multi-krum", "robust: strategies to compare (\"none\": only the detection runs)")
 	withDetect := fs.Bool("detect-runs", true, "robust: also run fedavg with anomaly detection and report its detection rates")
 	switch which {
 	case "codecs", "dp":
@@ -53,7 +53,11 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "codecs":
 		return studyCodecs(ctx, &f, split(*list, "float32+zstd,float16,float16+shuffle+zstd,int8+zstd,delta+topk:0.01+int8+zstd"), stdout, stderr, progress)
 	case "robust":
-		return studyRobust(ctx, &f, split(*list, "sign-flip,gaussian,scale:10"), split(*strategies, ""), *withDetect, stdout, stderr, progress)
+		strats := split(*strategies, "")
+		if *strategies == "none" {
+			strats = nil
+		}
+		return studyRobust(ctx, &f, split(*list, "sign-flip,gaussian,scale:10"), strats, *withDetect, stdout, stderr, progress)
 	default:
 		return studyDP(ctx, &f, split(*list, "0,0.01,0.1,1"), stdout, stderr, progress)
 	}
@@ -63,7 +67,13 @@ func split(s, def string) []string {
 	if s == "" {
 		s = def
 	}
-	return strings.Split(s, ",")
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func studyCodecs(ctx context.Context, f *simFlags, codecs []string, stdout, stderr io.Writer, progress func(string) func(simRound)) error {

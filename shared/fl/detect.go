@@ -33,6 +33,17 @@ const (
 //	cosine: (median(cos) − cos_i) / max(1.4826·MAD(cos), 0.05)   (only low cosines count)
 //	norm:   |log r_i − median(log r)| / max(1.4826·MAD(log r), 0.25)
 //
+// Once a round has finished, the norm score compares each norm with the
+// updates the previous round kept instead (a history an attacker cannot
+// move within one round):
+//
+//	norm:   |log(||delta_i|| / previous median norm)| / max(previous 1.4826·MAD(log norm), 0.25)
+//
+// so that a round in which attackers are half or more of the clients, which
+// corrupts the round's own medians, still cannot pass amplified updates.
+// The history starts empty (also after a restart) and is updated only by
+// rounds that finish.
+//
 // Updates scoring above the threshold are excluded, with a reason, and the
 // rest go to the inner strategy. Sign-flipped updates fail the cosine test,
 // scaled ones the norm test, and noise both. With fewer than 3 updates nothing
@@ -43,6 +54,10 @@ const (
 type Detector struct {
 	inner     Strategy
 	threshold float64
+
+	mu       sync.Mutex
+	prevNorm float64 // median norm of the updates the last finished round kept; 0 = none yet
+	prevSD   float64 // robust spread of their log norms
 }
 
 // NewDetector returns a Detector around inner that excludes updates whose
@@ -138,6 +153,7 @@ func (a *detectAgg) Finish(ctx context.Context, dst []float32) (Result, error) {
 		return Result{}, err
 	}
 	var passed []int
+	var keptNorms []float64
 	for i, u := range ups {
 		if verdicts[i].Excluded {
 			continue
@@ -151,6 +167,7 @@ func (a *detectAgg) Finish(ctx context.Context, dst []float32) (Result, error) {
 			return Result{}, err
 		}
 		passed = append(passed, i)
+		keptNorms = append(keptNorms, norm(u.Delta))
 	}
 	if len(passed) == 0 {
 		res := Result{Verdicts: verdicts, Metrics: summary}
@@ -160,6 +177,7 @@ func (a *detectAgg) Finish(ctx context.Context, dst []float32) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	a.d.remember(keptNorms)
 	for k, i := range passed {
 		iv := res.Verdicts[k]
 		verdicts[i].Excluded, verdicts[i].Reason = iv.Excluded, iv.Reason
@@ -169,6 +187,20 @@ func (a *detectAgg) Finish(ctx context.Context, dst []float32) (Result, error) {
 		res.Metrics[k] = v
 	}
 	return res, nil
+}
+
+// remember keeps the norms of a finished round's kept updates as the history
+// the next round's norm scores use.
+func (d *Detector) remember(norms []float64) {
+	med := median(slices.Clone(norms))
+	logs := make([]float64, len(norms))
+	for i, n := range norms {
+		_, logs[i] = normRatio(n, med)
+	}
+	_, sd := robustSpread(logs, logNormFloor)
+	d.mu.Lock()
+	d.prevNorm, d.prevSD = med, sd
+	d.mu.Unlock()
 }
 
 // judge scores ups and marks those above the threshold as excluded.
@@ -200,10 +232,21 @@ func (d *Detector) judge(ctx context.Context, ups []Update) ([]Verdict, map[stri
 	medLog, sdLog := robustSpread(logr, logNormFloor)
 	summary["detect_median_norm"] = medNorm
 	summary["detect_median_cosine"] = medCos
+	d.mu.Lock()
+	prev, prevSD := d.prevNorm, d.prevSD
+	d.mu.Unlock()
+	if prev > 0 {
+		summary["detect_previous_norm"] = prev
+	}
 	for i := range verdicts {
 		v := &verdicts[i]
 		zc := max(0, (medCos-cos[i])/sdCos)
 		zn := math.Abs(logr[i]-medLog) / sdLog
+		if prev > 0 {
+			var lr float64
+			v.NormRatio, lr = normRatio(norms[i], prev)
+			zn = math.Abs(lr) / prevSD
+		}
 		v.Score = max(zc, zn)
 		if k < minDetectUpdates || v.Score <= d.threshold {
 			continue
@@ -214,8 +257,11 @@ func (d *Detector) judge(ctx context.Context, ups []Update) ([]Verdict, map[stri
 			v.Reason = fmt.Sprintf("cosine %.2f to robust aggregate vs round median %.2f (score %.1f > threshold %.1f)",
 				cos[i], medCos, v.Score, d.threshold)
 		} else {
-			v.Reason = fmt.Sprintf("norm %.3gx the round median (score %.1f > threshold %.1f)",
-				v.NormRatio, v.Score, d.threshold)
+			ref := "the round median"
+			if prev > 0 {
+				ref = "the previous round's median"
+			}
+			v.Reason = fmt.Sprintf("norm %.3gx %s (score %.1f > threshold %.1f)", v.NormRatio, ref, v.Score, d.threshold)
 		}
 	}
 	return verdicts, summary, nil

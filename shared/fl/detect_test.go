@@ -151,3 +151,35 @@ func TestNewDetectorErrors(t *testing.T) {
 		t.Errorf("NewDetector(fedavg, 0) = %s threshold %v; want fedavg+detect %v", d.Name(), d.Threshold(), fl.DefaultDetectThreshold)
 	}
 }
+
+// TestDetectionHistory: when attackers are a majority of a round, the
+// round's own medians are theirs; the norm history from the previous round
+// still flags amplified updates, which a detector without history misses.
+func TestDetectionHistory(t *testing.T) {
+	scale, _ := fl.ParseAttack("scale:10")
+	bad := map[int]bool{0: true, 2: true, 4: true, 5: true, 7: true, 9: true}
+	flagged := func(withHistory bool) int {
+		s := mustParse(t, "fedavg,detect")
+		rng := rand.New(rand.NewPCG(8, 8))
+		if withHistory {
+			fltest.Aggregate(t, s, 1, heterogeneousRound(rng, 2000, scale, nil))
+		}
+		_, res := fltest.Aggregate(t, s, 2, heterogeneousRound(rng, 2000, scale, bad))
+		n := 0
+		for c, v := range res.Verdicts {
+			if v.Excluded && !bad[c] && withHistory {
+				t.Errorf("honest client %d excluded: %s", c, v.Reason)
+			}
+			if v.Excluded && bad[c] {
+				n++
+			}
+		}
+		return n
+	}
+	if got := flagged(true); got != len(bad) {
+		t.Errorf("with a previous honest round, %d of %d majority attackers flagged; want all", got, len(bad))
+	}
+	if got := flagged(false); got == len(bad) {
+		t.Errorf("without history all %d majority attackers were flagged; the test no longer shows what history adds", got)
+	}
+}
