@@ -18,7 +18,7 @@ import (
 type krum struct {
 	multi bool
 	f     int // assumed byzantine count; 0 = automatic
-	m     int // updates averaged by Multi-Krum; 0 = n − f
+	m     int // updates averaged by Multi-Krum; 0 = n − 2f
 }
 
 // Name returns "krum" or "multi-krum".
@@ -45,7 +45,11 @@ func (s *krum) params(n int) (f, keep int, err error) {
 	}
 	keep = 1
 	if s.multi {
-		keep = n - f
+		// n − 2f rather than Blanchard et al.'s n − f: rounds are sampled,
+		// so some hold more attackers than f, and averaging only the
+		// best-scored n − 2f keeps one more of them out (at f = 3 of 10,
+		// four attackers no longer get one update into the average).
+		keep = max(1, n-2*f)
 		if s.m > 0 {
 			keep = min(s.m, n)
 		}

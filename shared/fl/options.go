@@ -37,7 +37,7 @@ type Options struct {
 	// KrumF is the number of byzantine clients Krum and Multi-Krum assume;
 	// 0 selects the largest the round allows, ⌊(n−3)/2⌋ for n updates.
 	KrumF int
-	// KrumM is the number of updates Multi-Krum averages; 0 selects n − f.
+	// KrumM is the number of updates Multi-Krum averages; 0 selects n − 2f.
 	KrumM int
 	// Detect wraps the strategy in a Detector.
 	Detect bool

@@ -59,9 +59,9 @@ func TestKrumSelection(t *testing.T) {
 		excluded []int // indices that must be excluded
 	}{
 		{"krum:2", 1, []int{2, 5}},
-		{"multi-krum:2", 5, []int{2, 5}},
-		{"multi-krum:2,m=3", 3, []int{2, 5}},
-		{"multi-krum", 5, []int{2, 5}}, // automatic f = (7-3)/2 = 2
+		{"multi-krum:2", 3, []int{2, 5}}, // m = n − 2f
+		{"multi-krum:2,m=5", 5, []int{2, 5}},
+		{"multi-krum", 3, []int{2, 5}}, // automatic f = (7-3)/2 = 2
 	}
 	for _, tt := range tests {
 		got, res := fltest.Aggregate(t, mustParse(t, tt.spec), 1, r)
