@@ -137,10 +137,6 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := cfg.Normalize(); err != nil {
-		s.fail(w, r, errorf(http.StatusBadRequest, "%v", err))
-		return
-	}
 	run, err := s.c.CreateRun(r.Context(), cfg)
 	if err != nil {
 		s.fail(w, r, err)

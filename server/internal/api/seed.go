@@ -70,7 +70,7 @@ func (s *Server) runRealTraining(w http.ResponseWriter, r *http.Request) {
 		LocalEpochs: epochs, Batch: batch, LR: lr, NoDeadline: true, Seed: uint64(start.UnixNano())}
 	run, err := s.c.CreateRun(ctx, cfg)
 	if err != nil {
-		s.fail(w, r, errorf(http.StatusBadRequest, "%v", err))
+		s.fail(w, r, err)
 		return
 	}
 	sctx, stop := context.WithCancel(ctx)

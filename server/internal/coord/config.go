@@ -2,6 +2,7 @@ package coord
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -12,6 +13,10 @@ import (
 	"github.com/qflare/qflare/shared/nn"
 	"github.com/qflare/qflare/shared/wire"
 )
+
+// ErrBadConfig wraps every error Normalize returns for a configuration that
+// cannot run.
+var ErrBadConfig = errors.New("coord: bad run configuration")
 
 // Duration is a time.Duration that reads and writes JSON as "90s", "2m".
 type Duration time.Duration
@@ -267,7 +272,7 @@ func (c *Config) validate() error {
 		bad("max_update_norm %g must be a finite number ≥ 0", c.MaxUpdateNorm)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("coord: bad run configuration: %s", strings.Join(errs, "; "))
+		return fmt.Errorf("%w: %s", ErrBadConfig, strings.Join(errs, "; "))
 	}
 	return nil
 }

@@ -52,7 +52,6 @@ type Run struct {
 	events chan any
 	done   chan struct{}
 	cur    atomic.Pointer[roundRef] // the open round, for sessions decoding updates
-	latest atomic.Pointer[roundRef] // the latest global model (round = 0)
 	view   atomic.Pointer[RunView]
 	slices sync.Map  // client id → slice index, for the slice handler
 	deltas sync.Pool // *[]float32 decode buffers of the model's size
@@ -217,8 +216,8 @@ func (r *Run) Stop(ctx context.Context, reason string) error {
 	}
 }
 
-// SliceIndex returns the slice assigned to client id.
-func (r *Run) SliceIndex(id string) (int, bool) {
+// sliceIndex returns the slice assigned to client id.
+func (r *Run) sliceIndex(id string) (int, bool) {
 	v, ok := r.slices.Load(id)
 	if !ok {
 		return 0, false
@@ -228,22 +227,12 @@ func (r *Run) SliceIndex(id string) (int, bool) {
 
 // Slice returns client id's data slice.
 func (r *Run) Slice(id string) (*data.Set, error) {
-	i, ok := r.SliceIndex(id)
+	i, ok := r.sliceIndex(id)
 	if !ok {
 		return nil, fmt.Errorf("coord: client %q has no slice in run %s", id, r.id)
 	}
 	return r.train.Subset(r.parts[i]), nil
 }
-
-// Global returns the latest global model's version and weights (read-only).
-func (r *Run) Global() (int64, []float32) {
-	g := r.latest.Load()
-	return g.version, g.global
-}
-
-// Model returns the model's structure (its Params are the initial weights;
-// use Global for the current ones).
-func (r *Run) Model() *nn.Model { return r.evalModel }
 
 // recentVersions is how many global versions are kept in memory as bases of
 // downlink deltas; a client holding an older one gets the full model.
@@ -252,7 +241,6 @@ const recentVersions = 8
 // setGlobal makes w (never modified afterwards) version v of the model.
 func (r *Run) setGlobal(v int64, w []float32) {
 	r.version, r.global = v, w
-	r.latest.Store(&roundRef{version: v, global: w})
 	if r.recent == nil {
 		r.recent = map[int64][]float32{}
 	}
