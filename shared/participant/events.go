@@ -3,7 +3,7 @@ package participant
 // Event types, in the order a round produces them.
 const (
 	EventState      = "state"       // State changed (connecting, joined, waiting, training, ...)
-	EventWelcome    = "welcome"     // joined: Welcome is set
+	EventWelcome    = "welcome"     // joined: ClientID; again with Model and Params once the model is built
 	EventSlice      = "slice"       // data ready: Samples, LabelCounts
 	EventWait       = "wait"        // nothing to do: Message says why
 	EventRoundStart = "round_start" // selected for Round
