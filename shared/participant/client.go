@@ -71,6 +71,7 @@ type Client struct {
 	id  string
 
 	welcome *wire.Welcome
+	joined  bool // this session's hello was answered with a welcome
 	set     *data.Set
 	model   *nn.Model
 	trainer Trainer
@@ -132,6 +133,7 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	defer cancel()
 	defer conn.Close()
 	c.state(StateConnecting, 0)
+	c.joined = false
 	hello := &wire.Hello{V: wire.Version, ClientID: c.id, Run: c.opt.Run, Token: c.opt.Token,
 		Device: c.opt.Device, Codecs: []string{"float32+zstd"}, ResumeVersion: c.version}
 	if err := c.sendMsg(ctx, conn, hello); err != nil {
@@ -221,9 +223,13 @@ func (c *Client) handle(ctx context.Context, conn link.Conn, it item) error {
 	}
 	switch m := it.msg.(type) {
 	case *wire.Welcome:
+		c.joined = true
 		return c.join(ctx, m)
 	case *wire.Rejected:
-		if c.welcome == nil || m.Code == wire.CodeAuth {
+		// A rejection of this session's hello (the run is over or full, a
+		// wrong token) ends the session even for a client that joined in an
+		// earlier one: reconnecting would only be refused again.
+		if !c.joined || m.Code == wire.CodeAuth {
 			return &RefusedError{Code: m.Code, Reason: m.Reason}
 		}
 		c.emit(Event{Type: EventRejected, Round: m.Round, Message: m.Reason, Code: m.Code})

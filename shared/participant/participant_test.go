@@ -205,6 +205,37 @@ func TestRefusedBeforeWelcome(t *testing.T) {
 	}
 }
 
+// TestRefusedOnRejoin: a client that joined in an earlier session and comes
+// back after the run ended is refused, and stops instead of reconnecting.
+func TestRefusedOnRejoin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := participant.New(participant.Options{Run: "run-1", Token: "tok", Device: wire.Device{Kind: wire.DeviceHeadless, UserAgent: "test"},
+		Fetch: func(context.Context, *wire.Welcome) (*data.Set, error) { return tinySet(), nil }})
+	session := func() (*server, chan error) {
+		a, b := link.Pipe(8)
+		done := make(chan error, 1)
+		go func() { done <- c.Session(ctx, b) }()
+		return &server{t: t, conn: a, ctx: ctx}, done
+	}
+	srv, done := session()
+	srv.recv()
+	srv.send(welcome("float32+zstd"))
+	srv.conn.Close() // the connection drops
+	if err := <-done; err == nil || errors.Is(err, participant.ErrRunEnded) {
+		t.Fatalf("first Session = %v; want a connection error", err)
+	}
+	srv, done = session()
+	if h, _ := srv.recv(); h.(*wire.Hello).ClientID != "c-1" {
+		t.Fatalf("second hello = %+v; want client id c-1", h)
+	}
+	srv.send(&wire.Rejected{Code: wire.CodeRunOver, Reason: "run run-1 is stopped"})
+	var refused *participant.RefusedError
+	if err := <-done; !errors.As(err, &refused) || refused.Code != wire.CodeRunOver {
+		t.Errorf("second Session = %v; want a RefusedError with code run_over", err)
+	}
+}
+
 // TestMissedDeadlineSkipsUpload: training that cannot finish before the
 // round's deadline uploads nothing and says why.
 func TestMissedDeadlineSkipsUpload(t *testing.T) {

@@ -40,6 +40,8 @@ const (
 	CodeNotSelected = "not_selected"
 	CodeAuth        = "auth"
 	CodeAnomaly     = "anomaly"
+	CodeRunOver     = "run_over" // a hello for a run that has ended
+	CodeFull        = "full"     // a hello for a run whose data slices are all taken
 )
 
 // RejectCode returns the Rejected code that matches err: CodeTooLarge,

@@ -98,14 +98,14 @@ func (r *Run) handle(ctx context.Context, ev any) {
 // connection of the same client); a new one gets the first free slice.
 func (r *Run) join(ctx context.Context, p *peer, h *wire.Hello) joinReply {
 	if r.status != StatusWaiting && r.status != StatusRunning {
-		return joinReply{reject: &wire.Rejected{Code: "run_over", Reason: fmt.Sprintf("run %s is %s", r.id, r.status)}}
+		return joinReply{reject: &wire.Rejected{Code: wire.CodeRunOver, Reason: fmt.Sprintf("run %s is %s", r.id, r.status)}}
 	}
 	now := r.c.deps.Now()
 	cl := r.clients[h.ClientID]
 	if cl == nil {
 		slice := r.freeSlice()
 		if slice < 0 {
-			return joinReply{reject: &wire.Rejected{Code: "full", Reason: fmt.Sprintf("run %s is full: all %d data slices are taken", r.id, len(r.parts))}}
+			return joinReply{reject: &wire.Rejected{Code: wire.CodeFull, Reason: fmt.Sprintf("run %s is full: all %d data slices are taken", r.id, len(r.parts))}}
 		}
 		cl = &client{id: newID("c"), slice: slice, firstSeen: now}
 		r.clients[cl.id] = cl

@@ -175,7 +175,7 @@ func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) 
 
 	reply := make(chan joinReply, 1)
 	if err := r.post(ctx, evJoin{p: p, hello: h, reply: reply}); err != nil {
-		p.sendMsg(&wire.Rejected{Code: "run_over", Reason: err.Error()})
+		p.sendMsg(&wire.Rejected{Code: wire.CodeRunOver, Reason: err.Error()})
 		return err
 	}
 	var jr joinReply
