@@ -13,7 +13,8 @@
 //
 // Strategies, by the names New and Parse accept:
 //
-//	fedavg        streaming sample-weighted mean (McMahan et al. 2017)
+//	fedavg        streaming sample-weighted mean (McMahan et al. 2017); fedavg:ETA
+//	              scales the step by a server learning rate
 //	fedprox       fedavg, and clients add mu·(w − w_global) (Li et al. 2020; ProximalGrad)
 //	fedavgm       server momentum (Hsu et al. 2019)
 //	fedadam       server Adam    (Reddi et al. 2021)

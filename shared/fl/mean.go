@@ -18,11 +18,14 @@ type stepper interface {
 }
 
 // mean is FedAvg (McMahan et al. 2017) and FedProx (Li et al. 2020): the new
-// model is global + sum(n_i·delta_i)/sum(n_i). FedProx differs only in the Mu
-// it asks clients to use.
+// model is global + eta·sum(n_i·delta_i)/sum(n_i), with the server learning
+// rate eta 1 by default (the original algorithms; Reddi et al. 2021 and
+// Charles et al. 2021 study eta ≠ 1). FedProx differs only in the Mu it asks
+// clients to use.
 type mean struct {
 	name string
 	mu   float64 // FedProx proximal coefficient; 0 for FedAvg
+	eta  float64 // server learning rate
 }
 
 // Name returns "fedavg" or "fedprox".
@@ -40,7 +43,13 @@ func (s *mean) ConfigureFit(_ int, base FitConfig) FitConfig {
 func (s *mean) Begin(_ int, global []float32) Aggregation { return newMeanAgg(s, global) }
 
 func (s *mean) step(global []float32, avg []float64, dst []float32) (map[string]float64, error) {
-	applyDelta(dst, global, avg)
+	if s.eta == 1 {
+		applyDelta(dst, global, avg)
+		return nil, nil
+	}
+	for i, a := range avg {
+		dst[i] = float32(float64(global[i]) + s.eta*a)
+	}
 	return nil, nil
 }
 

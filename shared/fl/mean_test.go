@@ -29,6 +29,30 @@ func TestFedAvgWeightedMean(t *testing.T) {
 	}
 }
 
+// TestFedAvgServerLR: with eta the step is eta times the weighted mean delta,
+// and eta 1 is plain FedAvg.
+func TestFedAvgServerLR(t *testing.T) {
+	global := []float32{1, -2, 0.5}
+	ups := []fl.Update{
+		{Client: "a", Samples: 1, Delta: []float32{1, 0, -1}},
+		{Client: "b", Samples: 3, Delta: []float32{-1, 4, 1}},
+	}
+	tests := []struct {
+		spec string
+		want []float32
+	}{
+		{"fedavg:1", []float32{0.5, 1, 1}},
+		{"fedavg:2", []float32{0, 4, 1.5}},
+		{"fedprox:0.1,eta=0.5", []float32{0.75, -0.5, 0.75}},
+	}
+	for _, tt := range tests {
+		got, _ := fltest.Aggregate(t, mustParse(t, tt.spec), 1, fltest.Round{Global: global, Updates: ups})
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s(%v) = %v; want %v", tt.spec, ups, got, tt.want)
+		}
+	}
+}
+
 // TestFedAvgOrderIndependent is the DESIGN.md claim at the size the spec
 // names: 50 updates of 10k parameters, many permutations, bit-identical.
 func TestFedAvgOrderIndependent(t *testing.T) {

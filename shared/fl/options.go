@@ -16,8 +16,9 @@ import (
 // literal 0 cannot be chosen where the default is not 0 (FedAvgM's momentum:
 // use fedavg; FedAdam's beta1: use a tiny positive value).
 type Options struct {
-	// ServerLR is the server learning rate eta. Defaults: fedavgm 1,
-	// fedadam 0.1, fedyogi 0.01, fedadagrad 0.1 (Flower's defaults).
+	// ServerLR is the server learning rate eta. Defaults: fedavg, fedprox
+	// and fedavgm 1, fedadam 0.1, fedyogi 0.01, fedadagrad 0.1 (Flower's
+	// defaults).
 	ServerLR float64
 	// Momentum is FedAvgM's server momentum beta; default 0.9.
 	Momentum float64
@@ -87,9 +88,9 @@ func newBase(name string, o Options) (Strategy, error) {
 	}
 	switch name {
 	case "fedavg":
-		return &mean{name: name}, nil
+		return &mean{name: name, eta: or(o.ServerLR, 1)}, nil
 	case "fedprox":
-		return &mean{name: name, mu: or(o.Mu, 0.01)}, nil
+		return &mean{name: name, mu: or(o.Mu, 0.01), eta: or(o.ServerLR, 1)}, nil
 	case "fedavgm":
 		return &serverOpt{kind: optMomentum, eta: or(o.ServerLR, 1), beta1: or(o.Momentum, 0.9)}, nil
 	case "fedadam":
@@ -146,14 +147,14 @@ func Parse(spec string) (Strategy, error) {
 
 // primaryKey maps each strategy to the key its bare ":VALUE" argument sets.
 var primaryKey = map[string]string{
-	"fedprox": "mu", "fedavgm": "momentum", "fedadam": "eta", "fedyogi": "eta",
+	"fedavg": "eta", "fedprox": "mu", "fedavgm": "momentum", "fedadam": "eta", "fedyogi": "eta",
 	"fedadagrad": "eta", "krum": "f", "multi-krum": "f", "trimmed-mean": "trim",
 }
 
 // keysFor lists the keys that apply to each strategy, beyond the common ones.
 var keysFor = map[string][]string{
-	"fedavg":       nil,
-	"fedprox":      {"mu"},
+	"fedavg":       {"eta"},
+	"fedprox":      {"mu", "eta"},
 	"fedavgm":      {"eta", "momentum"},
 	"fedadam":      {"eta", "beta1", "beta2", "tau"},
 	"fedyogi":      {"eta", "beta1", "beta2", "tau"},
@@ -176,7 +177,8 @@ const maxSpecLen = 1024
 //
 //	NAME[:VALUE][,KEY=VALUE]...
 //
-// The bare VALUE sets the strategy's main parameter: fedprox mu, fedavgm
+// The bare VALUE sets the strategy's main parameter: fedavg eta (the server
+// learning rate), fedprox mu, fedavgm
 // momentum, fedadam/fedyogi/fedadagrad eta, krum/multi-krum f, trimmed-mean
 // trim. Keys: eta, momentum, beta1, beta2, tau, mu, trim, f, m (each only
 // where it applies); detect (bare, or =true/false), threshold; and for DP
