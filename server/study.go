@@ -2,20 +2,21 @@ package main
 
 import (
 	"context"
-
 	"flag"
 	"fmt"
-	"github.com/qflare/qflare/server/internal/coord"
 	"io"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/qflare/qflare/server/internal/coord"
 )
 
 // runStudy runs a grid of simulations and prints a Markdown table: the
 // command behind each table in README.md.
 //
-//	server study codecs   update bytes and accuracy per codec pipeline
+//	server study codecs   update bytes and accuracy per codec pipeline (a grid
+//	                      entry PIPELINE@STRATEGY also sets the strategy)
 //	server study robust   final accuracy per attack and strategy, and detection rates
 //	server study dp       epsilon and accuracy per DP noise multiplier
 func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -27,7 +28,7 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	var f simFlags
 	f.register(fs)
-	list := fs.String("grid", "", "comma-separated values to compare (default depends on the study)")
+	list := fs.String("grid", "", "comma-separated values to compare (default depends on the study; codecs: PIPELINE or PIPELINE@STRATEGY)")
 	strategies := fs.String("strategies", "fedavg,trimmed-mean:0.3,median,multi-krum", "robust: strategies to compare (\"none\": only the detection runs)")
 	withDetect := fs.Bool("detect-runs", true, "robust: also run fedavg with anomaly detection and report its detection rates")
 	switch which {
@@ -51,7 +52,7 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch which {
 	case "codecs":
-		return studyCodecs(ctx, &f, split(*list, "float32+zstd,float16,float16+shuffle+zstd,int8+zstd,delta+topk:0.01+int8+zstd"), stdout, stderr, progress)
+		return studyCodecs(ctx, &f, split(*list, defaultCodecGrid), stdout, stderr, progress)
 	case "robust":
 		strats := split(*strategies, "")
 		if *strategies == "none" {
@@ -62,6 +63,10 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return studyDP(ctx, &f, split(*list, "0,0.01,0.1,1"), stdout, stderr, progress)
 	}
 }
+
+// defaultCodecGrid is the codec study of README.md: the top-k pipeline runs
+// twice, with plain FedAvg and with a server learning rate of 2.
+const defaultCodecGrid = "float32+zstd,float16,float16+shuffle+zstd,int8+zstd,delta+topk:0.01+int8+zstd,delta+topk:0.01+int8+zstd@fedavg:2"
 
 func split(s, def string) []string {
 	if s == "" {
@@ -79,6 +84,7 @@ func split(s, def string) []string {
 func studyCodecs(ctx context.Context, f *simFlags, codecs []string, stdout, stderr io.Writer, progress func(string) func(simRound)) error {
 	type row struct {
 		codec       string
+		strategy    string
 		perRound    float64
 		vsRaw       float64 // raw float32 bytes of the accepted updates over the bytes sent
 		acc         float64
@@ -90,26 +96,34 @@ func studyCodecs(ctx context.Context, f *simFlags, codecs []string, stdout, stde
 	}
 	raw := 4 * float64(m.NumParams()) // a raw float32 update
 	var rows []row
-	for _, codec := range codecs {
+	for _, entry := range codecs {
 		g := *f
+		codec, strategy, ok := strings.Cut(entry, "@")
 		g.cfg.Codec = codec
-		res, err := simulate(ctx, &g, stderr, progress(codec))
+		if ok {
+			g.cfg.Strategy = strategy
+		}
+		res, err := simulate(ctx, &g, stderr, progress(entry))
 		if err != nil {
-			return fmt.Errorf("codec %s: %w", codec, err)
+			return fmt.Errorf("codec %s: %w", entry, err)
 		}
 		updates := 0
 		for _, l := range res.Lines {
 			updates += l.Accepted
 		}
-		rows = append(rows, row{codec, float64(res.BytesUp) / float64(max(1, res.Rounds)), raw * float64(updates) / float64(res.BytesUp),
+		rows = append(rows, row{codec, g.cfg.Strategy, float64(res.BytesUp) / float64(max(1, res.Rounds)), raw * float64(updates) / float64(res.BytesUp),
 			res.FinalAccuracy, res.RoundsToTarget})
 	}
-	fmt.Fprintf(stdout, "| codec | upload bytes per round | fewer bytes than raw float32 | accuracy after %d rounds | vs `%s` | rounds to %g |\n",
-		f.cfg.Rounds, rows[0].codec, f.target)
-	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(stdout, "| codec | strategy | upload bytes per round | fewer bytes than raw float32 | accuracy after %d rounds | vs the first row | rounds to %g | vs the first row |\n",
+		f.cfg.Rounds, f.target)
+	fmt.Fprintln(stdout, "|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		fmt.Fprintf(stdout, "| `%s` | %.0f | %.2fx | %.4f | %+.2f points | %s |\n", r.codec, r.perRound,
-			r.vsRaw, r.acc, 100*(r.acc-rows[0].acc), roundsText(r.roundsToTgt))
+		ratio := "-"
+		if r.roundsToTgt != nil && rows[0].roundsToTgt != nil {
+			ratio = fmt.Sprintf("%.2fx", float64(*r.roundsToTgt)/float64(*rows[0].roundsToTgt))
+		}
+		fmt.Fprintf(stdout, "| `%s` | `%s` | %.0f | %.2fx | %.4f | %+.2f points | %s | %s |\n", r.codec, r.strategy, r.perRound,
+			r.vsRaw, r.acc, 100*(r.acc-rows[0].acc), roundsText(r.roundsToTgt), ratio)
 	}
 	return nil
 }
