@@ -17,7 +17,7 @@ func TestSimStopsAtTarget(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	args := []string{"--clients", "10", "--per-round", "5", "--rounds", "20", "--target", "0.5", "--stop-at-target",
+	args := []string{"--clients", "100", "--per-round", "5", "--rounds", "20", "--target", "0.5", "--stop-at-target",
 		"--eval-limit", "1000", "--json"}
 	if err := runSim(ctx, args, &out, io.Discard); err != nil {
 		t.Fatalf("sim %s: %v", strings.Join(args, " "), err)

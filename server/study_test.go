@@ -16,7 +16,7 @@ func TestStudyCodecs(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	args := []string{"codecs", "--grid", "float32+zstd,float16@fedavg:2", "--clients", "30", "--per-round", "3",
+	args := []string{"codecs", "--grid", "float32+zstd,float16@fedavg:2", "--clients", "100", "--per-round", "3",
 		"--rounds", "2", "--eval-limit", "500"}
 	if err := runStudy(ctx, args, &out, io.Discard); err != nil {
 		t.Fatalf("study %s: %v", strings.Join(args, " "), err)
