@@ -85,8 +85,15 @@ type Client struct {
 
 	items <-chan item // the current session's messages
 
+	// Cancelling training: read numbers every round_start it reads (starts,
+	// across sessions); the server ending that round, the run ending or the
+	// connection failing cancels every start up to it (cancelled), whether
+	// its training is running (trainSeq) or has not started yet.
 	mu          sync.Mutex
-	trainRound  int
+	starts      uint64
+	startRound  int // round of the latest round_start read
+	cancelled   uint64
+	trainSeq    uint64
 	trainCancel context.CancelFunc
 }
 
@@ -123,6 +130,7 @@ type item struct {
 	msg   wire.Message // nil for a binary frame
 	frame []byte
 	err   error
+	seq   uint64 // a round_start's number (see Client.starts)
 }
 
 // Session runs one connection: it says hello, then follows the server until
@@ -194,25 +202,37 @@ func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
 			}
 			return
 		}
+		var seq uint64
 		switch msg := msg.(type) {
+		case *wire.RoundStart:
+			c.mu.Lock()
+			c.starts++
+			seq, c.startRound = c.starts, msg.Round
+			c.mu.Unlock()
 		case *wire.RoundEnd:
 			c.cancelTraining(msg.Round)
 		case *wire.RunEnd, *wire.Bye:
 			c.cancelTraining(-1)
 		}
 		select {
-		case items <- item{msg: msg}:
+		case items <- item{msg: msg, seq: seq}:
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-// cancelTraining stops the training of round (any round if round < 0).
+// cancelTraining stops the training of round (any round if round < 0),
+// running or yet to start: a round_end or run_end read while the client
+// still decodes the model must not let it train the whole round for nothing.
 func (c *Client) cancelTraining(round int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.trainCancel != nil && (round < 0 || round == c.trainRound) {
+	if round >= 0 && round != c.startRound {
+		return // an older round, long over
+	}
+	c.cancelled = c.starts
+	if c.trainCancel != nil && c.trainSeq <= c.cancelled {
 		c.trainCancel()
 	}
 }
@@ -240,7 +260,7 @@ func (c *Client) handle(ctx context.Context, conn link.Conn, it item) error {
 		if c.welcome == nil {
 			return fmt.Errorf("participant: round_start before welcome")
 		}
-		return c.round(ctx, conn, m)
+		return c.round(ctx, conn, m, it.seq)
 	case *wire.Accepted:
 		c.emit(Event{Type: EventAccepted, Round: m.Round, Bytes: m.Bytes})
 		c.state(StateWaiting, m.Round)

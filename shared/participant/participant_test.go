@@ -236,6 +236,61 @@ func TestRefusedOnRejoin(t *testing.T) {
 	}
 }
 
+// blockingTrainer trains until its context ends, or for at most 5 s.
+type blockingTrainer struct{ finished chan bool }
+
+func (b blockingTrainer) Train(ctx context.Context, global, local []float32, _ participant.RoundConfig, _ func(nn.Progress)) (nn.FitStats, error) {
+	select {
+	case <-ctx.Done():
+		b.finished <- false
+		return nn.FitStats{}, ctx.Err()
+	case <-time.After(5 * time.Second):
+		copy(local, global)
+		b.finished <- true
+		return nn.FitStats{Samples: 30}, nil
+	}
+}
+
+// TestRunEndBeforeTraining: a run_end that arrives while the client is
+// still decoding the round's model stops the round before it trains: the
+// tab does not train a whole round for a run that is over.
+func TestRunEndBeforeTraining(t *testing.T) {
+	tr := blockingTrainer{finished: make(chan bool, 1)}
+	runEndSent := make(chan struct{})
+	opt := participant.Options{
+		NewTrainer: func(*nn.Model, *data.Set) (participant.Trainer, error) { return tr, nil },
+		Events: func(e participant.Event) {
+			if e.Type == participant.EventDownload { // the model is decoded; training is next
+				<-runEndSent
+				time.Sleep(50 * time.Millisecond) // let the reader take the run_end
+			}
+		},
+	}
+	srv, _, done := start(t, opt)
+	srv.recv()
+	srv.send(welcome("float32+zstd"))
+	m := newModel(t)
+	srv.send(&wire.RoundStart{Round: 1, ModelVersion: 1, Epochs: 1, Batch: 5, LR: 0.1, Seed: 3})
+	srv.model(wire.KindModel, 1, 1, m.Params, nil, m.TensorShapes(), "float32+zstd")
+	srv.send(&wire.RunEnd{Reason: "stopped by the host"})
+	close(runEndSent)
+	if err := <-done; !errors.Is(err, participant.ErrRunEnded) {
+		t.Errorf("Session = %v; want ErrRunEnded", err)
+	}
+	if <-tr.finished {
+		t.Errorf("the client trained the whole round after the run ended; want training cancelled")
+	}
+	for {
+		msg, err := srv.conn.Recv(srv.ctx)
+		if err != nil {
+			break
+		}
+		if msg.Binary {
+			t.Errorf("the client uploaded %d bytes after the run ended", len(msg.Data))
+		}
+	}
+}
+
 // TestMissedDeadlineSkipsUpload: training that cannot finish before the
 // round's deadline uploads nothing and says why.
 func TestMissedDeadlineSkipsUpload(t *testing.T) {

@@ -61,7 +61,7 @@ func (c *Client) join(ctx context.Context, w *wire.Welcome) error {
 }
 
 // round downloads the round's model, trains and uploads the update.
-func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart) error {
+func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart, seq uint64) error {
 	c.state(StateDownloading, rs.Round)
 	c.emit(Event{Type: EventRoundStart, Round: rs.Round})
 	it, err := c.next(ctx)
@@ -76,7 +76,7 @@ func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart)
 	}
 	c.emit(Event{Type: EventDownload, Round: rs.Round, Bytes: len(it.frame)})
 
-	st, err := c.train(ctx, conn, rs)
+	st, err := c.train(ctx, conn, rs, seq)
 	switch {
 	case errors.Is(err, errDropped):
 		return err
@@ -124,7 +124,7 @@ func (c *Client) receiveModel(frame []byte, rs *wire.RoundStart) error {
 
 // train runs local training with progress reports, emulated slowness and
 // drops, and the round's deadline.
-func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart) (nn.FitStats, error) {
+func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart, seq uint64) (nn.FitStats, error) {
 	tctx, cancel := context.WithCancel(ctx)
 	if rs.DeadlineUnixMS > 0 {
 		var cancelDeadline context.CancelFunc
@@ -132,7 +132,10 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart)
 		defer cancelDeadline()
 	}
 	c.mu.Lock()
-	c.trainRound, c.trainCancel = rs.Round, cancel
+	c.trainSeq, c.trainCancel = seq, cancel
+	if seq <= c.cancelled { // ended while the model was on its way
+		cancel()
+	}
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
