@@ -75,7 +75,7 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed for the model, partition, selection and clients")
 	fs.StringVar(&c.Codec, "codec", "float32+zstd", "update pipeline, e.g. int8+zstd or delta+topk:0.01+int8+zstd")
 	fs.StringVar(&c.DownCodec, "down-codec", "float32+zstd", "pipeline of the model sent down")
-	fs.StringVar(&c.Strategy, "strategy", "fedavg", "aggregation strategy, e.g. fedavg, trimmed-mean:0.2, median, multi-krum")
+	fs.StringVar(&c.Strategy, "strategy", "fedavg", "aggregation strategy, e.g. fedavg, fedavg:2 (server learning rate 2), trimmed-mean:0.2, median, multi-krum")
 	fs.BoolVar(&c.Detect, "detect", false, "score every update and exclude anomalies")
 	fs.Float64Var(&f.dp.NoiseMultiplier, "dp-noise", 0, "DP-FedAvg noise multiplier z (with --dp-clip; 0 = no DP)")
 	fs.Float64Var(&f.dp.ClipNorm, "dp-clip", 0, "DP-FedAvg L2 clip norm (initial norm with --dp-quantile)")

@@ -43,11 +43,7 @@ func (s *mean) ConfigureFit(_ int, base FitConfig) FitConfig {
 func (s *mean) Begin(_ int, global []float32) Aggregation { return newMeanAgg(s, global) }
 
 func (s *mean) step(global []float32, avg []float64, dst []float32) (map[string]float64, error) {
-	if s.eta == 1 {
-		applyDelta(dst, global, avg)
-		return nil, nil
-	}
-	for i, a := range avg {
+	for i, a := range avg { // with eta 1 this is exactly global + a
 		dst[i] = float32(float64(global[i]) + s.eta*a)
 	}
 	return nil, nil

@@ -85,10 +85,10 @@ type Client struct {
 
 	items <-chan item // the current session's messages
 
-	// Cancelling training: read numbers every round_start it reads (starts,
-	// across sessions); the server ending that round, the run ending or the
-	// connection failing cancels every start up to it (cancelled), whether
-	// its training is running (trainSeq) or has not started yet.
+	// Cancelling training: read numbers each round_start it reads (starts,
+	// counted across sessions). The server ending that round, the run ending
+	// or the connection failing cancels every start up to it (cancelled),
+	// whether its training is running (trainSeq) or has not begun.
 	mu          sync.Mutex
 	starts      uint64
 	startRound  int // round of the latest round_start read
