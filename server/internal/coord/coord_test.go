@@ -92,6 +92,39 @@ func TestSelectionFollowsFraction(t *testing.T) {
 	}
 }
 
+// TestStopShowsStopped: once Stop returns, the run's view says stopped, and
+// so does the status event the dashboard gets.
+func TestStopShowsStopped(t *testing.T) {
+	c, _ := newCoordinator(t)
+	events, unsubscribe := c.Bus().Subscribe(16, true)
+	defer unsubscribe()
+	run, err := c.CreateRun(context.Background(), coord.Config{Clients: 10, Rounds: 2, EvalLimit: 200, Model: "mlp:16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run.Stop(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := run.View().Status; got != coord.StatusStopped {
+		t.Errorf("View().Status after Stop = %q; want %q", got, coord.StatusStopped)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Type != coord.EvRunStatus || ev.Run != run.ID() {
+				continue
+			}
+			if got := ev.Data.(coord.RunView).Status; got != coord.StatusStopped {
+				t.Errorf("run status event says %q; want %q", got, coord.StatusStopped)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no run status event after Stop")
+		}
+	}
+}
+
 // TestConfigErrors: a bad configuration is refused with every problem named.
 func TestConfigErrors(t *testing.T) {
 	cfg := coord.Config{Model: "mnist-cnn", Dataset: "cifar10", Rounds: -2, Fraction: 2, Codec: "gzip", Strategy: "krum:x"}

@@ -228,7 +228,7 @@ func (r *Run) stop(ctx context.Context, reason string) error {
 		return err
 	}
 	r.broadcast(&wire.RunEnd{Reason: "stopped by the host: " + reason, FinalAccuracy: r.lastAcc})
-	r.publish(EvRunStatus, r.View())
+	r.publishStatus()
 	return nil
 }
 
@@ -238,7 +238,7 @@ func (r *Run) fail(ctx context.Context, err error) {
 	r.status = StatusFailed
 	r.c.deps.Store.SetRunStatus(ctx, r.id, StatusFailed, err.Error())
 	r.broadcast(&wire.RunEnd{Reason: "the run failed on the server: " + err.Error(), FinalAccuracy: r.lastAcc})
-	r.publish(EvRunStatus, r.View())
+	r.publishStatus()
 }
 
 // broadcast sends m to every connected client.

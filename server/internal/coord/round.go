@@ -451,7 +451,7 @@ func (r *Run) aggregate(ctx context.Context, o *openRound, why string) error {
 	if final {
 		r.status = StatusFinished
 		r.broadcast(&wire.RunEnd{Reason: fmt.Sprintf("all %d rounds are done", r.cfg.Rounds), FinalAccuracy: acc})
-		r.publish(EvRunStatus, r.View())
+		r.publishStatus()
 	}
 	return nil
 }

@@ -95,6 +95,14 @@ type UpdateView struct {
 // View returns the run's live state as of its last event.
 func (r *Run) View() RunView { return *r.view.Load() }
 
+// publishStatus refreshes the view and announces it as the run's status
+// (after the status changed: the view must already say so, both in the
+// event and for a caller the loop answers next, such as Stop's).
+func (r *Run) publishStatus() {
+	r.publishView()
+	r.publish(EvRunStatus, r.View())
+}
+
 // publishView refreshes the state View returns (loop goroutine only).
 func (r *Run) publishView() {
 	v := &RunView{ID: r.id, Name: r.cfg.Name, Status: r.status, Config: r.cfg, Params: r.numParams,
