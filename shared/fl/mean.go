@@ -50,24 +50,21 @@ func (s *mean) step(global []float32, avg []float64, dst []float32) (map[string]
 }
 
 // meanAgg is the streaming sample-weighted average shared by every stepper:
-// it holds sum(n_i·delta_i) in float64 and sum(n_i), so its memory does not
-// depend on the number of clients, and rounds to float32 once, in step. Because
-// each product n_i·delta_i is exact and the sum carries 29 more bits than the
-// result, the float32 result does not depend on the order of Adds in practice.
+// it folds each n_i·delta_i into an exact fixed-point sum (see Partial), so
+// its memory does not depend on the number of clients and the model does not
+// depend on the order of Adds or on how updates were grouped into partials.
+// It divides by sum(n_i) and rounds to float32 once, in step.
 type meanAgg struct {
-	mu       sync.Mutex
-	st       stepper
-	global   []float32
-	sum      []float64
-	weight   int64
-	normSum  float64
-	verdicts []Verdict
-	done     bool
+	mu     sync.Mutex
+	st     stepper
+	global []float32
+	part   *Partial
+	done   bool
 }
 
 func newMeanAgg(st stepper, global []float32) *meanAgg {
 	checkGlobal(global)
-	return &meanAgg{st: st, global: global, sum: make([]float64, len(global))}
+	return &meanAgg{st: st, global: global, part: NewPartial(len(global))}
 }
 
 // Add folds u.Delta, weighted by u.Samples, into the running sum.
@@ -80,18 +77,20 @@ func (a *meanAgg) Add(ctx context.Context, u Update) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
-	nrm, err := checkUpdate(u, len(a.sum))
-	if err != nil {
+	return a.part.Add(u)
+}
+
+// AddPartial merges a partial sum of updates folded elsewhere.
+func (a *meanAgg) AddPartial(ctx context.Context, p *Partial) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.done {
+		return ErrFinished
+	}
+	if err := ctxErr(ctx); err != nil {
 		return err
 	}
-	w := float64(u.Samples)
-	for i, v := range u.Delta {
-		a.sum[i] += w * float64(v)
-	}
-	a.weight += int64(u.Samples)
-	a.normSum += nrm
-	a.verdicts = append(a.verdicts, Verdict{Client: u.Client})
-	return nil
+	return a.part.Merge(p)
 }
 
 // Finish divides by the total weight and applies the strategy's server step.
@@ -101,32 +100,36 @@ func (a *meanAgg) Finish(ctx context.Context, dst []float32) (Result, error) {
 	if a.done {
 		return Result{}, ErrFinished
 	}
-	checkDst(dst, len(a.sum))
+	checkDst(dst, a.part.Len())
 	if err := ctxErr(ctx); err != nil {
 		return Result{}, err
 	}
-	k := len(a.verdicts)
-	if k == 0 {
+	p := a.part
+	if p.Count == 0 {
 		return Result{Metrics: newMetrics()}, ErrNoUpdates
 	}
 	a.done = true
-	w := float64(a.weight)
-	for i := range a.sum {
-		a.sum[i] /= w
+	avg := make([]float64, p.Len())
+	if err := p.Mean(avg); err != nil {
+		return Result{}, err
 	}
 	m := newMetrics()
-	m["weight"] = w
-	m["mean_norm"] = a.normSum / float64(k)
-	m["agg_norm"] = norm64(a.sum)
-	sm, err := a.st.step(a.global, a.sum, dst)
+	m["weight"] = float64(p.Weight)
+	m["mean_norm"] = p.NormSum / float64(p.Count)
+	m["agg_norm"] = norm64(avg)
+	sm, err := a.st.step(a.global, avg, dst)
 	if err != nil {
 		return Result{}, err
 	}
 	for key, v := range sm {
 		m[key] = v
 	}
-	a.sum = nil
-	return Result{Used: k, Verdicts: a.verdicts, Metrics: m}, nil
+	verdicts := make([]Verdict, len(p.Clients))
+	for i, c := range p.Clients {
+		verdicts[i] = Verdict{Client: c}
+	}
+	a.part = nil
+	return Result{Used: p.Count, Verdicts: verdicts, Metrics: m}, nil
 }
 
 // ProximalGrad adds the FedProx proximal term's gradient, mu·(w − wGlobal), to

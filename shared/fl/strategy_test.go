@@ -24,12 +24,12 @@ func TestStrategies(t *testing.T) {
 		spec     string
 		promises fltest.Promises
 	}{
-		{"fedavg", fltest.Promises{OrderIndependent: true, Identical: true}},
-		{"fedprox:0.1", fltest.Promises{OrderIndependent: true, Identical: true}},
-		{"fedavgm", fltest.Promises{OrderIndependent: true, Identical: true}}, // first round: m = delta
-		{"fedadam", fltest.Promises{OrderIndependent: true}},
-		{"fedyogi", fltest.Promises{OrderIndependent: true}},
-		{"fedadagrad", fltest.Promises{OrderIndependent: true}},
+		{"fedavg", fltest.Promises{OrderIndependent: true, Identical: true, Partials: true}},
+		{"fedprox:0.1", fltest.Promises{OrderIndependent: true, Identical: true, Partials: true}},
+		{"fedavgm", fltest.Promises{OrderIndependent: true, Identical: true, Partials: true}}, // first round: m = delta
+		{"fedadam", fltest.Promises{OrderIndependent: true, Partials: true}},
+		{"fedyogi", fltest.Promises{OrderIndependent: true, Partials: true}},
+		{"fedadagrad", fltest.Promises{OrderIndependent: true, Partials: true}},
 		{"krum", fltest.Promises{OrderIndependent: true, Identical: true}},
 		{"multi-krum", fltest.Promises{OrderIndependent: true, Identical: true}},
 		{"multi-krum:1,m=3", fltest.Promises{OrderIndependent: true, Identical: true}},

@@ -7,15 +7,16 @@ import (
 	"slices"
 )
 
-// MaxSamples is the largest sample count an Update may claim. It keeps sums
-// of weights exact in float64 and rejects absurd claims from clients.
-const MaxSamples = 1 << 32
+// MaxSamples is the largest sample count an Update may claim. It keeps the
+// exact sums of the mean-based strategies in range and rejects absurd claims
+// from clients.
+const MaxSamples = 1 << 24
 
 // checkUpdate validates u against a model of size n and returns the L2
 // norm of its delta. The errors describe outside input, so they are returned,
 // never panicked. One pass suffices for finiteness: the float64 sum of the
 // squares of finite float32s cannot overflow, so it is finite exactly when
-// every value is.
+// every value is; and no value exceeds MaxDeltaValue when the norm does not.
 func checkUpdate(u Update, n int) (float64, error) {
 	if len(u.Delta) != n {
 		return 0, fmt.Errorf("fl: update from %q has %d parameters, model has %d", u.Client, len(u.Delta), n)
@@ -24,10 +25,13 @@ func checkUpdate(u Update, n int) (float64, error) {
 		return 0, fmt.Errorf("fl: update from %q has sample count %d outside [1, %d]", u.Client, u.Samples, MaxSamples)
 	}
 	nrm := norm(u.Delta)
-	if math.IsNaN(nrm) || math.IsInf(nrm, 0) {
+	if !(nrm <= MaxDeltaValue) {
 		for i, v := range u.Delta {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 				return 0, fmt.Errorf("fl: update from %q has non-finite value %v at index %d", u.Client, v, i)
+			}
+			if math.Abs(float64(v)) > MaxDeltaValue {
+				return 0, fmt.Errorf("fl: update from %q has value %.4g at index %d, beyond ±%d", u.Client, v, i, MaxDeltaValue)
 			}
 		}
 	}

@@ -27,6 +27,11 @@ type Promises struct {
 	OrderIndependent bool
 	// Identical: k identical deltas d give exactly float32(global + d).
 	Identical bool
+	// Partials: the aggregations merge fl.Partial sums (fl.PartialAdder),
+	// and any grouping of the updates into partials gives the model that
+	// adding them one by one gives, bit for bit, also on updates whose
+	// coordinates span many orders of magnitude and cancel.
+	Partials bool
 }
 
 // TestStrategy runs the shared suite against fresh strategies from
@@ -54,6 +59,7 @@ func TestStrategy(t *testing.T, newStrategy func() fl.Strategy, p Promises) {
 	if p.Identical {
 		t.Run("Identical", func(t *testing.T) { testIdentical(t, newStrategy()) })
 	}
+	t.Run("Partials", func(t *testing.T) { testPartials(t, newStrategy, p.Partials) })
 }
 
 // Round holds a synthetic round: a global model and honest updates.
@@ -426,6 +432,110 @@ func testIdentical(t *testing.T, s fl.Strategy) {
 	for i := range got {
 		if want := float32(float64(r.Global[i]) + float64(d[i])); got[i] != want {
 			t.Fatalf("%s: identical updates give model[%d] = %v; want %v", s.Name(), i, got[i], want)
+		}
+	}
+}
+
+// Wild returns a round of k updates whose coordinates span 24 orders of
+// magnitude and cancel: every other update negates half the coordinates of
+// the one before it, with the same sample count, and half the global
+// coordinates are 0. A float64 running sum of such terms loses the small
+// ones or keeps them depending on the order of addition, which changes the
+// float32 model.
+func Wild(rng *rand.Rand, k, n int) Round {
+	r := Round{Global: make([]float32, n)}
+	for i := range r.Global {
+		if i%2 == 0 {
+			r.Global[i] = float32(math.Ldexp(2*rng.Float64()-1, -10))
+		}
+	}
+	for c := range k {
+		u := fl.Update{Client: fmt.Sprintf("w%02d", c), Samples: 1 + rng.IntN(60000), Delta: make([]float32, n)}
+		for i := range u.Delta {
+			// ±[2^-66, 2^14): about 1e-20 .. 1e4, from integer draws and
+			// exact arithmetic only, so every platform draws the same round.
+			u.Delta[i] = float32(math.Ldexp(2*rng.Float64()-1, -65+rng.IntN(79)))
+		}
+		if c%2 == 1 {
+			prev := r.Updates[c-1]
+			u.Samples = prev.Samples
+			for i := range u.Delta {
+				if rng.IntN(2) == 0 {
+					u.Delta[i] = -prev.Delta[i]
+				}
+			}
+		}
+		r.Updates = append(r.Updates, u)
+	}
+	return r
+}
+
+// testPartials folds the updates of a round into partials of random sizes
+// (through their wire encoding), merges them, and compares with adding the
+// updates one by one and in other orders. Strategies that do not promise
+// partials must not claim to merge them.
+func testPartials(t *testing.T, newStrategy func() fl.Strategy, promised bool) {
+	s := newStrategy()
+	if got := fl.AcceptsPartials(s); got != promised {
+		t.Fatalf("%s: AcceptsPartials = %v; the strategy promises %v", s.Name(), got, promised)
+	}
+	if !promised {
+		return
+	}
+	rng := rand.New(rand.NewPCG(25, 26))
+	_, honest := Honest(rng, 30, 2000, 0.01, 1)
+	for name, r := range map[string]Round{"honest": honest, "wild": Wild(rng, 30, 2000)} {
+		want, wantRes := Aggregate(t, newStrategy(), 1, r)
+		for trial := range 4 {
+			order := rng.Perm(len(r.Updates))
+			s := newStrategy()
+			agg := s.Begin(1, r.Global)
+			var clients []string
+			for lo := 0; lo < len(order); {
+				hi := min(len(order), lo+1+rng.IntN(12))
+				p := fl.NewPartial(len(r.Global))
+				for _, j := range order[lo:hi] {
+					if err := p.Add(r.Updates[j]); err != nil {
+						t.Fatal(err)
+					}
+					clients = append(clients, r.Updates[j].Client)
+				}
+				b, err := p.MarshalBinary()
+				if err != nil {
+					t.Fatal(err)
+				}
+				q, err := fl.UnmarshalPartial(b, len(r.Global))
+				if err != nil {
+					t.Fatalf("UnmarshalPartial(MarshalBinary()) = %v", err)
+				}
+				if err := agg.(fl.PartialAdder).AddPartial(context.Background(), q); err != nil {
+					t.Fatalf("%s: AddPartial = %v", s.Name(), err)
+				}
+				lo = hi
+			}
+			got := make([]float32, len(r.Global))
+			res, err := agg.Finish(context.Background(), got)
+			if err != nil {
+				t.Fatalf("%s: Finish after partials = %v", s.Name(), err)
+			}
+			diff := 0
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					diff++
+				}
+			}
+			if diff > 0 {
+				t.Errorf("%s, %s updates, trial %d: partials change %d of %d coordinates; want bit-identical", s.Name(), name, trial, diff, len(got))
+			}
+			if res.Used != wantRes.Used || len(res.Verdicts) != len(clients) {
+				t.Errorf("%s: partials give Used %d and %d verdicts; want %d and %d", s.Name(), res.Used, len(res.Verdicts), wantRes.Used, len(clients))
+			}
+			for i, v := range res.Verdicts {
+				if v.Client != clients[i] {
+					t.Errorf("%s: Verdicts[%d].Client = %q; want %q (partials' order)", s.Name(), i, v.Client, clients[i])
+					break
+				}
+			}
 		}
 	}
 }
