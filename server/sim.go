@@ -14,8 +14,8 @@ import (
 	"github.com/qflare/qflare/server/internal/datasets"
 	"github.com/qflare/qflare/server/internal/sim"
 	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/shared/adversary"
 	"github.com/qflare/qflare/shared/data"
-	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/participant"
 )
 
@@ -136,11 +136,11 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 		dp := f.dp
 		cfg.DP = &dp
 	}
-	attack, err := fl.ParseAttack(f.attack)
+	attack, err := adversary.Parse(f.attack)
 	if err != nil {
 		return nil, err
 	}
-	attackers, err := fl.Attackers(cfg.Clients, f.attackers, cfg.Seed)
+	attackers, err := adversary.Choose(cfg.Clients, f.attackers, cfg.Seed)
 	if err != nil {
 		return nil, err
 	}

@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"flag"
 	"math"
+	"math/rand/v2"
 	"os"
 	"runtime"
-	"strings"
-	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/qflare/qflare/shared/fl"

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/qflare/qflare/shared/adversary"
 	"github.com/qflare/qflare/shared/data"
-	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
 	"github.com/qflare/qflare/shared/wire"
@@ -47,8 +47,8 @@ type Options struct {
 	NewTrainer func(m *nn.Model, set *data.Set) (Trainer, error)
 	// Attack, when set, makes this client a malicious one for robustness
 	// studies: it transforms the trained update (sign-flip, gaussian,
-	// scale:K) or the labels (label-flip). See fl.ParseAttack.
-	Attack fl.Attack
+	// scale:K) or the labels (label-flip). See adversary.Parse.
+	Attack adversary.Attack
 	// Slowdown ≥ 1 makes training take that many times longer (sleeping
 	// after each batch), to emulate slow devices.
 	Slowdown float64

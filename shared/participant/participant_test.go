@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qflare/qflare/shared/adversary"
 	"github.com/qflare/qflare/shared/data"
-	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
 	"github.com/qflare/qflare/shared/participant"
@@ -327,7 +327,7 @@ func TestMissedDeadlineSkipsUpload(t *testing.T) {
 // TestSignFlipAttack: an attacking client sends the negated, amplified
 // update of an honest one with the same seed.
 func TestSignFlipAttack(t *testing.T) {
-	attack, _ := fl.ParseAttack("sign-flip:3")
+	attack, _ := adversary.Parse("sign-flip:3")
 	deltas := make([][]float32, 2)
 	for i, opt := range []participant.Options{{}, {Attack: attack}} {
 		srv, _, _ := start(t, opt)

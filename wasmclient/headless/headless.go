@@ -25,8 +25,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/qflare/qflare/shared/adversary"
 	"github.com/qflare/qflare/shared/data"
-	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/participant"
 	"github.com/qflare/qflare/shared/wire"
@@ -45,7 +45,7 @@ type Options struct {
 	Drop float64
 	// Attack is what the attacking clients (a fraction Attackers of them,
 	// chosen with Seed) do.
-	Attack    fl.Attack
+	Attack    adversary.Attack
 	Attackers float64
 	Seed      uint64
 	// Log receives the clients' notable events (default: discarded).
@@ -85,7 +85,7 @@ func ParseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error)
 	if o.SlowMin, o.SlowMax, err = parseSlowdown(*slow); err != nil {
 		return nil, nil, err
 	}
-	if o.Attack, err = fl.ParseAttack(*attack); err != nil {
+	if o.Attack, err = adversary.Parse(*attack); err != nil {
 		return nil, nil, err
 	}
 	switch {
@@ -144,7 +144,7 @@ func Run(ctx context.Context, o *Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	attackers, err := fl.Attackers(o.Clients, o.Attackers, o.Seed)
+	attackers, err := adversary.Choose(o.Clients, o.Attackers, o.Seed)
 	if err != nil {
 		return err
 	}

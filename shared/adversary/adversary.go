@@ -1,4 +1,9 @@
-package fl
+// Package adversary emulates malicious clients for robustness studies: an
+// Attack transforms an honest client's trained delta (sign-flip, gaussian,
+// scale:K) or its labels (label-flip), and Choose picks which clients of a
+// population attack. The browser participant links it only for that
+// emulation; the aggregation strategies live in package fl.
+package adversary
 
 import (
 	"fmt"
@@ -17,7 +22,7 @@ type Attack struct {
 	sigma  float64 // gaussian: absolute std; 0 = gaussianScale× the honest RMS
 }
 
-// maxAttackClients bounds the population Attackers accepts.
+// maxAttackClients bounds the population Choose accepts.
 const maxAttackClients = 1 << 24
 
 // gaussianScale is the default gaussian attack's noise relative to an
@@ -31,10 +36,10 @@ const gaussianScale = 100
 // robustness studies need to show.
 const defaultFlip = 10
 
-// maxAttackFactor bounds the factors ParseAttack accepts.
+// maxAttackFactor bounds the factors Parse accepts.
 const maxAttackFactor = 1e6
 
-// ParseAttack parses an attack name:
+// Parse parses an attack name:
 //
 //	none           honest
 //	sign-flip      delta → −10·delta, the amplified flip of the Byzantine-
@@ -46,15 +51,15 @@ const maxAttackFactor = 1e6
 //	label-flip     trains on labels y → classes−1−y; the delta is left alone
 //
 // An empty string is "none".
-func ParseAttack(s string) (Attack, error) {
+func Parse(s string) (Attack, error) {
 	if len(s) > 64 {
-		return Attack{}, fmt.Errorf("fl: attack %q too long", s[:64]+"...")
+		return Attack{}, fmt.Errorf("adversary: attack %q too long", s[:64]+"...")
 	}
 	name, arg, hasArg := strings.Cut(strings.ToLower(strings.TrimSpace(s)), ":")
 	num := func(lo float64) (float64, error) {
 		v, err := strconv.ParseFloat(arg, 64)
 		if err != nil || !(v >= lo && v <= maxAttackFactor) {
-			return 0, fmt.Errorf("fl: attack %q: want a number in [%v, %v] after the colon", s, lo, maxAttackFactor)
+			return 0, fmt.Errorf("adversary: attack %q: want a number in [%v, %v] after the colon", s, lo, maxAttackFactor)
 		}
 		return v, nil
 	}
@@ -79,10 +84,10 @@ func ParseAttack(s string) (Attack, error) {
 		a.factor, err = num(-maxAttackFactor)
 		return a, err
 	}
-	return Attack{}, fmt.Errorf("fl: unknown attack %q (known: none, sign-flip[:K], gaussian[:SIGMA], scale:K, label-flip)", s)
+	return Attack{}, fmt.Errorf("adversary: unknown attack %q (known: none, sign-flip[:K], gaussian[:SIGMA], scale:K, label-flip)", s)
 }
 
-// String returns the attack in the form ParseAttack accepts.
+// String returns the attack in the form Parse accepts.
 func (a Attack) String() string {
 	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 	switch a.kind {
@@ -114,11 +119,11 @@ func (a Attack) Apply(delta []float32, rng *rand.Rand) {
 		scaleInPlace(delta, a.factor)
 	case "gaussian":
 		if rng == nil {
-			panic("fl: gaussian attack needs a random source")
+			panic("adversary: gaussian attack needs a random source")
 		}
 		s := a.sigma
 		if s == 0 {
-			s = gaussianScale * norm(delta) / math.Sqrt(float64(max(1, len(delta))))
+			s = gaussianScale * l2(delta) / math.Sqrt(float64(max(1, len(delta))))
 		}
 		for i := range delta {
 			delta[i] = float32(s * rng.NormFloat64())
@@ -136,7 +141,7 @@ func scaleInPlace(x []float32, k float64) {
 // label-flip, y otherwise. It panics if y is not below classes.
 func (a Attack) FlipLabel(y uint8, classes int) uint8 {
 	if int(y) >= classes {
-		panic(fmt.Sprintf("fl: label %d outside %d classes", y, classes))
+		panic(fmt.Sprintf("adversary: label %d outside %d classes", y, classes))
 	}
 	if a.kind != "label-flip" {
 		return y
@@ -144,16 +149,16 @@ func (a Attack) FlipLabel(y uint8, classes int) uint8 {
 	return uint8(classes - 1 - int(y))
 }
 
-// Attackers decides deterministically which of total clients (indexed 0 to
+// Choose decides deterministically which of total clients (indexed 0 to
 // total−1) are attackers: exactly round(fraction·total) of them, chosen by a
 // permutation seeded with seed. Every participant computing it with the same
 // arguments gets the same answer.
-func Attackers(total int, fraction float64, seed uint64) ([]bool, error) {
+func Choose(total int, fraction float64, seed uint64) ([]bool, error) {
 	if total < 0 || total > maxAttackClients {
-		return nil, fmt.Errorf("fl: client count %d outside [0, %d]", total, maxAttackClients)
+		return nil, fmt.Errorf("adversary: client count %d outside [0, %d]", total, maxAttackClients)
 	}
 	if !(fraction >= 0 && fraction <= 1) {
-		return nil, fmt.Errorf("fl: attacker fraction %v outside [0, 1]", fraction)
+		return nil, fmt.Errorf("adversary: attacker fraction %v outside [0, 1]", fraction)
 	}
 	k := int(math.Round(fraction * float64(total)))
 	rng := rand.New(rand.NewPCG(seed, 0x61747461636b73)) // "attacks"
@@ -162,4 +167,13 @@ func Attackers(total int, fraction float64, seed uint64) ([]bool, error) {
 		out[i] = true
 	}
 	return out, nil
+}
+
+// l2 returns the L2 norm of x, accumulated in float64.
+func l2(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v) * float64(v)
+	}
+	return math.Sqrt(s)
 }

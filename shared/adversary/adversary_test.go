@@ -1,4 +1,4 @@
-package fl_test
+package adversary_test
 
 import (
 	"math"
@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/qflare/qflare/shared/fl"
+	"github.com/qflare/qflare/shared/adversary"
 )
 
-func TestParseAttack(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := []struct {
 		in    string
 		str   string
@@ -27,13 +27,13 @@ func TestParseAttack(t *testing.T) {
 		{"gaussian:0.3", "gaussian:0.3", nil},
 	}
 	for _, tt := range tests {
-		a, err := fl.ParseAttack(tt.in)
+		a, err := adversary.Parse(tt.in)
 		if err != nil || a.String() != tt.str {
-			t.Errorf("ParseAttack(%q) = %q, %v; want %q, nil", tt.in, a, err, tt.str)
+			t.Errorf("Parse(%q) = %q, %v; want %q, nil", tt.in, a, err, tt.str)
 			continue
 		}
-		if b, err := fl.ParseAttack(a.String()); err != nil || b != a {
-			t.Errorf("ParseAttack(%q.String()) = %v, %v; want the same attack", tt.in, b, err)
+		if b, err := adversary.Parse(a.String()); err != nil || b != a {
+			t.Errorf("Parse(%q.String()) = %v, %v; want the same attack", tt.in, b, err)
 		}
 		if tt.delta == nil {
 			continue
@@ -41,12 +41,12 @@ func TestParseAttack(t *testing.T) {
 		d := []float32{1, -2}
 		a.Apply(d, nil)
 		if d[0] != tt.delta[0] || d[1] != tt.delta[1] {
-			t.Errorf("ParseAttack(%q).Apply({1, -2}) = %v; want %v", tt.in, d, tt.delta)
+			t.Errorf("Parse(%q).Apply({1, -2}) = %v; want %v", tt.in, d, tt.delta)
 		}
 	}
 	for _, bad := range []string{"flip", "scale", "scale:x", "sign-flip:-1", "gaussian:-1", "none:3", "label-flip:2", "scale:1e9", strings.Repeat("x", 100)} {
-		if _, err := fl.ParseAttack(bad); err == nil || !strings.HasPrefix(err.Error(), "fl: ") {
-			t.Errorf("ParseAttack(%q) = %v; want an fl: error", bad, err)
+		if _, err := adversary.Parse(bad); err == nil || !strings.HasPrefix(err.Error(), "adversary: ") {
+			t.Errorf("Parse(%q) = %v; want an adversary: error", bad, err)
 		}
 	}
 }
@@ -61,7 +61,7 @@ func TestGaussianAttack(t *testing.T) {
 		{"gaussian:0.2", 0.2},
 	}
 	for _, tt := range tests {
-		a, _ := fl.ParseAttack(tt.spec)
+		a, _ := adversary.Parse(tt.spec)
 		d := make([]float32, 100000)
 		for i := range d {
 			d[i] = 0.5
@@ -81,10 +81,10 @@ func TestGaussianAttack(t *testing.T) {
 }
 
 func TestFlipLabel(t *testing.T) {
-	flip, _ := fl.ParseAttack("label-flip")
-	none, _ := fl.ParseAttack("sign-flip")
+	flip, _ := adversary.Parse("label-flip")
+	none, _ := adversary.Parse("sign-flip")
 	tests := []struct {
-		a       fl.Attack
+		a       adversary.Attack
 		y, want uint8
 	}{
 		{flip, 0, 9}, {flip, 9, 0}, {flip, 3, 6}, {none, 3, 3},
@@ -96,7 +96,7 @@ func TestFlipLabel(t *testing.T) {
 	}
 }
 
-func TestAttackers(t *testing.T) {
+func TestChoose(t *testing.T) {
 	tests := []struct {
 		total    int
 		fraction float64
@@ -105,28 +105,28 @@ func TestAttackers(t *testing.T) {
 		{10, 0.2, 2}, {100, 0.25, 25}, {7, 0.5, 4}, {5, 0, 0}, {5, 1, 5}, {0, 0.3, 0},
 	}
 	for _, tt := range tests {
-		a, err := fl.Attackers(tt.total, tt.fraction, 9)
-		b, _ := fl.Attackers(tt.total, tt.fraction, 9)
+		a, err := adversary.Choose(tt.total, tt.fraction, 9)
+		b, _ := adversary.Choose(tt.total, tt.fraction, 9)
 		n := 0
 		for i, v := range a {
 			if v {
 				n++
 			}
 			if b[i] != v {
-				t.Errorf("Attackers(%d, %v, 9) is not deterministic", tt.total, tt.fraction)
+				t.Errorf("Choose(%d, %v, 9) is not deterministic", tt.total, tt.fraction)
 			}
 		}
 		if err != nil || n != tt.want || len(a) != tt.total {
-			t.Errorf("Attackers(%d, %v, 9) selects %d of %d, %v; want %d", tt.total, tt.fraction, n, len(a), err, tt.want)
+			t.Errorf("Choose(%d, %v, 9) selects %d of %d, %v; want %d", tt.total, tt.fraction, n, len(a), err, tt.want)
 		}
 	}
-	c, _ := fl.Attackers(100, 0.2, 10)
-	d, _ := fl.Attackers(100, 0.2, 9)
+	c, _ := adversary.Choose(100, 0.2, 10)
+	d, _ := adversary.Choose(100, 0.2, 9)
 	if slicesEqual(c, d) {
 		t.Errorf("Attackers with seeds 9 and 10 select the same clients")
 	}
 	for _, f := range []float64{-0.1, 1.1, math.NaN()} {
-		if _, err := fl.Attackers(10, f, 1); err == nil {
+		if _, err := adversary.Choose(10, f, 1); err == nil {
 			t.Errorf("Attackers(10, %v, 1) = nil error; want an error", f)
 		}
 	}
