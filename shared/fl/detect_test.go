@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/qflare/qflare/shared/adversary"
 	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/fl/fltest"
 )
@@ -16,7 +17,7 @@ import (
 // common direction plus per-client noise of strength drawn from [0.5, 1.5]
 // (pairwise cosines about 0.3 to 0.8) and a per-client step size drawn from
 // [0.7, 1.4]; the clients in bad are then attacked.
-func heterogeneousRound(rng *rand.Rand, n int, attack fl.Attack, bad map[int]bool) fltest.Round {
+func heterogeneousRound(rng *rand.Rand, n int, attack adversary.Attack, bad map[int]bool) fltest.Round {
 	common := make([]float32, n)
 	for i := range common {
 		common[i] = float32(rng.NormFloat64() * 0.01)
@@ -44,7 +45,7 @@ func TestDetectionRates(t *testing.T) {
 	const rounds, n = 40, 4000
 	for _, name := range []string{"sign-flip", "sign-flip:5", "gaussian", "scale:10", "none"} {
 		t.Run(name, func(t *testing.T) {
-			attack, err := fl.ParseAttack(name)
+			attack, err := adversary.Parse(name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,8 +90,8 @@ func TestDetectionRates(t *testing.T) {
 
 func TestDetectionVerdicts(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 9))
-	signFlip, _ := fl.ParseAttack("sign-flip")
-	scale, _ := fl.ParseAttack("scale:10")
+	signFlip, _ := adversary.Parse("sign-flip")
+	scale, _ := adversary.Parse("scale:10")
 	r := heterogeneousRound(rng, 2000, signFlip, map[int]bool{1: true})
 	scale.Apply(r.Updates[6].Delta, nil)
 	_, res := fltest.Aggregate(t, mustParse(t, "median,detect"), 1, r)
@@ -156,7 +157,7 @@ func TestNewDetectorErrors(t *testing.T) {
 // round's own medians are theirs; the norm history from the previous round
 // still flags amplified updates, which a detector without history misses.
 func TestDetectionHistory(t *testing.T) {
-	scale, _ := fl.ParseAttack("scale:10")
+	scale, _ := adversary.Parse("scale:10")
 	bad := map[int]bool{0: true, 2: true, 4: true, 5: true, 7: true, 9: true}
 	flagged := func(withHistory bool) int {
 		s := mustParse(t, "fedavg,detect")

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/qflare/qflare/shared/adversary"
 	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/fl/fltest"
 )
@@ -115,7 +116,7 @@ func TestKrumTooFewUpdates(t *testing.T) {
 func attackRound(rng *rand.Rand, attack string, n int) (fltest.Round, []float64, []bool) {
 	const scale, noise = 0.01, 1.0
 	_, r := fltest.Honest(rng, 10, n, scale, noise)
-	a, err := fl.ParseAttack(attack)
+	a, err := adversary.Parse(attack)
 	if err != nil {
 		panic(err)
 	}
