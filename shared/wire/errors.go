@@ -29,19 +29,25 @@ var (
 	ErrShape = errors.New("wire: shape mismatch")
 )
 
-// Codes sent in Rejected.Code. Servers may send other short codes; these are
-// the ones this package and the server use.
+// Codes sent in Rejected.Code and stored in updates.code: the one
+// vocabulary the server, the edge shards and clients use.
 const (
-	CodeLate        = "late"
-	CodeBadFrame    = "bad_frame"
-	CodeShape       = "shape"
-	CodeNotFinite   = "not_finite"
-	CodeTooLarge    = "too_large"
-	CodeNotSelected = "not_selected"
-	CodeAuth        = "auth"
-	CodeAnomaly     = "anomaly"
-	CodeRunOver     = "run_over" // a hello for a run that has ended
-	CodeFull        = "full"     // a hello for a run whose data slices are all taken
+	CodeLate        = "late"         // for a round that is over, or an older model version
+	CodeBadFrame    = "bad_frame"    // unreadable, or for a round that has not started
+	CodeShape       = "shape"        // wrong parameter count or shapes
+	CodeNotFinite   = "not_finite"   // NaN or infinite values
+	CodeTooLarge    = "too_large"    // beyond a size limit
+	CodeNorm        = "norm"         // beyond the run's update norm bound, or a value out of range
+	CodeNotSelected = "not_selected" // the client holds no task for the round
+	CodeDuplicate   = "duplicate"    // the client already answered the round
+	CodeDeclined    = "declined"     // the client sent no update (a decline)
+	CodeStore       = "store"        // the server could not store it
+	CodeShutdown    = "shutdown"     // the server is shutting down
+	CodeAuth        = "auth"         // a hello with a wrong token, or for no active run
+	CodeAnomaly     = "anomaly"      // excluded by anomaly detection
+	CodeRunOver     = "run_over"     // a hello for a run that has ended
+	CodeFull        = "full"         // a hello for a run whose data slices are all held
+	CodeRateLimited = "rate_limited" // too many failed hellos from this address
 )
 
 // RejectCode returns the Rejected code that matches err: CodeTooLarge,

@@ -6,6 +6,7 @@ package wire
 type Hello struct {
 	V             int      `json:"v"`              // protocol version the client speaks
 	ClientID      string   `json:"client_id"`      // empty on first join; then the id from Welcome
+	Secret        string   `json:"secret"`         // the secret from the first Welcome, proving ClientID
 	Run           string   `json:"run"`            // run id the client wants to join; may be empty
 	Token         string   `json:"token"`          // join token, if the run has one
 	Device        Device   `json:"device"`         // what the client runs on
@@ -32,7 +33,11 @@ const (
 // Welcome is the server's answer to Hello: the client's id, the run's
 // configuration and the client's data slice.
 type Welcome struct {
-	ClientID string       `json:"client_id"`
+	ClientID string `json:"client_id"`
+	// Secret proves ClientID in later hellos. A newcomer gets it in its
+	// first welcome and keeps it (a tab in localStorage); it is empty when
+	// the hello already proved the id.
+	Secret   string       `json:"secret,omitempty"`
 	Run      RunInfo      `json:"run"`
 	Slice    SliceInfo    `json:"slice"`
 	Limits   UploadLimits `json:"limits"`
@@ -182,6 +187,7 @@ func (h *Hello) Validate() error {
 	if err := firstErr(
 		checkInt("hello.v", int64(h.V), 1, maxClaimedV),
 		checkID("hello.client_id", h.ClientID, true),
+		checkText("hello.secret", h.Secret, maxSecretLen),
 		checkID("hello.run", h.Run, true),
 		checkText("hello.token", h.Token, maxTextLen),
 		checkInt("hello.resume_version", h.ResumeVersion, 0, maxVersion),
@@ -220,6 +226,7 @@ func (w *Welcome) Validate() error {
 	r, s := &w.Run, &w.Slice
 	if err := firstErr(
 		checkID("welcome.client_id", w.ClientID, false),
+		checkText("welcome.secret", w.Secret, maxSecretLen),
 		checkID("welcome.run.id", r.ID, false),
 		checkText("welcome.run.name", r.Name, maxTextLen),
 		checkSpec("welcome.run.model", r.Model),

@@ -10,6 +10,7 @@ import (
 const (
 	maxIDLen     = 64      // client, run, model and dataset identifiers
 	maxTextLen   = 256     // reasons, names, tokens, codecs, URLs
+	maxSecretLen = 64      // client secrets
 	maxAgentLen  = 512     // device.user_agent (user agents run long)
 	maxCodecs    = 32      // hello.codecs entries
 	maxLabels    = 1000    // slice.label_counts entries
