@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"time"
 )
@@ -22,7 +23,9 @@ const (
 // WriteControl and Close must be safe to call concurrently with the other
 // methods, as gorilla's are.
 type Socket interface {
-	ReadMessage() (messageType int, p []byte, err error)
+	// NextReader returns the next data message's type and a reader of its
+	// payload, once its first frame has arrived.
+	NextReader() (messageType int, r io.Reader, err error)
 	WriteMessage(messageType int, data []byte) error
 	WriteControl(messageType int, data []byte, deadline time.Time) error
 	SetReadDeadline(t time.Time) error
@@ -38,6 +41,10 @@ type SocketOptions struct {
 	// it gives up on the peer; pings go out every 9/10 of it. Zero disables
 	// pings and read deadlines.
 	PongWait time.Duration
+	// MessageWait is how long a message may take to arrive whole once its
+	// first frame is in; pongs do not extend it, so a peer cannot hold the
+	// connection with an unfinished message. Zero: PongWait applies.
+	MessageWait time.Duration
 	// WriteWait bounds every write (default 30s).
 	WriteWait time.Duration
 	// ReadLimit caps one incoming message (0 = no cap).
@@ -57,18 +64,26 @@ func FromSocket(s Socket, opt SocketOptions) Conn {
 	}
 	if opt.PongWait > 0 {
 		s.SetReadDeadline(time.Now().Add(opt.PongWait))
-		s.SetPongHandler(func(string) error { return s.SetReadDeadline(time.Now().Add(opt.PongWait)) })
+		// The pong handler runs in the reading goroutine, so inMessage
+		// needs no lock.
+		s.SetPongHandler(func(string) error {
+			if c.inMessage {
+				return nil
+			}
+			return s.SetReadDeadline(time.Now().Add(opt.PongWait))
+		})
 		go c.ping()
 	}
 	return c
 }
 
 type socketConn struct {
-	s    Socket
-	opt  SocketOptions
-	wmu  sync.Mutex
-	once sync.Once
-	done chan struct{}
+	s         Socket
+	opt       SocketOptions
+	wmu       sync.Mutex
+	once      sync.Once
+	done      chan struct{}
+	inMessage bool // a message is being read (reading goroutine only)
 }
 
 func (c *socketConn) ping() {
@@ -116,18 +131,30 @@ func (c *socketConn) Send(ctx context.Context, m Message) error {
 func (c *socketConn) Recv(ctx context.Context) (Message, error) {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	for {
-		typ, b, err := c.s.ReadMessage()
-		if err != nil {
-			c.Close()
-			select {
-			case <-c.done:
-				if ctx.Err() != nil {
-					return Message{}, ctx.Err()
-				}
-			default:
+	fail := func(err error) (Message, error) {
+		c.Close()
+		select {
+		case <-c.done:
+			if ctx.Err() != nil {
+				return Message{}, ctx.Err()
 			}
-			return Message{}, errors.Join(ErrClosed, err)
+		default:
+		}
+		return Message{}, errors.Join(ErrClosed, err)
+	}
+	for {
+		typ, rd, err := c.s.NextReader()
+		if err != nil {
+			return fail(err)
+		}
+		if c.opt.MessageWait > 0 {
+			c.inMessage = true
+			c.s.SetReadDeadline(time.Now().Add(c.opt.MessageWait))
+		}
+		b, err := io.ReadAll(rd)
+		c.inMessage = false
+		if err != nil {
+			return fail(err)
 		}
 		if c.opt.PongWait > 0 {
 			c.s.SetReadDeadline(time.Now().Add(c.opt.PongWait))
