@@ -151,6 +151,7 @@ func (l *lead) options() (participant.Options, error) {
 	dev := b.Get("device")
 	opt := participant.Options{
 		Run: b.Get("run").String(), Token: b.Get("token").String(), ClientID: b.Get("client_id").String(),
+		Secret: jsString(b.Get("secret")),
 		Device: wire.Device{Kind: wire.DeviceBrowser, UserAgent: clip(dev.Get("user_agent").String(), 512),
 			Platform: clip(dev.Get("platform").String(), 64), Cores: min(dev.Get("cores").Int(), 1024),
 			MemoryGB: dev.Get("memory_gb").Float(), Workers: 1 + len(l.ports)},
@@ -245,4 +246,12 @@ func errText(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// jsString returns v's string value, or "" when v is not a string.
+func jsString(v js.Value) string {
+	if v.Type() != js.TypeString {
+		return ""
+	}
+	return v.String()
 }

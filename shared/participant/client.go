@@ -35,8 +35,9 @@ func (e *RefusedError) Error() string {
 type Options struct {
 	Run, Token string
 	// ClientID is the id from an earlier Welcome (kept in localStorage by a
-	// tab); empty on the first join.
-	ClientID string
+	// tab); empty on the first join. Secret is the secret that came with
+	// it: a hello that claims an id must show it.
+	ClientID, Secret string
 	Device   wire.Device
 	// Fetch downloads the client's data slice that Welcome describes.
 	Fetch func(ctx context.Context, w *wire.Welcome) (*data.Set, error)
@@ -67,20 +68,25 @@ type Options struct {
 
 // Client is one participant. See the package documentation.
 type Client struct {
-	opt Options
-	id  string
+	opt    Options
+	id     string
+	secret string
 
-	welcome *wire.Welcome
-	joined  bool // this session's hello was answered with a welcome
-	set     *data.Set
-	model   *nn.Model
-	trainer Trainer
-	enc     *wire.Encoder
-	global  []float32 // the global model as last received
-	local   []float32
-	version int64 // version of global, 0 before the first model
-	frame   []byte
-	payload []byte
+	welcome   *wire.Welcome
+	joined    bool // this session's hello was answered with a welcome
+	set       *data.Set
+	shapes    [][]int // the model's tensor shapes
+	modelName string
+	trainer   Trainer
+	enc       *wire.Encoder
+	// Between rounds a client keeps only what the next round needs: the
+	// global model as last received when the run sends model deltas (their
+	// base), and the encoder (its error feedback). The other buffers come
+	// from a pool for the round and go back after it, so a simulation's
+	// thousand idle clients do not hold a thousand models.
+	global  []float32 // the global model as last received (nil between rounds without deltas)
+	local   []float32 // the trained model (round only)
+	version int64     // version of global, 0 before the first model
 	rng     *rand.Rand
 
 	items <-chan item // the current session's messages
@@ -108,11 +114,14 @@ func New(opt Options) *Client {
 	if opt.NewTrainer == nil {
 		opt.NewTrainer = func(m *nn.Model, set *data.Set) (Trainer, error) { return NewLocalTrainer(m, set), nil }
 	}
-	return &Client{opt: opt, id: opt.ClientID, rng: rand.New(rand.NewPCG(opt.Seed, 0xda3e39cb94b95bdb))}
+	return &Client{opt: opt, id: opt.ClientID, secret: opt.Secret, rng: rand.New(rand.NewPCG(opt.Seed, 0xda3e39cb94b95bdb))}
 }
 
 // ID returns the client id the server gave (empty before the first welcome).
 func (c *Client) ID() string { return c.id }
+
+// Secret returns the secret that proves ID (empty before the first welcome).
+func (c *Client) Secret() string { return c.secret }
 
 // Set returns the data the client trains on (nil before it is fetched).
 func (c *Client) Set() *data.Set { return c.set }
@@ -142,7 +151,7 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	defer conn.Close()
 	c.state(StateConnecting, 0)
 	c.joined = false
-	hello := &wire.Hello{V: wire.Version, ClientID: c.id, Run: c.opt.Run, Token: c.opt.Token,
+	hello := &wire.Hello{V: wire.Version, ClientID: c.id, Secret: c.secret, Run: c.opt.Run, Token: c.opt.Token,
 		Device: c.opt.Device, Codecs: []string{"float32+zstd"}, ResumeVersion: c.version}
 	if err := c.sendMsg(ctx, conn, hello); err != nil {
 		return err

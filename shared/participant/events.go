@@ -53,6 +53,7 @@ type Event struct {
 	Samples       int     `json:"samples,omitempty"`
 	LabelCounts   []int   `json:"label_counts,omitempty"`
 	ClientID      string  `json:"client_id,omitempty"`
+	Secret        string  `json:"secret,omitempty"` // with ClientID: keep it to rejoin as this client
 	Model         string  `json:"model,omitempty"`
 	Params        int     `json:"params,omitempty"`
 	Rounds        int     `json:"rounds,omitempty"`

@@ -145,7 +145,9 @@ func TestSessionTrainsAndUploads(t *testing.T) {
 	if h, ok := hello.(*wire.Hello); !ok || h.Run != "run-1" || h.Token != "tok" || h.ClientID != "" {
 		t.Fatalf("first message = %+v; want a hello for run-1 with the token and no id", hello)
 	}
-	srv.send(welcome("delta+float32"))
+	w := welcome("delta+float32")
+	w.Run.DownCodec = "delta+float32+zstd" // so the client keeps version 1 as the base of round 2's delta
+	srv.send(w)
 	m := newModel(t)
 	shapes := m.TensorShapes()
 	global := append([]float32(nil), m.Params...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/qflare/qflare/shared/link"
@@ -16,9 +17,12 @@ import (
 // person's own data is used), builds the model and the update encoder.
 func (c *Client) join(ctx context.Context, w *wire.Welcome) error {
 	prev := c.welcome
+	if w.ClientID != c.id || w.Secret != "" { // a new identity (first join, or the old one was not recognised)
+		c.secret = w.Secret
+	}
 	c.id, c.welcome = w.ClientID, w
 	c.state(StateJoined, 0)
-	c.emit(Event{Type: EventWelcome, ClientID: w.ClientID, Model: w.Run.Model, Rounds: w.Run.Rounds})
+	c.emit(Event{Type: EventWelcome, ClientID: w.ClientID, Secret: c.secret, Model: w.Run.Model, Rounds: w.Run.Rounds})
 	sameRun := prev != nil && prev.Run == w.Run && prev.Slice.Index == w.Slice.Index
 	if c.set == nil || !sameRun {
 		set := c.opt.Data
@@ -33,10 +37,10 @@ func (c *Client) join(ctx context.Context, w *wire.Welcome) error {
 			}
 		}
 		c.set = set
-		c.model = nil
+		c.trainer = nil
 	}
 	c.emit(Event{Type: EventSlice, Samples: c.set.Len(), LabelCounts: c.set.LabelCounts(), Local: c.opt.Data != nil})
-	if c.model != nil && sameRun {
+	if c.trainer != nil && sameRun {
 		return nil
 	}
 	m, err := nn.New(w.Run.Model, nn.Shape{H: c.set.H, W: c.set.W, C: c.set.C}, c.set.Classes, w.Run.Seed)
@@ -51,17 +55,31 @@ func (c *Client) join(ctx context.Context, w *wire.Welcome) error {
 	if err != nil {
 		return err
 	}
-	c.model, c.trainer = m, tr
-	c.enc = wire.NewEncoder(p, m.TensorShapes(), w.Run.Seed)
-	c.global = make([]float32, m.NumParams())
-	c.local = make([]float32, m.NumParams())
-	c.version = 0
-	c.emit(Event{Type: EventWelcome, ClientID: w.ClientID, Model: m.Name, Params: m.NumParams(), Rounds: w.Run.Rounds})
+	c.trainer, c.shapes, c.modelName = tr, m.TensorShapes(), m.Name
+	c.enc = wire.NewEncoder(p, c.shapes, w.Run.Seed)
+	putFloats(c.global)
+	c.global, c.version = nil, 0
+	c.emit(Event{Type: EventWelcome, ClientID: w.ClientID, Secret: c.secret, Model: m.Name, Params: m.NumParams(), Rounds: w.Run.Rounds})
 	return nil
 }
 
-// round downloads the round's model, trains and uploads the update.
+// numParams is the model's parameter count.
+func (c *Client) numParams() int {
+	n := 0
+	for _, s := range c.shapes {
+		k := 1
+		for _, d := range s {
+			k *= d
+		}
+		n += k
+	}
+	return n
+}
+
+// round downloads the round's model, trains and uploads the update; then
+// it hands back the round's buffers.
 func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart, seq uint64) error {
+	defer c.between()
 	c.state(StateDownloading, rs.Round)
 	c.emit(Event{Type: EventRoundStart, Round: rs.Round})
 	it, err := c.next(ctx)
@@ -94,31 +112,45 @@ func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 	return c.upload(ctx, conn, rs, st)
 }
 
-// receiveModel decodes a model frame into c.global.
+// between hands back what a round used: the trained model and, unless the
+// run sends model deltas (whose base it is), the global model.
+func (c *Client) between() {
+	putFloats(c.local)
+	c.local = nil
+	if c.welcome != nil && !strings.HasPrefix(c.welcome.Run.DownCodec, "delta") {
+		putFloats(c.global)
+		c.global, c.version = nil, 0
+	}
+}
+
+// receiveModel decodes a model frame into c.global: a whole model of the
+// round's version, or a delta from the version the client holds.
 func (c *Client) receiveModel(frame []byte, rs *wire.RoundStart) error {
-	n := len(c.global)
+	n := c.numParams()
 	h, payload, err := wire.ParseFrame(frame, wire.Limits{MaxParams: n})
 	if err != nil {
 		return fmt.Errorf("participant: model frame: %w", err)
 	}
-	if h.Round != rs.Round || h.Params != n || (h.Kind != wire.KindModel && h.Kind != wire.KindModelDelta) {
-		return fmt.Errorf("participant: got %s frame for round %d with %d parameters; want a model for round %d with %d",
-			h.Kind, h.Round, h.Params, rs.Round, n)
+	if h.Params != n || (h.Kind != wire.KindModel && h.Kind != wire.KindModelDelta) {
+		return fmt.Errorf("participant: got a %s frame with %d parameters; want a model with %d", h.Kind, h.Params, n)
 	}
 	p, err := h.Pipeline()
 	if err != nil {
 		return err
 	}
-	if h.Kind == wire.KindModelDelta && h.ModelVersion != c.version {
+	switch {
+	case h.Kind == wire.KindModel && h.ModelVersion != rs.ModelVersion:
+		return fmt.Errorf("participant: got model version %d for round %d, which trains version %d", h.ModelVersion, rs.Round, rs.ModelVersion)
+	case h.Kind == wire.KindModelDelta && (h.ModelVersion != c.version || c.global == nil):
 		return fmt.Errorf("participant: model delta from version %d, but this client holds version %d", h.ModelVersion, c.version)
 	}
-	// Decode into local (free until training) so global stays the delta base.
-	dst, err := wire.Decode(p, payload, c.model.TensorShapes(), c.global, c.local, wire.Limits{MaxParams: n})
+	// Decode into a fresh buffer so global stays the delta base.
+	dst, err := wire.Decode(p, payload, c.shapes, c.global, getFloats(n), wire.Limits{MaxParams: n})
 	if err != nil {
 		return fmt.Errorf("participant: decoding the model: %w", err)
 	}
-	c.global, c.local = dst, c.global
-	c.version = rs.ModelVersion
+	putFloats(c.global)
+	c.global, c.version = dst, rs.ModelVersion
 	return nil
 }
 
@@ -186,6 +218,9 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 		classes := c.set.Classes
 		cfg.Label = func(y uint8) uint8 { return a.FlipLabel(y, classes) }
 	}
+	if c.local == nil {
+		c.local = getFloats(len(c.global))
+	}
 	st, err := c.trainer.Train(tctx, c.global, c.local, cfg, progress)
 	if dropped {
 		return st, errDropped
@@ -215,27 +250,28 @@ func (c *Client) tamper(seed uint64) {
 func (c *Client) upload(ctx context.Context, conn link.Conn, rs *wire.RoundStart, st nn.FitStats) error {
 	c.state(StateUploading, rs.Round)
 	c.enc.Seed(rs.Seed)
-	var err error
-	if c.payload, err = c.enc.Encode(c.payload[:0], c.local, c.global); err != nil {
+	payload, err := c.enc.Encode(nil, c.local, c.global)
+	if err != nil {
 		if errors.Is(err, wire.ErrNotFinite) {
 			return c.decline(ctx, conn, rs.Round, "training diverged: the trained weights are not finite")
 		}
 		return fmt.Errorf("participant: encoding the update: %w", err)
 	}
 	h := &wire.FrameHeader{Kind: wire.KindUpdate, Run: c.welcome.Run.ID, Round: rs.Round, ModelVersion: c.version,
-		Codec: c.enc.Pipeline().String(), Params: len(c.local), Model: c.model.Name, Samples: st.Samples / max(1, rs.Epochs),
+		Codec: c.enc.Pipeline().String(), Params: len(c.local), Model: c.modelName, Samples: st.Samples / max(1, rs.Epochs),
 		Loss: finite(st.Loss), Accuracy: st.Accuracy, TrainMS: st.Duration.Milliseconds(), SamplesPerS: st.SamplesPerSecond()}
-	if c.frame, err = wire.AppendFrame(c.frame[:0], h, c.payload); err != nil {
+	frame, err := wire.AppendFrame(nil, h, payload)
+	if err != nil {
 		return err
 	}
-	if lim := c.welcome.Limits.MaxUpdateBytes; lim > 0 && len(c.frame) > lim {
-		return c.decline(ctx, conn, rs.Round, fmt.Sprintf("the update of %d bytes exceeds the server's limit of %d", len(c.frame), lim))
+	if lim := c.welcome.Limits.MaxUpdateBytes; lim > 0 && len(frame) > lim {
+		return c.decline(ctx, conn, rs.Round, fmt.Sprintf("the update of %d bytes exceeds the server's limit of %d", len(frame), lim))
 	}
-	// The frame buffer is reused next round, so hand the connection a copy.
-	if err := conn.Send(ctx, link.Message{Binary: true, Data: append([]byte(nil), c.frame...)}); err != nil {
+	// The connection owns the frame from here.
+	if err := conn.Send(ctx, link.Message{Binary: true, Data: frame}); err != nil {
 		return err
 	}
-	c.emit(Event{Type: EventUpload, Round: rs.Round, Bytes: len(c.frame), LocalLoss: st.Loss,
+	c.emit(Event{Type: EventUpload, Round: rs.Round, Bytes: len(frame), LocalLoss: st.Loss,
 		LocalAccuracy: st.Accuracy, SamplesPerS: st.SamplesPerSecond()})
 	return nil
 }

@@ -88,13 +88,8 @@ func ParseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error)
 	if o.Attack, err = adversary.Parse(*attack); err != nil {
 		return nil, nil, err
 	}
-	switch {
-	case o.Run == "" || o.Token == "":
-		return nil, nil, errors.New("give --run and --token, or --join URL (the server prints the join URL at start-up)")
-	case o.Clients < 1 || o.Clients > 10000:
-		return nil, nil, fmt.Errorf("--clients %d is not in 1..10000", o.Clients)
-	case !(o.Drop >= 0 && o.Drop <= 1), !(o.Attackers >= 0 && o.Attackers <= 1):
-		return nil, nil, fmt.Errorf("--drop %g and --attackers %g must be in [0, 1]", o.Drop, o.Attackers)
+	if err := o.validate(); err != nil {
+		return nil, nil, err
 	}
 	level := slog.LevelInfo
 	if *quiet {
@@ -106,11 +101,49 @@ func ParseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error)
 // fromJoinURL reads server, run and token from http://HOST/join/RUN?token=T.
 func (o *Options) fromJoinURL(s string) error {
 	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("--join %q is not a URL: %v", s, err)
+	}
+	if err := checkServer(u); err != nil {
+		return fmt.Errorf("--join %q: %w; give the whole join URL the server prints, like http://host:8080/join/RUN?token=T", s, err)
+	}
 	run, ok := strings.CutPrefix(u.Path, "/join/")
-	if err != nil || !ok || run == "" || u.Query().Get("token") == "" {
+	if !ok || run == "" || strings.Contains(run, "/") || u.Query().Get("token") == "" {
 		return fmt.Errorf("--join %q is not a join URL like http://host:8080/join/RUN?token=T", s)
 	}
 	o.Server, o.Run, o.Token = u.Scheme+"://"+u.Host, run, u.Query().Get("token")
+	return nil
+}
+
+// checkServer accepts an absolute http or https URL with a host.
+func checkServer(u *url.URL) error {
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("not an absolute http:// or https:// URL")
+	case u.Host == "":
+		return fmt.Errorf("the URL names no host")
+	}
+	return nil
+}
+
+// validate checks the options Run needs, so that a client that cannot
+// work fails at once instead of reconnecting forever.
+func (o *Options) validate() error {
+	u, err := url.Parse(o.Server)
+	if err != nil {
+		return fmt.Errorf("--server %q is not a URL: %v", o.Server, err)
+	}
+	if err := checkServer(u); err != nil {
+		return fmt.Errorf("--server %q: %w", o.Server, err)
+	}
+	switch {
+	case o.Run == "" || o.Token == "":
+		return errors.New("give --run and --token, or --join URL (the server prints the join URL at start-up)")
+	case o.Clients < 1 || o.Clients > 10000:
+		return fmt.Errorf("--clients %d is not in 1..10000", o.Clients)
+	case !(o.Drop >= 0 && o.Drop <= 1), !(o.Attackers >= 0 && o.Attackers <= 1):
+		return fmt.Errorf("--drop %g and --attackers %g must be in [0, 1]", o.Drop, o.Attackers)
+	}
 	return nil
 }
 
@@ -140,6 +173,9 @@ func (o *Options) slowdown(i int) float64 {
 // Run runs the clients until the run ends (nil), the server refuses them,
 // or ctx is done (nil: stopping is not a failure).
 func Run(ctx context.Context, o *Options) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
 	log := o.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

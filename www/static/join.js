@@ -39,6 +39,9 @@
     }
     const listKey = (run) => 'qflare.clients.' + run;
     const leaseKey = (run, id) => `qflare.lease.${run}.${id}`;
+    // The secret the server gave with the id: a hello that claims the id
+    // must show it, so nobody who merely learns the id can take its place.
+    const secretKey = (run, id) => `qflare.secret.${run}.${id}`;
     const read = (k, d) => { try { return JSON.parse(localStorage.getItem(k)) ?? d; } catch (e) { return d; } };
     let held = '', renewed = 0;
     function claim(run) {
@@ -52,13 +55,15 @@
       }
       return '';
     }
-    function keep(run, id) {
+    function keep(run, id, secret) {
       const list = read(listKey(run), []);
       if (!list.includes(id)) list.push(id);
       localStorage.setItem(listKey(run), JSON.stringify(list.slice(-50)));
+      if (secret) localStorage.setItem(secretKey(run, id), JSON.stringify(secret));
       held = id;
       renew(run, true);
     }
+    const secret = (run, id) => (id ? read(secretKey(run, id), '') : '');
     function renew(run, now) {
       if (!held || (!now && Date.now() - renewed < 5000)) return;
       renewed = Date.now();
@@ -69,7 +74,7 @@
       const l = read(leaseKey(run, held), null);
       if (l && l.tab === tab) localStorage.removeItem(leaseKey(run, held));
     }
-    return { claim, keep, renew, release };
+    return { claim, keep, renew, release, secret };
   })();
 
   // ---- helpers ------------------------------------------------------------
@@ -140,8 +145,9 @@
     lead.onmessage = (e) => onWorker(e.data);
     lead.onerror = (e) => problem('The training worker failed: ' + (e.message || 'unknown error'));
     const wsURL = (location.protocol === 'https:' ? 'wss:' : 'ws:') + '//' + location.host + '/ws';
+    const clientId = S.clientId || ids.claim(S.runId);
     lead.postMessage({
-      type: 'boot', role: 'lead', module, run: S.runId, token, client_id: S.clientId || ids.claim(S.runId),
+      type: 'boot', role: 'lead', module, run: S.runId, token, client_id: clientId, secret: ids.secret(S.runId, clientId),
       ws_url: wsURL, origin: location.origin, device: device(), ports,
       own: own ? own.own : null, shape: shape ? { dataset: S.run.config.dataset, ...shape } : null,
     }, ports);
@@ -215,7 +221,7 @@
         break;
       case 'welcome':
         S.clientId = e.client_id;
-        ids.keep(S.runId, e.client_id);
+        ids.keep(S.runId, e.client_id, e.secret);
         ui.setText('f-client', e.client_id);
         if (e.params) ui.setText('f-model', `${e.model} · ${ui.num(e.params)} parameters`);
         break;
@@ -376,6 +382,9 @@
       const r = JSON.parse(e.data).data;
       ui.setText('f-round', `${r.round} of ${cfg.rounds}`);
     });
+    // The stream's last event: the run is over. Close it instead of letting
+    // the browser reconnect to replay the end.
+    es.addEventListener('end', () => es.close());
     es.addEventListener('round_ended', (e) => {
       const r = JSON.parse(e.data).data;
       if (!r.failed) {
