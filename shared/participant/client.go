@@ -38,7 +38,7 @@ type Options struct {
 	// tab); empty on the first join. Secret is the secret that came with
 	// it: a hello that claims an id must show it.
 	ClientID, Secret string
-	Device   wire.Device
+	Device           wire.Device
 	// Fetch downloads the client's data slice that Welcome describes.
 	Fetch func(ctx context.Context, w *wire.Welcome) (*data.Set, error)
 	// Data, when set, is trained on instead of a fetched slice: the person's

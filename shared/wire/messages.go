@@ -37,10 +37,10 @@ type Welcome struct {
 	// Secret proves ClientID in later hellos. A newcomer gets it in its
 	// first welcome and keeps it (a tab in localStorage); it is empty when
 	// the hello already proved the id.
-	Secret   string       `json:"secret,omitempty"`
-	Run      RunInfo      `json:"run"`
-	Slice    SliceInfo    `json:"slice"`
-	Limits   UploadLimits `json:"limits"`
+	Secret string       `json:"secret,omitempty"`
+	Run    RunInfo      `json:"run"`
+	Slice  SliceInfo    `json:"slice"`
+	Limits UploadLimits `json:"limits"`
 }
 
 // RunInfo is a run's configuration as a client needs it.
