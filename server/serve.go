@@ -38,7 +38,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	demo := fs.Bool("demo", false, "create a ready demo run on MNIST (or keep the unfinished one)")
 	adminToken := fs.String("admin-token", os.Getenv("QFLARE_ADMIN_TOKEN"), "admin token (default: $QFLARE_ADMIN_TOKEN, else a new random one)")
 	publicURL := fs.String("public-url", "", "base URL printed for joining (default: http://ADDR)")
-	origins := fs.String("allow-origins", "", "comma-separated extra origins allowed to open WebSockets")
+	origins := fs.String("allow-origins", "", "comma-separated extra origins allowed to open WebSockets and send API requests")
+	hosts := fs.String("allow-hosts", "", "comma-separated extra host names the server answers to (besides IP addresses, localhost and --public-url's host)")
 	dataDir := fs.String("data-dir", "", "dataset folder (default: MNIST from the GoMNIST module)")
 	logJSON := fs.Bool("log-json", false, "log as JSON lines")
 	if err := fs.Parse(args); err != nil {
@@ -78,12 +79,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		base = "http://" + ln.Addr().String()
 	}
 	base = strings.TrimRight(base, "/")
-	var allowed []string
+	var allowed, names []string
 	if *origins != "" {
 		allowed = strings.Split(*origins, ",")
 	}
+	if *hosts != "" {
+		names = strings.Split(*hosts, ",")
+	}
+	httpHandler := api.New(api.Options{Coord: c, AdminToken: *adminToken, Assets: www.Handler(), Log: log,
+		AllowedOrigins: allowed, AllowedHosts: names, PublicURL: *publicURL,
+		Routes: map[string]http.Handler{"POST /api/fl/run_real_training": &seedHandler{c: c}}})
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Coord: c, AdminToken: *adminToken, Assets: www.Handler(), Log: log, AllowedOrigins: allowed}),
+		Handler:           httpHandler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,9 +20,12 @@ import (
 	"github.com/qflare/qflare/shared/participant"
 )
 
-// simRound is one line of `sim --json`.
+// simRound is one line of `sim --json`: Round is the model version an
+// aggregated round produced (the number of rounds that produced a model so
+// far), or the failed round's number.
 type simRound struct {
-	Round        int      `json:"round"`
+	Round        int `json:"round"`
+	version      int64
 	TestAccuracy float64  `json:"test_accuracy"`
 	TestLoss     float64  `json:"test_loss"`
 	BytesUp      int64    `json:"bytes_up"`
@@ -76,7 +80,11 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Codec, "codec", "float32+zstd", "update pipeline, e.g. int8+zstd or delta+topk:0.01+int8+zstd")
 	fs.StringVar(&c.DownCodec, "down-codec", "float32+zstd", "pipeline of the model sent down")
 	fs.StringVar(&c.Strategy, "strategy", "fedavg", "aggregation strategy, e.g. fedavg, fedavg:2 (server learning rate 2), trimmed-mean:0.2, median, multi-krum")
-	fs.BoolVar(&c.Detect, "detect", false, "score every update and exclude anomalies")
+	fs.BoolFunc("detect", "score every update and exclude anomalies", func(v string) error {
+		b, err := strconv.ParseBool(v)
+		c.Detect = &b
+		return err
+	})
 	fs.Float64Var(&f.dp.NoiseMultiplier, "dp-noise", 0, "DP-FedAvg noise multiplier z (with --dp-clip; 0 = no DP)")
 	fs.Float64Var(&f.dp.ClipNorm, "dp-clip", 0, "DP-FedAvg L2 clip norm (initial norm with --dp-quantile)")
 	fs.Float64Var(&f.dp.Delta, "dp-delta", 1e-5, "delta epsilon is reported at")
@@ -156,12 +164,12 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	c := coord.New(coord.Deps{Store: st, Log: log,
 		Data: func(name string) (*data.Set, *data.Set, error) { return datasets.Load(name, f.dataDir) }})
 	defer c.Close()
-	events, unsubscribe := c.Bus().Subscribe(64, true)
-	defer unsubscribe()
 	run, err := c.CreateRun(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	sub := run.Subscribe(4096)
+	defer sub.Close()
 	cfg = run.Config()
 	fmt.Fprintf(stderr, "sim: run %s, %s on %s, %d clients (%s), C=%g, E=%d, B=%d, lr=%g, %s, codec %s, %d rounds",
 		run.ID(), cfg.Model, cfg.Dataset, cfg.Clients, cfg.Partition, cfg.Fraction, cfg.LocalEpochs, cfg.Batch, cfg.LR,
@@ -191,49 +199,95 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	defer cancel()
 	wait := sim.Join(sctx, c, run, cfg.Clients, opt)
 	defer wait()
+	stopping := false
 
 	start := time.Now()
 	sum := &res.simSummary
 	sum.Target, sum.Run = f.target, run.ID()
+	last := 0 // the last round reported
+	report := func(line simRound) {
+		if line.Round <= last {
+			return
+		}
+		last = line.Round
+		if line.Failed == "" {
+			sum.Rounds, sum.FinalAccuracy = int(line.version), line.TestAccuracy
+			if sum.RoundsToTarget == nil && line.TestAccuracy >= f.target {
+				r := int(line.version)
+				sum.RoundsToTarget = &r
+			}
+			if line.Epsilon != nil {
+				sum.Epsilon = line.Epsilon
+			}
+		}
+		sum.BytesUp += line.BytesUp
+		sum.BytesDown += line.BytesDown
+		res.Lines = append(res.Lines, line)
+		onRound(line)
+		if f.stopAtTarget && sum.RoundsToTarget != nil && !stopping {
+			stopping = true
+			go run.Stop(context.WithoutCancel(ctx), "target reached") // never from inside the event loop
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-run.Done():
-			sum.Seconds = time.Since(start).Seconds()
-			if res.Updates, err = st.Updates(ctx, run.ID(), -1); err != nil {
-				return nil, err
-			}
-			return res, nil
-		case ev := <-events:
-			if ev.Type != coord.EvRoundEnded || ev.Run != run.ID() {
-				continue
-			}
-			rv := ev.Data.(*coord.RoundView)
-			line := simRound{Round: int(rv.ModelVersion), TestAccuracy: rv.TestAccuracy, TestLoss: rv.TestLoss,
-				BytesUp: rv.BytesUp, BytesDown: rv.BytesDown, Seconds: rv.Seconds, Selected: len(rv.Selected),
-				Accepted: rv.Accepted, Epsilon: rv.Epsilon, Failed: rv.Failed}
-			if rv.Failed != "" {
-				line.Round = rv.Round
-			} else {
-				sum.Rounds, sum.FinalAccuracy = line.Round, line.TestAccuracy
-				if sum.RoundsToTarget == nil && line.TestAccuracy >= f.target {
-					r := line.Round
-					sum.RoundsToTarget = &r
-				}
-				if rv.Epsilon != nil {
-					sum.Epsilon = rv.Epsilon
+		case ev, ok := <-sub.C:
+			if ev.Missed > 0 || !ok {
+				// Events were lost (or the run ended): the store has every
+				// closed round.
+				if err := resync(ctx, st, run.ID(), last, report); err != nil {
+					return nil, err
 				}
 			}
-			sum.BytesUp += line.BytesUp
-			sum.BytesDown += line.BytesDown
-			res.Lines = append(res.Lines, line)
-			onRound(line)
-			if f.stopAtTarget && sum.RoundsToTarget != nil {
-				run.Stop(ctx, "target reached")
+			if !ok {
+				sum.Seconds = time.Since(start).Seconds()
+				if res.Updates, err = st.Updates(ctx, run.ID(), -1); err != nil {
+					return nil, err
+				}
+				return res, nil
+			}
+			if ev.Type == coord.EvRoundEnded {
+				report(roundLine(ev.Round))
 			}
 		}
 	}
+}
+
+// roundLine is a round_ended event as a line of sim --json.
+func roundLine(rv *coord.RoundView) simRound {
+	line := simRound{Round: rv.Round, version: rv.ModelVersion, TestAccuracy: rv.TestAccuracy, TestLoss: rv.TestLoss,
+		BytesUp: rv.BytesUp, BytesDown: rv.BytesDown, Seconds: rv.Seconds, Selected: len(rv.Selected),
+		Accepted: rv.Accepted, Epsilon: rv.Epsilon, Failed: rv.Failed}
+	if rv.Failed == "" {
+		line.Round = int(rv.ModelVersion)
+	}
+	return line
+}
+
+// resync reports the closed rounds after round last from the store, in
+// order, for a subscriber that lost events.
+func resync(ctx context.Context, st *store.Store, run string, last int, report func(simRound)) error {
+	rounds, err := st.Rounds(ctx, run)
+	if err != nil {
+		return err
+	}
+	for _, sr := range rounds {
+		if sr.Status == store.RoundOpen {
+			continue
+		}
+		line := simRound{Round: sr.Round, version: int64(sr.ModelVersion), TestAccuracy: sr.TestAccuracy, TestLoss: sr.TestLoss,
+			BytesUp: sr.BytesUp, BytesDown: sr.BytesDown, Seconds: sr.FinishedAt.Sub(sr.StartedAt).Seconds(),
+			Selected: sr.NSelected, Accepted: sr.NAccepted, Epsilon: sr.Epsilon, Failed: sr.Error}
+		if sr.Status == store.RoundAggregated {
+			line.Round = sr.ModelVersion
+		}
+		if line.Round > last {
+			report(line)
+		}
+	}
+	return nil
 }
 
 func finishSim(stdout io.Writer, asJSON bool, sum simSummary) error {

@@ -143,7 +143,7 @@ func studyRobust(ctx context.Context, f *simFlags, attacks, strategies []string,
 			g := *f
 			g.attack, g.cfg.Strategy = attack, strategy
 			if strategy == "fedavg+detect" {
-				g.cfg.Strategy, g.cfg.Detect = "fedavg", true
+				g.cfg.Strategy, g.cfg.Detect = "fedavg", new(true)
 			}
 			label := attack + " / " + strategy
 			res, err := simulate(ctx, &g, stderr, progress(label))
@@ -151,7 +151,7 @@ func studyRobust(ctx context.Context, f *simFlags, attacks, strategies []string,
 				return fmt.Errorf("%s: %w", label, err)
 			}
 			acc[[2]string{strategy, attack}] = res.FinalAccuracy
-			if !g.cfg.Detect {
+			if !g.cfg.Detecting() {
 				continue
 			}
 			var d detection

@@ -80,7 +80,7 @@
     const enc = encodeURIComponent(id);
     const [run, rounds, clients, updates] = await Promise.all([
       api('GET', `/api/runs/${enc}`), api('GET', `/api/runs/${enc}/rounds`),
-      api('GET', `/api/runs/${enc}/clients`), api('GET', `/api/runs/${enc}/updates`),
+      api('GET', `/api/runs/${enc}/clients`), api('GET', `/api/runs/${enc}/updates?order=desc&limit=200`),
     ]);
     if (id !== D.runId) return;
     D.run = run;
@@ -90,7 +90,7 @@
       selected: r.n_selected, received: r.n_received, accepted: r.n_accepted, error: r.error, epsilon: r.epsilon,
     }]));
     D.clients = new Map(clients.map((c) => [c.id, { ...c, device: c.device || {}, ...(c.live || {}) }]));
-    D.updates = updates.slice(-200).reverse().map((u) => ({ ...u, client: u.client_id }));
+    D.updates = updates.map((u) => ({ ...u, client: u.client_id })); // newest first
     D.lastUpdate = new Map();
     for (const u of [...D.updates].reverse()) D.lastUpdate.set(u.client, u);
     renderStatic();
@@ -143,8 +143,19 @@
       }
     });
     on('run_status', (ev) => {
-      D.view = ev.data;
+      D.view = { ...ev.data, clients: (D.view && D.view.clients) || [] };
       if (D.run) D.run.status = ev.data.status;
+    });
+    // The run is over (or the server is going away): the stream says so
+    // last and closes; reconnecting would only replay the same end.
+    on('end', (ev) => {
+      es.close();
+      if (ev.data) {
+        D.view = { ...(D.view || {}), ...ev.data, clients: (D.view && D.view.clients) || [] };
+        if (D.run) D.run.status = ev.data.status;
+      }
+      D.feed = 'ended';
+      pill('feed', 'ended', '');
     });
   }
 

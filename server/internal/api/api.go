@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/store"
@@ -25,19 +25,38 @@ type Options struct {
 	// Assets serves the pages and static files (package www); nil serves none.
 	Assets http.Handler
 	Log    *slog.Logger
-	// AllowedOrigins lists extra origins allowed to open WebSockets (the
-	// default allows only same-origin pages).
+	// AllowedOrigins lists extra origins allowed to open WebSockets and to
+	// send state-changing requests (the default allows only same-origin
+	// pages).
 	AllowedOrigins []string
+	// PublicURL is the base URL the server is reached at (--public-url);
+	// empty: join URLs are built from each request's Host.
+	PublicURL string
+	// AllowedHosts are extra host names (without port) the server answers
+	// to, besides localhost, IP addresses and PublicURL's host: requests
+	// naming another host are refused (DNS rebinding).
+	AllowedHosts []string
+	// Routes are extra handlers by ServeMux pattern ("POST /api/..."),
+	// behind the same host and cross-site checks.
+	Routes map[string]http.Handler
+	// Clock is the time source of the failed-hello limiter (default: the
+	// system clock).
+	Clock func() time.Time
+	// MessageWait bounds how long a WebSocket message may take to arrive
+	// once it has started (default DefaultMessageWait).
+	MessageWait time.Duration
 }
 
 // Server is the HTTP handler. Safe for concurrent use.
 type Server struct {
-	opt    Options
-	c      *coord.Coordinator
-	st     *store.Store
-	log    *slog.Logger
-	mux    *http.ServeMux
-	seedMu sync.Mutex // one run_real_training at a time
+	opt     Options
+	c       *coord.Coordinator
+	st      *store.Store
+	log     *slog.Logger
+	mux     *http.ServeMux
+	handler http.Handler
+	hosts   hostPolicy
+	hellos  *limiter // failed hellos per remote address
 }
 
 // New returns the handler.
@@ -45,12 +64,31 @@ func New(opt Options) *Server {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opt: opt, c: opt.Coord, st: opt.Coord.Store(), log: opt.Log, mux: http.NewServeMux()}
+	if opt.Clock == nil {
+		opt.Clock = time.Now
+	}
+	if opt.MessageWait <= 0 {
+		opt.MessageWait = DefaultMessageWait
+	}
+	s := &Server{opt: opt, c: opt.Coord, st: opt.Coord.Store(), log: opt.Log, mux: http.NewServeMux(),
+		hosts: newHostPolicy(opt.PublicURL, opt.AllowedHosts), hellos: newLimiter(opt.Clock)}
 	s.routes()
+	cop := http.NewCrossOriginProtection()
+	for _, o := range opt.AllowedOrigins {
+		if err := cop.AddTrustedOrigin(o); err != nil {
+			s.log.Warn("ignoring an allowed origin", "origin", o, "err", err)
+		}
+	}
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-site request refused: state-changing requests must come from this server's own pages or carry no browser origin")
+	}))
+	s.handler = s.hosts.guard(cop.Handler(s.mux))
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP checks the Host, refuses cross-site state-changing requests,
+// and routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 func (s *Server) routes() {
 	m := s.mux
@@ -65,8 +103,10 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/runs/{id}/model", s.getModel)
 	m.HandleFunc("GET /api/runs/{id}/slice", s.getSlice)
 	m.HandleFunc("GET /api/runs/{id}/events", s.events)
-	m.HandleFunc("POST /api/fl/run_real_training", s.runRealTraining)
 	m.HandleFunc("GET /ws", s.websocket)
+	for pattern, h := range s.opt.Routes {
+		m.Handle(pattern, h)
+	}
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -103,6 +143,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, coord.ErrBadConfig):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, coord.ErrNotRunning):
+		writeError(w, http.StatusConflict, err.Error())
 	default:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, http.StatusInternalServerError, err.Error())

@@ -37,7 +37,10 @@ type testServer struct {
 	st  *store.Store
 }
 
-func newTestServer(t *testing.T) *testServer {
+func newTestServer(t *testing.T) *testServer { return newTestServerWith(t, nil) }
+
+// newTestServerWith is newTestServer with options adjusted by opt.
+func newTestServerWith(t *testing.T, opt func(*api.Options)) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "qflare.db"))
@@ -46,7 +49,11 @@ func newTestServer(t *testing.T) *testServer {
 	}
 	c := coord.New(coord.Deps{Store: st,
 		Data: func(name string) (*data.Set, *data.Set, error) { return datasets.Load(name, "") }})
-	srv := httptest.NewServer(api.New(api.Options{Coord: c, AdminToken: adminToken}))
+	o := api.Options{Coord: c, AdminToken: adminToken}
+	if opt != nil {
+		opt(&o)
+	}
+	srv := httptest.NewServer(api.New(o))
 	t.Cleanup(func() {
 		c.Close()
 		srv.Close()
@@ -181,10 +188,13 @@ type rawClient struct {
 	t       *testing.T
 	conn    link.Conn
 	welcome *wire.Welcome
+	secret  string
 	model   *nn.Model
 }
 
-func (ts *testServer) rawJoin(run runResp, id string) *rawClient {
+// rawJoin joins run as a newcomer, or, with as, as that client again (its
+// id and secret).
+func (ts *testServer) rawJoin(run runResp, as *rawClient) *rawClient {
 	t := ts.t
 	t.Helper()
 	conn, err := headless.Dial(context.Background(), ts.URL)
@@ -193,13 +203,20 @@ func (ts *testServer) rawJoin(run runResp, id string) *rawClient {
 	}
 	rc := &rawClient{t: t, conn: conn}
 	t.Cleanup(func() { conn.Close() })
-	rc.send(&wire.Hello{V: wire.Version, ClientID: id, Run: run.ID, Token: run.token(),
-		Device: wire.Device{Kind: wire.DeviceHeadless, UserAgent: "raw test client"}})
+	h := &wire.Hello{V: wire.Version, Run: run.ID, Token: run.token(),
+		Device: wire.Device{Kind: wire.DeviceHeadless, UserAgent: "raw test client"}}
+	if as != nil {
+		h.ClientID, h.Secret = as.welcome.ClientID, as.secret
+	}
+	rc.send(h)
 	w, ok := rc.next().(*wire.Welcome)
 	if !ok {
 		t.Fatalf("first answer is not a welcome")
 	}
-	rc.welcome = w
+	rc.welcome, rc.secret = w, w.Secret
+	if w.Secret == "" && as != nil {
+		rc.secret = as.secret
+	}
 	rc.model, err = nn.New(w.Run.Model, nn.Shape{H: 28, W: 28, C: 1}, 10, 0)
 	if err != nil {
 		t.Fatal(err)

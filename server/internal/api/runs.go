@@ -3,7 +3,9 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -31,25 +33,38 @@ type runJSON struct {
 	CurrentRound int             `json:"current_round"`
 	ModelVersion int             `json:"model_version"`
 	Error        string          `json:"error,omitempty"`
-	// JoinURL (a path with the join token) is shown to the admin, and to
-	// everyone for a public run.
+	// JoinURL (an absolute URL with the join token) is shown to the admin,
+	// and to everyone for a public run.
 	JoinURL string         `json:"join_url,omitempty"`
 	Live    *coord.RunView `json:"live,omitempty"`
 }
 
-func (s *Server) runJSON(sr *store.Run, admin bool) runJSON {
+func (s *Server) runJSON(r *http.Request, sr *store.Run, admin bool) runJSON {
 	j := runJSON{ID: sr.ID, Name: sr.Name, Status: sr.Status, Config: sr.Config, CreatedAt: sr.CreatedAt,
 		StartedAt: timePtr(sr.StartedAt), FinishedAt: timePtr(sr.FinishedAt), CurrentRound: sr.CurrentRound,
 		ModelVersion: sr.ModelVersion, Error: sr.Error}
-	if r, err := s.c.Run(sr.ID); err == nil {
-		v := r.View()
+	if run, err := s.c.Run(sr.ID); err == nil {
+		v := run.View()
 		j.Live = &v
 		j.Status, j.CurrentRound, j.ModelVersion = v.Status, v.Round, int(v.ModelVersion)
 		if admin || v.Config.Public {
-			j.JoinURL = JoinPath(sr.ID, sr.JoinToken)
+			j.JoinURL = s.baseURL(r) + JoinPath(sr.ID, sr.JoinToken)
 		}
 	}
 	return j
+}
+
+// baseURL is the URL clients reach the server at: --public-url, or the
+// scheme and host the request came with.
+func (s *Server) baseURL(r *http.Request) string {
+	if s.opt.PublicURL != "" {
+		return strings.TrimRight(s.opt.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }
 
 // JoinPath is the path of a run's join page, carrying its join token.
@@ -84,7 +99,8 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if newest != nil {
-		resp.PublicRun = &public{ID: newest.ID(), Name: newest.Config().Name, Token: newest.Token(), JoinURL: JoinPath(newest.ID(), newest.Token())}
+		resp.PublicRun = &public{ID: newest.ID(), Name: newest.Config().Name, Token: newest.Token(),
+			JoinURL: s.baseURL(r) + JoinPath(newest.ID(), newest.Token())}
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -98,7 +114,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request) {
 	admin := s.isAdmin(r)
 	out := make([]runJSON, 0, len(runs))
 	for i := range runs {
-		out = append(out, s.runJSON(&runs[i], admin))
+		out = append(out, s.runJSON(r, &runs[i], admin))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -109,7 +125,7 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.runJSON(sr, s.isAdmin(r)))
+	writeJSON(w, http.StatusOK, s.runJSON(r, sr, s.isAdmin(r)))
 }
 
 // decodeJSON reads a size-capped, strictly decoded JSON body into v.
@@ -148,13 +164,20 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("run created", "run", run.ID(), "model", cfg.Model, "rounds", cfg.Rounds)
-	writeJSON(w, http.StatusCreated, s.runJSON(sr, true))
+	writeJSON(w, http.StatusCreated, s.runJSON(r, sr, true))
 }
 
+// stopRun stops a live run; a run that is over answers 409 at once.
 func (s *Server) stopRun(w http.ResponseWriter, r *http.Request) {
-	run, err := s.c.Run(r.PathValue("id"))
+	id := r.PathValue("id")
+	sr, err := s.st.Run(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	run, err := s.c.Run(id)
+	if err != nil {
+		s.fail(w, r, errorf(http.StatusConflict, "run %s is already %s", id, sr.Status))
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
@@ -163,12 +186,11 @@ func (s *Server) stopRun(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusConflict, "%v", err))
 		return
 	}
-	sr, err := s.st.Run(r.Context(), run.ID())
-	if err != nil {
+	if sr, err = s.st.Run(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.runJSON(sr, true))
+	writeJSON(w, http.StatusOK, s.runJSON(r, sr, true))
 }
 
 // roundJSON is a stored round.
@@ -242,21 +264,36 @@ func (s *Server) listClients(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	live := map[string]coord.ClientView{}
-	if run, err := s.c.Run(id); err == nil {
-		for _, cv := range run.View().Clients {
-			live[cv.ID] = cv
-		}
-	}
 	out := make([]clientJSON, 0, len(clients))
+	index := map[string]int{}
 	for _, c := range clients {
-		j := clientJSON{ID: c.ID, Kind: c.Kind, Device: c.Device, Slice: c.SliceIndex, Samples: c.Samples,
-			LabelCounts: c.LabelCounts, FirstSeen: c.FirstSeen, LastSeen: c.LastSeen, Updates: c.Updates,
-			Accepted: c.Accepted, BytesUp: c.BytesUp, BytesDown: c.BytesDown, SamplesPerS: c.SamplesPerS}
-		if cv, ok := live[c.ID]; ok {
-			j.Live = &cv
+		if c.Released {
+			continue
 		}
-		out = append(out, j)
+		index[c.ID] = len(out)
+		out = append(out, clientJSON{ID: c.ID, Kind: c.Kind, Device: c.Device, Slice: c.SliceIndex, Samples: c.Samples,
+			LabelCounts: c.LabelCounts, FirstSeen: c.FirstSeen, LastSeen: c.LastSeen, Updates: c.Updates,
+			Accepted: c.Accepted, BytesUp: c.BytesUp, BytesDown: c.BytesDown, SamplesPerS: c.SamplesPerS})
+	}
+	// A live run knows its clients first: one that joined a moment ago may
+	// not be in the store yet, and the counters there lag by up to a round.
+	if run, err := s.c.Run(id); err == nil {
+		if v, err := run.Snapshot(r.Context()); err == nil {
+			for _, cv := range v.Clients {
+				i, ok := index[cv.ID]
+				if !ok {
+					dev, _ := json.Marshal(cv.Device)
+					i = len(out)
+					out = append(out, clientJSON{ID: cv.ID, Kind: cv.Kind, Device: dev, Slice: cv.Slice, Samples: cv.Samples,
+						LabelCounts: cv.LabelCounts, FirstSeen: cv.FirstSeen})
+				}
+				j := &out[i]
+				j.LastSeen, j.Updates, j.Accepted, j.BytesUp, j.BytesDown, j.SamplesPerS =
+					cv.LastSeen, cv.Updates, cv.Accepted, cv.BytesUp, cv.BytesDown, cv.SamplesPerS
+				live := cv
+				j.Live = &live
+			}
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Slice < out[j].Slice })
 	writeJSON(w, http.StatusOK, out)
@@ -286,22 +323,50 @@ type updateJSON struct {
 	Excluded    bool      `json:"excluded"`
 }
 
+// Update pages: GET /api/runs/{id}/updates returns defaultUpdatesPage
+// updates unless ?limit=N (up to store.MaxUpdatesPage), oldest first from
+// ?after=ID, or newest first with ?order=desc (from ?before=ID). When there
+// may be more, a Link header names the next page (rel="next").
+const defaultUpdatesPage = 500
+
 func (s *Server) listUpdates(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if _, err := s.st.Run(r.Context(), id); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	round := -1
-	if q := r.URL.Query().Get("round"); q != "" {
-		n, err := strconv.Atoi(q)
-		if err != nil || n < 1 {
-			s.fail(w, r, errorf(http.StatusBadRequest, "round %q is not a positive integer", q))
+	q := r.URL.Query()
+	num := func(name string, def, lo, hi int64) (int64, error) {
+		v := q.Get(name)
+		if v == "" {
+			return def, nil
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < lo || n > hi {
+			return 0, errorf(http.StatusBadRequest, "%s %q is not an integer in %d..%d", name, v, lo, hi)
+		}
+		return n, nil
+	}
+	round, err1 := num("round", 0, 1, math.MaxInt32)
+	after, err2 := num("after", 0, 0, math.MaxInt64)
+	before, err3 := num("before", 0, 0, math.MaxInt64)
+	limit, err4 := num("limit", defaultUpdatesPage, 1, store.MaxUpdatesPage)
+	for _, err := range []error{err1, err2, err3, err4} {
+		if err != nil {
+			s.fail(w, r, err)
 			return
 		}
-		round = n
 	}
-	ups, err := s.st.Updates(r.Context(), id, round)
+	desc := false
+	switch o := q.Get("order"); o {
+	case "", "asc":
+	case "desc":
+		desc = true
+	default:
+		s.fail(w, r, errorf(http.StatusBadRequest, "order %q is not asc or desc", o))
+		return
+	}
+	ups, err := s.st.UpdatesPage(r.Context(), id, int(round), after, before, int(limit), desc)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -312,6 +377,19 @@ func (s *Server) listUpdates(w http.ResponseWriter, r *http.Request) {
 			Accepted: u.Accepted, Reason: u.Reason, Code: u.Code, Samples: u.Samples, Bytes: u.Bytes, BytesDown: u.BytesDown, Codec: u.Codec,
 			BaseVersion: u.BaseVersion, Loss: u.Loss, Accuracy: u.Accuracy, TrainMS: u.TrainMS, SamplesPerS: u.SamplesPerS,
 			Score: u.Score, Cosine: u.Cosine, NormRatio: u.NormRatio, Excluded: u.Excluded})
+	}
+	if len(ups) == int(limit) {
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		last := strconv.FormatInt(ups[len(ups)-1].ID, 10)
+		if desc {
+			next.Set("before", last)
+		} else {
+			next.Set("after", last)
+		}
+		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, next.Encode()))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -2,10 +2,13 @@ package api
 
 import (
 	"crypto/subtle"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -16,25 +19,47 @@ import (
 
 // WebSocket limits. Until a client has joined, a message may be at most a
 // hello's size; the run then raises the limit to its model's largest update.
+// A message must arrive whole within Options.MessageWait of its first
+// frame (DefaultMessageWait: a 9 MB update over a 1 Mbit/s uplink).
 const (
-	pongWait      = 60 * time.Second
-	wsWriteWait   = 30 * time.Second
-	wsReadLimit   = wire.MaxMessageBytes
-	wsBufferBytes = 64 << 10
+	pongWait           = 60 * time.Second
+	DefaultMessageWait = 2 * time.Minute
+	wsWriteWait        = 30 * time.Second
+	wsReadLimit        = wire.MaxMessageBytes
+	// Write buffers come from a pool and are held only while a message is
+	// written; reads use the HTTP server's 4 KiB buffer. An idle connection
+	// thus holds no buffer of its own beyond that.
+	wsWriteBuffer = 64 << 10
 )
 
+var writeBuffers sync.Pool
+
 // websocket upgrades a participant's connection and hands it to the
-// coordinator, which runs the protocol until the client leaves.
+// coordinator, which runs the protocol until the client leaves. An address
+// that has sent too many failed hellos (a wrong join token, a run that does
+// not exist) is refused before the upgrade until it has waited.
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
-	up := websocket.Upgrader{ReadBufferSize: wsBufferBytes, WriteBufferSize: wsBufferBytes,
+	ip := remoteIP(r)
+	if wait := s.hellos.wait(ip); wait > 0 {
+		secs := int(wait.Seconds()) + 1
+		w.Header().Set("Retry-After", fmt.Sprint(secs))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many failed joins from this address; try again in %d s", secs))
+		return
+	}
+	up := websocket.Upgrader{WriteBufferSize: wsWriteBuffer, WriteBufferPool: &writeBuffers,
 		EnableCompression: false, CheckOrigin: s.checkOrigin}
 	ws, err := up.Upgrade(w, r, nil) // answers the client itself on failure
 	if err != nil {
 		s.log.Warn("websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn := link.FromSocket(ws, link.SocketOptions{PongWait: pongWait, WriteWait: wsWriteWait, ReadLimit: wsReadLimit})
-	if err := s.c.Serve(r.Context(), conn, coord.PeerInfo{Remote: r.RemoteAddr}); err != nil {
+	conn := link.FromSocket(ws, link.SocketOptions{PongWait: pongWait, MessageWait: s.opt.MessageWait,
+		WriteWait: wsWriteWait, ReadLimit: wsReadLimit})
+	err = s.c.Serve(r.Context(), conn, coord.PeerInfo{Remote: r.RemoteAddr})
+	if errors.Is(err, coord.ErrAuth) {
+		s.hellos.fail(ip)
+	}
+	if err != nil {
 		s.log.Info("participant connection ended", "remote", r.RemoteAddr, "err", err)
 	}
 }

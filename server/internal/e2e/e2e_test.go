@@ -170,8 +170,8 @@ func (e *env) websocket(w http.ResponseWriter, r *http.Request) {
 	e.c.Serve(r.Context(), e.rec.wrap(conn), coord.PeerInfo{Remote: r.RemoteAddr})
 }
 
-// createRun creates a run through the API and returns its id and join path.
-func (e *env) createRun(cfg map[string]any) (id, joinPath string) {
+// createRun creates a run through the API and returns its id and join URL.
+func (e *env) createRun(cfg map[string]any) (id, joinURL string) {
 	e.t.Helper()
 	var out struct {
 		ID      string `json:"id"`

@@ -25,18 +25,19 @@ const ownSamples = 200
 // sent is protocol (hello, progress, bye) or a model update that decodes to
 // exactly the model's parameters and contains none of the images. It also
 // drops the tab's connection (the tab comes back with its client id) and
-// presses Leave (the tab says bye).
+// presses Leave (the tab says bye). The run has more rounds than the test
+// waits for, so it is still on when Leave is pressed.
 func TestOwnDataStaysInTab(t *testing.T) {
 	needBrowser(t)
 	e := newEnv(t)
 	cfg := map[string]any{"name": "e2e: own data", "model": "mnist-2nn", "dataset": "mnist", "clients": 100,
-		"rounds": 4, "fraction": 1, "min_clients": 1, "batch": 10, "lr": 0.05, "eval_limit": 1000, "round_deadline": "120s"}
+		"rounds": 20, "fraction": 1, "min_clients": 1, "batch": 10, "lr": 0.05, "eval_limit": 1000, "round_deadline": "120s"}
 	run, join := e.createRun(cfg)
 	own := ownSubset(t)
 	images, labels := writeIDX(t, own)
 
 	b := browser(t)
-	tb := openTab(t, b, "own", e.srv.URL+join+"&workers=2&data=own")
+	tb := openTab(t, b, "own", join+"&workers=2&data=own")
 	tb.waitFor("the page waiting for files", `qflare.conn === 'not joined'`, 20*time.Second)
 	checkFolderDecoding(t, tb)
 	if err := chromedp.Do(tb.ctx, chromedp.SetUploadFiles(chromedp.ID("own-idx"), []string{images, labels})); err != nil {

@@ -26,7 +26,7 @@ func TestTabsTrainTogether(t *testing.T) {
 	b := browser(t)
 	tabs := make([]*tab, 3)
 	for i := range tabs {
-		tabs[i] = openTab(t, b, fmt.Sprintf("tab%d", i+1), e.srv.URL+join+"&workers=1")
+		tabs[i] = openTab(t, b, fmt.Sprintf("tab%d", i+1), join+"&workers=1")
 	}
 
 	tabs[0].waitFor("training", `qflare.state === 'training'`, 60*time.Second)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/qflare/qflare/server/internal/coord"
+	"github.com/qflare/qflare/server/internal/store"
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
@@ -57,7 +58,7 @@ func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt 
 			Fetch:    fetcher(run),
 			Slowdown: opt.Slowdown, DropProb: opt.DropProb, Seed: opt.Seed + uint64(i),
 			NewTrainer: func(m *nn.Model, set *data.Set) (participant.Trainer, error) {
-				return &pooledTrainer{pool: pool, model: m, set: set}, nil
+				return &pooledTrainer{pool: pool, arch: archOf(m), set: set}, nil
 			},
 		}
 		if opt.Configure != nil {
@@ -78,7 +79,7 @@ func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt 
 func keepConnected(ctx context.Context, c *coord.Coordinator, cl *participant.Client, log *slog.Logger) {
 	for ctx.Err() == nil {
 		a, b := link.Pipe(16)
-		go c.Serve(ctx, a, coord.PeerInfo{Remote: "sim", Kind: "virtual"})
+		go c.Serve(ctx, a, coord.PeerInfo{Remote: "sim", Kind: store.KindVirtual})
 		err := cl.Session(ctx, b)
 		var refused *participant.RefusedError
 		if errors.Is(err, participant.ErrRunEnded) || errors.As(err, &refused) {
@@ -121,11 +122,22 @@ func newTrainerPool(parallel int) *trainerPool {
 	return &trainerPool{sem: make(chan struct{}, parallel), free: map[string][]*participant.LocalTrainer{}}
 }
 
-// pooledTrainer trains a client's data with a trainer borrowed for the round.
+// arch names a model architecture: what a pooled trainer must match.
+type arch struct {
+	name    string
+	in      nn.Shape
+	classes int
+}
+
+func archOf(m *nn.Model) arch { return arch{m.Name, m.Input, m.Classes} }
+
+// pooledTrainer trains a client's data with a trainer borrowed for the
+// round. It keeps no model of its own, so an idle virtual client holds no
+// weights.
 type pooledTrainer struct {
-	pool  *trainerPool
-	model *nn.Model
-	set   *data.Set
+	pool *trainerPool
+	arch arch
+	set  *data.Set
 }
 
 func (t *pooledTrainer) Train(ctx context.Context, global, local []float32, cfg participant.RoundConfig, progress func(nn.Progress)) (nn.FitStats, error) {
@@ -135,7 +147,7 @@ func (t *pooledTrainer) Train(ctx context.Context, global, local []float32, cfg 
 		return nn.FitStats{}, ctx.Err()
 	}
 	defer func() { <-t.pool.sem }()
-	key := fmt.Sprintf("%s/%v/%d", t.model.Name, t.model.Input, t.model.Classes)
+	key := fmt.Sprintf("%s/%v/%d", t.arch.name, t.arch.in, t.arch.classes)
 	t.pool.mu.Lock()
 	var lt *participant.LocalTrainer
 	if free := t.pool.free[key]; len(free) > 0 {
@@ -143,7 +155,11 @@ func (t *pooledTrainer) Train(ctx context.Context, global, local []float32, cfg 
 	}
 	t.pool.mu.Unlock()
 	if lt == nil {
-		lt = participant.NewLocalTrainer(t.model, t.set)
+		m, err := nn.New(t.arch.name, t.arch.in, t.arch.classes, 0)
+		if err != nil {
+			return nn.FitStats{}, err
+		}
+		lt = participant.NewLocalTrainer(m, t.set)
 	}
 	defer func() {
 		t.pool.mu.Lock()

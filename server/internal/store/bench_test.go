@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -25,5 +27,42 @@ func BenchmarkAddUpdate(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// BenchmarkAddUpdateGroup stores small accepted updates (an mlp:32 int8
+// update is about 26 KB) one at a time, and from 64 goroutines at once as
+// sessions do: concurrent writes share group commits, so they are not
+// capped at one fsync each.
+func BenchmarkAddUpdateGroup(b *testing.B) {
+	const size = 26 << 10
+	for _, writers := range []int{1, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			ctx := context.Background()
+			s := openPath(b, tempDB(b))
+			mustRun(b, s, "r")
+			mustOpenRound(b, s, "r", 1)
+			payload := blob(1, size)
+			b.SetBytes(size)
+			var n atomic.Int64
+			work := make(chan struct{})
+			var wg sync.WaitGroup
+			for range writers {
+				wg.Go(func() {
+					for range work {
+						u := Update{RunID: "r", Round: 1, ClientID: fmt.Sprint("c", n.Add(1)), Accepted: true,
+							Bytes: size, Codec: CodecFloat32, Blob: payload}
+						if _, err := s.AddUpdate(ctx, &u); err != nil {
+							b.Error(err)
+						}
+					}
+				})
+			}
+			for b.Loop() {
+				work <- struct{}{}
+			}
+			close(work)
+			wg.Wait()
+		})
 	}
 }

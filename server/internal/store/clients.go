@@ -32,6 +32,13 @@ type Client struct {
 	BytesUp     int64   // encoded update bytes received, accepted or not
 	BytesDown   int64   // bytes sent to the client (models)
 	SamplesPerS float64 // training speed last measured
+	// SecretHash is the SHA-256 of the secret the client got at its first
+	// welcome and must show to rejoin under its id (nil for clients stored
+	// before secrets existed: such an id cannot be claimed).
+	SecretHash []byte
+	// Released reports that the client's slice went back to the pool (it
+	// was gone longer than the run's grace period): it holds no slice.
+	Released bool
 }
 
 // validKind reports whether kind is one the schema allows.
@@ -40,11 +47,16 @@ func validKind(kind string) bool {
 }
 
 // UpsertClient inserts c, or, when the client exists, updates its kind,
-// device, slice_index, samples, label_counts and last_seen, keeping
-// first_seen and the counters (updates, accepted, bytes, samples_per_s). On
-// insert a zero LastSeen is now and a zero FirstSeen is LastSeen. An unknown
-// run gives ErrNotFound.
+// device, slice_index, samples, label_counts, secret_hash, released and
+// last_seen, keeping first_seen and the counters (updates, accepted, bytes,
+// samples_per_s). On insert a zero LastSeen is now and a zero FirstSeen is
+// LastSeen. An unknown run gives ErrNotFound.
 func (s *Store) UpsertClient(ctx context.Context, c *Client) error {
+	return s.tx(ctx, func(t *Tx) error { return t.UpsertClient(c) })
+}
+
+// UpsertClient is Store.UpsertClient inside a group commit.
+func (t *Tx) UpsertClient(c *Client) error {
 	if c.RunID == "" || c.ID == "" {
 		return fmt.Errorf("store: upsert client: empty run or client ID")
 	}
@@ -55,40 +67,77 @@ func (s *Store) UpsertClient(ctx context.Context, c *Client) error {
 	if err != nil {
 		return fmt.Errorf("store: upsert client %q: %w", c.ID, err)
 	}
-	last := s.msOrNow(c.LastSeen)
+	last := t.s.msOrNow(c.LastSeen)
 	first := last
 	if !c.FirstSeen.IsZero() {
 		first = c.FirstSeen.UnixMilli()
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO clients
+	_, err = t.exec(`INSERT INTO clients
 		(run_id, id, kind, device, slice_index, samples, label_counts, first_seen, last_seen,
-		 updates, accepted, bytes_up, bytes_down, samples_per_s)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		 updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (run_id, id) DO UPDATE SET
 		kind = excluded.kind, device = excluded.device, slice_index = excluded.slice_index,
 		samples = excluded.samples, label_counts = excluded.label_counts,
+		secret_hash = excluded.secret_hash, released = excluded.released,
 		last_seen = max(last_seen, excluded.last_seen)`,
 		c.RunID, c.ID, c.Kind, device, c.SliceIndex, c.Samples, marshalList(c.LabelCounts),
-		first, last, c.Updates, c.Accepted, c.BytesUp, c.BytesDown, c.SamplesPerS)
+		first, last, c.Updates, c.Accepted, c.BytesUp, c.BytesDown, c.SamplesPerS,
+		blobOrNull(c.SecretHash), boolInt(c.Released))
 	return wrap("upsert client", err)
 }
 
-// TouchClient records that the client was seen at seen (last_seen never
-// moves back) and that bytesDown more bytes were sent to it. An unknown
-// client gives ErrNotFound.
-func (s *Store) TouchClient(ctx context.Context, runID, id string, seen time.Time, bytesDown int64) error {
-	if bytesDown < 0 {
-		return fmt.Errorf("store: touch client %q: negative byte count %d", id, bytesDown)
+// ClientStats is a client's telemetry as the coordinator keeps it in
+// memory: written with the round that ends (CommitRound, FailRound) or by
+// SaveClientStats, as absolute values.
+type ClientStats struct {
+	ID          string
+	LastSeen    time.Time
+	Updates     int
+	Accepted    int
+	BytesUp     int64
+	BytesDown   int64
+	SamplesPerS float64
+	Released    bool
+}
+
+// SaveClientStats writes the telemetry of clients of a run. Clients that
+// do not exist are skipped.
+func (s *Store) SaveClientStats(ctx context.Context, runID string, stats []ClientStats) error {
+	return s.tx(ctx, func(t *Tx) error { return wrap("save client stats", t.saveClientStats(runID, stats)) })
+}
+
+// SaveClientStats is Store.SaveClientStats inside a group commit.
+func (t *Tx) SaveClientStats(runID string, stats []ClientStats) error {
+	return wrap("save client stats", t.saveClientStats(runID, stats))
+}
+
+func (t *Tx) saveClientStats(runID string, stats []ClientStats) error {
+	if len(stats) == 0 {
+		return nil
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE clients SET
-		last_seen = max(last_seen, ?), bytes_down = bytes_down + ?
-		WHERE run_id = ? AND id = ?`,
-		s.msOrNow(seen), bytesDown, runID, id)
-	return wrap("touch client", affected(res, err, fmt.Sprintf("client %q of run %q", id, runID)))
+	stmt, err := t.tx.PrepareContext(t.ctx, `UPDATE clients SET last_seen = max(last_seen, ?),
+		updates = ?, accepted = ?, bytes_up = ?, bytes_down = ?,
+		samples_per_s = CASE WHEN ? > 0 THEN ? ELSE samples_per_s END, released = ?
+		WHERE run_id = ? AND id = ?`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, c := range stats {
+		if c.Updates < 0 || c.Accepted < 0 || c.BytesUp < 0 || c.BytesDown < 0 {
+			return fmt.Errorf("client %q: negative counter", c.ID)
+		}
+		if _, err := stmt.ExecContext(t.ctx, t.s.msOrNow(c.LastSeen), c.Updates, c.Accepted, c.BytesUp,
+			c.BytesDown, c.SamplesPerS, c.SamplesPerS, boolInt(c.Released), runID, c.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const clientColumns = `run_id, id, kind, device, slice_index, samples, label_counts,
-	first_seen, last_seen, updates, accepted, bytes_up, bytes_down, samples_per_s`
+	first_seen, last_seen, updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released`
 
 // scanClient reads one row of clientColumns.
 func scanClient(row interface{ Scan(...any) error }) (*Client, error) {
@@ -97,7 +146,7 @@ func scanClient(row interface{ Scan(...any) error }) (*Client, error) {
 	var first, last sql.NullInt64
 	var speed sql.NullFloat64
 	err := row.Scan(&c.RunID, &c.ID, &c.Kind, &device, &c.SliceIndex, &c.Samples, &labels,
-		&first, &last, &c.Updates, &c.Accepted, &c.BytesUp, &c.BytesDown, &speed)
+		&first, &last, &c.Updates, &c.Accepted, &c.BytesUp, &c.BytesDown, &speed, &c.SecretHash, &c.Released)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,8 +29,10 @@ func TestUpsertClientKeepsFirstSeenAndCounters(t *testing.T) {
 	if !got.FirstSeen.Equal(first) || !got.LastSeen.Equal(first) {
 		t.Errorf("new client first/last seen = %v/%v; want %v for both", got.FirstSeen, got.LastSeen, first)
 	}
-	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "c1", ReceivedAt: first.Add(time.Minute),
-		Accepted: true, Bytes: 100, SamplesPerS: 250})
+	if err := s.SaveClientStats(ctx, "r", []ClientStats{{ID: "c1", LastSeen: first.Add(time.Minute),
+		Updates: 1, Accepted: 1, BytesUp: 100, SamplesPerS: 250}}); err != nil {
+		t.Fatal(err)
+	}
 
 	later := first.Add(2 * time.Hour)
 	again := Client{RunID: "r", ID: "c1", Kind: KindHeadless, Device: json.RawMessage(`{"ua":"new"}`),
@@ -84,41 +87,45 @@ func TestUpsertClientErrors(t *testing.T) {
 	}
 }
 
-func TestTouchClient(t *testing.T) {
+func TestSaveClientStats(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := openMem(t)
 	mustRun(t, s, "r")
 	base := t0.Add(time.Hour)
-	if err := s.UpsertClient(ctx, &Client{RunID: "r", ID: "c", Kind: KindVirtual, LastSeen: base}); err != nil {
+	if err := s.UpsertClient(ctx, &Client{RunID: "r", ID: "c", Kind: KindVirtual, LastSeen: base, SecretHash: []byte{1, 2}}); err != nil {
 		t.Fatal(err)
 	}
 	steps := []struct {
-		seen     time.Time
-		down     int64
+		stats    ClientStats
 		wantSeen time.Time
-		wantDown int64
+		speed    float64
 	}{
-		{base.Add(time.Minute), 1000, base.Add(time.Minute), 1000},
-		{base, 24, base.Add(time.Minute), 1024}, // last_seen never moves back
-		{base.Add(time.Hour), 0, base.Add(time.Hour), 1024},
+		{ClientStats{ID: "c", LastSeen: base.Add(time.Minute), Updates: 3, Accepted: 2, BytesUp: 100, BytesDown: 1000, SamplesPerS: 50}, base.Add(time.Minute), 50},
+		// last_seen never moves back; a zero speed keeps the last one.
+		{ClientStats{ID: "c", LastSeen: base, Updates: 4, Accepted: 2, BytesUp: 110, BytesDown: 1024}, base.Add(time.Minute), 50},
+		{ClientStats{ID: "c", LastSeen: base.Add(time.Hour), Updates: 4, Accepted: 2, BytesUp: 110, BytesDown: 1024, Released: true}, base.Add(time.Hour), 50},
 	}
 	for i, st := range steps {
-		if err := s.TouchClient(ctx, "r", "c", st.seen, st.down); err != nil {
-			t.Fatalf("step %d: TouchClient: %v", i, err)
+		// Unknown clients are skipped.
+		if err := s.SaveClientStats(ctx, "r", []ClientStats{st.stats, {ID: "nosuch", Updates: 1}}); err != nil {
+			t.Fatalf("step %d: SaveClientStats: %v", i, err)
 		}
 		c, err := s.Client(ctx, "r", "c")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !c.LastSeen.Equal(st.wantSeen) || c.BytesDown != st.wantDown {
-			t.Errorf("step %d: TouchClient(%v, %d) left last_seen %v bytes_down %d; want %v %d",
-				i, st.seen, st.down, c.LastSeen, c.BytesDown, st.wantSeen, st.wantDown)
+		want := st.stats
+		if !c.LastSeen.Equal(st.wantSeen) || c.Updates != want.Updates || c.Accepted != want.Accepted ||
+			c.BytesUp != want.BytesUp || c.BytesDown != want.BytesDown || c.SamplesPerS != st.speed || c.Released != want.Released {
+			t.Errorf("step %d: SaveClientStats(%+v) left %+v", i, want, c)
+		}
+		if !bytes.Equal(c.SecretHash, []byte{1, 2}) {
+			t.Errorf("step %d: secret hash = %v; want it kept", i, c.SecretHash)
 		}
 	}
-	wantErr(t, "TouchClient(unknown client)", s.TouchClient(ctx, "r", "nosuch", base, 1), ErrNotFound)
-	if err := s.TouchClient(ctx, "r", "c", base, -1); err == nil {
-		t.Errorf("TouchClient(-1 bytes) succeeded; want an error")
+	if err := s.SaveClientStats(ctx, "r", []ClientStats{{ID: "c", BytesDown: -1}}); err == nil {
+		t.Errorf("SaveClientStats(-1 bytes) succeeded; want an error")
 	}
 }
 

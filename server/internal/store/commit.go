@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -33,6 +32,13 @@ type Commit struct {
 	StrategyState []byte    // the server optimizer's state after the round
 	KeepBlobs     bool      // keep the round's update blobs instead of clearing them
 	Final         bool      // the run is finished
+	BytesDown     int64     // bytes of models sent for the round (absolute)
+	// Clients is the telemetry of the clients that changed since it was last
+	// written (absolute values).
+	Clients []ClientStats
+	// KeepModels and KeepEveryModel, when KeepModels > 0, prune the run's
+	// model versions after the new one is in (see PruneModels).
+	KeepModels, KeepEveryModel int
 }
 
 // CommitRound closes an open round in ONE transaction: it inserts the new
@@ -43,8 +49,14 @@ type Commit struct {
 // finished_at). If any step fails nothing is written: the round stays open
 // and its blobs stay. A round that is not open gives ErrNotOpen, a model
 // version stored before ErrDuplicate, a verdict for an update that is not an
-// accepted update of the round ErrNotFound.
+// accepted update of the round ErrNotFound. The same transaction writes the
+// round's downlink bytes, the clients' telemetry and prunes old models.
 func (s *Store) CommitRound(ctx context.Context, c *Commit) error {
+	return s.tx(ctx, func(t *Tx) error { return t.CommitRound(c) })
+}
+
+// CommitRound is Store.CommitRound inside a group commit.
+func (t *Tx) CommitRound(c *Commit) error {
 	m := c.Model
 	if m.RunID == "" {
 		m.RunID = c.RunID
@@ -60,58 +72,66 @@ func (s *Store) CommitRound(ctx context.Context, c *Commit) error {
 	if err != nil {
 		return fmt.Errorf("store: commit round %d: %w", c.Round, err)
 	}
-	finished := s.msOrNow(c.FinishedAt)
+	finished := t.s.msOrNow(c.FinishedAt)
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = time.UnixMilli(finished)
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		if err := requireOpen(ctx, tx, c.RunID, c.Round); err != nil {
+	err = func() error {
+		if err := t.requireOpen(c.RunID, c.Round); err != nil {
 			return err
 		}
-		if err := s.insertModel(ctx, tx, &m); err != nil {
+		if err := t.insertModel(&m); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE rounds SET status = 'aggregated',
+		if _, err := t.exec(`UPDATE rounds SET status = 'aggregated',
 			finished_at = ?, test_accuracy = ?, test_loss = ?, epsilon = ?, metrics = ?,
-			model_version = ? WHERE run_id = ? AND round = ?`,
+			model_version = ?, bytes_down = max(bytes_down, ?) WHERE run_id = ? AND round = ?`,
 			finished, c.TestAccuracy, c.TestLoss, floatPtr(c.Epsilon), metrics, m.Version,
-			c.RunID, c.Round); err != nil {
+			c.BytesDown, c.RunID, c.Round); err != nil {
 			return err
 		}
-		if err := writeVerdicts(ctx, tx, c); err != nil {
+		if err := t.writeVerdicts(c); err != nil {
 			return err
 		}
 		if !c.KeepBlobs {
-			if _, err := tx.ExecContext(ctx, `UPDATE updates SET blob = NULL
+			if _, err := t.exec(`UPDATE updates SET blob = NULL
 				WHERE run_id = ? AND round = ? AND blob IS NOT NULL`, c.RunID, c.Round); err != nil {
 				return err
 			}
 		}
+		if err := t.saveClientStats(c.RunID, c.Clients); err != nil {
+			return err
+		}
+		if c.KeepModels > 0 {
+			if _, err := t.PruneModels(c.RunID, c.KeepModels, c.KeepEveryModel); err != nil {
+				return err
+			}
+		}
 		// insertModel has set runs.model_version.
-		_, err := tx.ExecContext(ctx, `UPDATE runs SET strategy_state = ?1,
-			status = CASE WHEN ?2 THEN 'finished' ELSE status END,
-			finished_at = CASE WHEN ?2 THEN ?3 ELSE finished_at END
+		_, err := t.exec(`UPDATE runs SET strategy_state = ?1,
+			status = CASE WHEN ?2 AND status IN ('waiting', 'running') THEN 'finished' ELSE status END,
+			finished_at = CASE WHEN ?2 AND finished_at IS NULL THEN ?3 ELSE finished_at END
 			WHERE id = ?4`,
 			blobOrNull(c.StrategyState), c.Final, finished, c.RunID)
 		return err
-	})
+	}()
 	return wrap("commit round", err)
 }
 
 // writeVerdicts stores each verdict on its update, which must be an
 // accepted update of the commit's round.
-func writeVerdicts(ctx context.Context, tx *sql.Tx, c *Commit) error {
+func (t *Tx) writeVerdicts(c *Commit) error {
 	if len(c.Verdicts) == 0 {
 		return nil
 	}
-	stmt, err := tx.PrepareContext(ctx, `UPDATE updates SET score = ?, cosine = ?, norm_ratio = ?,
+	stmt, err := t.tx.PrepareContext(t.ctx, `UPDATE updates SET score = ?, cosine = ?, norm_ratio = ?,
 		excluded = ?, reason = ? WHERE id = ? AND run_id = ? AND round = ? AND accepted = 1`)
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
 	for _, v := range c.Verdicts {
-		res, err := stmt.ExecContext(ctx, v.Score, v.Cosine, v.NormRatio, boolInt(v.Excluded),
+		res, err := stmt.ExecContext(t.ctx, v.Score, v.Cosine, v.NormRatio, boolInt(v.Excluded),
 			textOrNull(v.Reason), v.UpdateID, c.RunID, c.Round)
 		what := fmt.Sprintf("verdict: accepted update %d of round %d", v.UpdateID, c.Round)
 		if err := affected(res, err, what); err != nil {

@@ -12,6 +12,20 @@
 // to the client; a crash (of the process, the OS or the power) cannot lose
 // it. synchronous=NORMAL would only survive a process crash.
 //
+// # Group commit
+//
+// Every write (each method that changes the database) is a job on one FIFO
+// queue served by one writer goroutine. The writer takes all the jobs queued
+// while the previous transaction committed (up to 256), runs each in its own
+// SAVEPOINT of one transaction, and commits once: writes that arrive
+// together share one fsync, so durability does not cap ingest at one fsync
+// per update. A job that fails rolls back only its savepoint; its caller
+// gets its own error and the others commit. The synchronous methods wait
+// for their job; Submit queues one without waiting (the coordinator's loop
+// uses it and hears back through a callback), and the writer runs jobs in
+// the order they were submitted, so a round is open before its updates
+// arrive. The methods of Tx are the same writes, for use inside Submit.
+//
 // An update's encoded payload (the blob) is kept until its round is
 // aggregated, so that a restarted server can rebuild the open round from
 // PendingUpdates and the latest model; CommitRound then clears the blobs in
@@ -19,10 +33,13 @@
 //
 // # Concurrency
 //
-// A Store is safe for concurrent use. Writes go through a pool of one
-// connection, so they queue in Go (honouring their context) instead of
-// contending for SQLite's write lock; reads use a separate pool of
-// query-only connections and, in WAL mode, never wait for writers. A busy
+// A Store is safe for concurrent use. Writes go through the writer
+// goroutine's one connection, so they queue in Go instead of contending for
+// SQLite's write lock (a job whose context is done before it starts is
+// skipped; once started, it runs to the end, because an interrupted
+// statement would roll back the whole shared transaction); reads use a
+// separate pool of query-only connections and, in WAL mode, never wait for
+// writers. A busy
 // timeout of 10 s covers other processes (a sqlite3 shell) holding locks.
 //
 // # Values

@@ -116,11 +116,18 @@ CREATE TABLE models (
 CREATE INDEX updates_by_round ON updates (run_id, round);
 CREATE UNIQUE INDEX updates_one_accepted ON updates (run_id, round, client_id) WHERE accepted = 1;
 `,
+	// 3: accountable clients (a secret per client, slices that return to
+	// the pool) and updates paged by id.
+	`
+ALTER TABLE clients ADD COLUMN secret_hash BLOB;
+ALTER TABLE clients ADD COLUMN released INTEGER NOT NULL DEFAULT 0 CHECK (released IN (0, 1));
+CREATE INDEX updates_by_run ON updates (run_id, id);
+`,
 }
 
 // SchemaVersion is the user_version of a database that Open has migrated:
 // the number of schema migrations this package knows.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // userVersion reads PRAGMA user_version.
 func userVersion(ctx context.Context, q interface {

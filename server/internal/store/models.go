@@ -46,19 +46,19 @@ func checkModel(m *Model) (string, error) {
 }
 
 // insertModel inserts m and moves the run's model_version up to it.
-func (s *Store) insertModel(ctx context.Context, tx *sql.Tx, m *Model) error {
+func (t *Tx) insertModel(m *Model) error {
 	codec, err := checkModel(m)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO models
+	if _, err := t.exec(`INSERT INTO models
 		(run_id, version, round, created_at, params, codec, test_accuracy, test_loss, weights)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.RunID, m.Version, m.Round, s.msOrNow(m.CreatedAt), m.Params, codec,
+		m.RunID, m.Version, m.Round, t.s.msOrNow(m.CreatedAt), m.Params, codec,
 		m.TestAccuracy, m.TestLoss, m.Weights); err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE runs SET model_version = max(model_version, ?)
+	res, err := t.exec(`UPDATE runs SET model_version = max(model_version, ?)
 		WHERE id = ?`, m.Version, m.RunID)
 	return affected(res, err, fmt.Sprintf("run %q", m.RunID))
 }
@@ -69,10 +69,11 @@ func (s *Store) insertModel(ctx context.Context, tx *sql.Tx, m *Model) error {
 // CodecFloat32, Weights must hold exactly 4*Params bytes. A zero CreatedAt
 // means now.
 func (s *Store) SaveModel(ctx context.Context, m *Model) error {
-	return wrap("save model", s.tx(ctx, func(tx *sql.Tx) error {
-		return s.insertModel(ctx, tx, m)
-	}))
+	return s.tx(ctx, func(t *Tx) error { return t.SaveModel(m) })
 }
+
+// SaveModel is Store.SaveModel inside a group commit.
+func (t *Tx) SaveModel(m *Model) error { return wrap("save model", t.insertModel(m)) }
 
 // Model returns one version of a run's model with its weights, the latest
 // when version < 0, or ErrNotFound.
@@ -124,7 +125,17 @@ func (s *Store) ModelVersions(ctx context.Context, runID string) ([]Model, error
 // keeps version 0, the initial model), and always the latest. It returns how
 // many versions it deleted.
 func (s *Store) PruneModels(ctx context.Context, runID string, keepLast, keepEvery int) (int, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM models WHERE run_id = ?1
+	var n int
+	err := s.tx(ctx, func(t *Tx) (err error) {
+		n, err = t.PruneModels(runID, keepLast, keepEvery)
+		return err
+	})
+	return n, err
+}
+
+// PruneModels is Store.PruneModels inside a group commit.
+func (t *Tx) PruneModels(runID string, keepLast, keepEvery int) (int, error) {
+	res, err := t.exec(`DELETE FROM models WHERE run_id = ?1
 		AND version NOT IN (SELECT version FROM models WHERE run_id = ?1
 		                    ORDER BY version DESC LIMIT ?2)
 		AND (?3 <= 0 OR version % ?3 != 0)`,

@@ -48,6 +48,11 @@ type Round struct {
 // ErrResumed. If it exists but is closed it returns ErrDuplicate; an unknown
 // run gives ErrNotFound.
 func (s *Store) OpenRound(ctx context.Context, r *Round) error {
+	return s.tx(ctx, func(t *Tx) error { return t.OpenRound(r) })
+}
+
+// OpenRound is Store.OpenRound inside a group commit.
+func (t *Tx) OpenRound(r *Round) error {
 	if r.Round < 1 {
 		return fmt.Errorf("store: open round %d of run %q: rounds start at 1", r.Round, r.RunID)
 	}
@@ -63,10 +68,10 @@ func (s *Store) OpenRound(ctx context.Context, r *Round) error {
 	if selected == nil {
 		selected = "[]"
 	}
-	started := s.msOrNow(r.StartedAt)
+	started := t.s.msOrNow(r.StartedAt)
 	var stored *Round
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		old, err := scanRound(tx.QueryRowContext(ctx, `SELECT `+roundColumns+` FROM rounds
+	err = func() error {
+		old, err := scanRound(t.queryRow(`SELECT `+roundColumns+` FROM rounds
 			WHERE run_id = ? AND round = ?`, r.RunID, r.Round))
 		switch {
 		case err == nil && old.Status == RoundOpen:
@@ -77,17 +82,17 @@ func (s *Store) OpenRound(ctx context.Context, r *Round) error {
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET current_round = ? WHERE id = ?`, r.Round, r.RunID)
+		res, err := t.exec(`UPDATE runs SET current_round = ? WHERE id = ?`, r.Round, r.RunID)
 		if err := affected(res, err, fmt.Sprintf("run %q", r.RunID)); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO rounds
+		_, err = t.exec(`INSERT INTO rounds
 			(run_id, round, status, started_at, deadline_at, selected, n_selected, epsilon, metrics)
 			VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?)`,
 			r.RunID, r.Round, started, msOrNull(r.DeadlineAt), selected, nSelected,
 			floatPtr(r.Epsilon), metrics)
 		return err
-	})
+	}()
 	switch {
 	case errors.Is(err, ErrResumed):
 		*r = *stored
@@ -155,22 +160,11 @@ func (s *Store) Rounds(ctx context.Context, runID string) ([]Round, error) {
 	return list, wrap("rounds", rows.Err())
 }
 
-// AddRoundBytes adds down to the bytes sent to clients in a round (models,
-// as they are sent). An unknown round gives ErrNotFound.
-func (s *Store) AddRoundBytes(ctx context.Context, runID string, round int, down int64) error {
-	if down < 0 {
-		return fmt.Errorf("store: add round bytes: negative byte count %d", down)
-	}
-	res, err := s.w.ExecContext(ctx, `UPDATE rounds SET bytes_down = bytes_down + ?
-		WHERE run_id = ? AND round = ?`, down, runID, round)
-	return wrap("add round bytes", affected(res, err, fmt.Sprintf("round %d of run %q", round, runID)))
-}
-
 // requireOpen returns ErrNotFound or ErrNotOpen unless the round exists and
-// is open, reading inside tx.
-func requireOpen(ctx context.Context, tx *sql.Tx, runID string, round int) error {
+// is open, reading inside the write.
+func (t *Tx) requireOpen(runID string, round int) error {
 	var status string
-	err := tx.QueryRowContext(ctx, `SELECT status FROM rounds WHERE run_id = ? AND round = ?`,
+	err := t.queryRow(`SELECT status FROM rounds WHERE run_id = ? AND round = ?`,
 		runID, round).Scan(&status)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -188,18 +182,38 @@ func requireOpen(ctx context.Context, tx *sql.Tx, runID string, round int) error
 // never aggregated), in one transaction. A round that is not open gives
 // ErrNotOpen; an unknown one ErrNotFound.
 func (s *Store) FailRound(ctx context.Context, runID string, round int, reason string) error {
-	now := s.now().UnixMilli()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if err := requireOpen(ctx, tx, runID, round); err != nil {
+	return s.tx(ctx, func(t *Tx) error { return t.FailRound(&Failure{RunID: runID, Round: round, Reason: reason}) })
+}
+
+// Failure is what closes a round without a model; FailRound writes it.
+type Failure struct {
+	RunID     string
+	Round     int
+	Reason    string
+	BytesDown int64 // bytes of models sent for the round (absolute)
+	// Clients is the telemetry of the clients that changed since the last
+	// write of it (absolute values).
+	Clients []ClientStats
+}
+
+// FailRound is Store.FailRound inside a group commit, with the round's
+// downlink bytes and the clients' telemetry.
+func (t *Tx) FailRound(f *Failure) error {
+	now := t.s.now().UnixMilli()
+	err := func() error {
+		if err := t.requireOpen(f.RunID, f.Round); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE rounds SET status = 'failed', finished_at = ?, error = ?
-			WHERE run_id = ? AND round = ?`, now, textOrNull(reason), runID, round); err != nil {
+		if _, err := t.exec(`UPDATE rounds SET status = 'failed', finished_at = ?, error = ?,
+			bytes_down = max(bytes_down, ?) WHERE run_id = ? AND round = ?`,
+			now, textOrNull(f.Reason), f.BytesDown, f.RunID, f.Round); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE updates SET blob = NULL
-			WHERE run_id = ? AND round = ? AND blob IS NOT NULL`, runID, round)
-		return err
-	})
+		if _, err := t.exec(`UPDATE updates SET blob = NULL
+			WHERE run_id = ? AND round = ? AND blob IS NOT NULL`, f.RunID, f.Round); err != nil {
+			return err
+		}
+		return t.saveClientStats(f.RunID, f.Clients)
+	}()
 	return wrap("fail round", err)
 }

@@ -131,10 +131,8 @@ func TestRoundsAndRoundBytes(t *testing.T) {
 	for _, n := range []int{3, 1, 2} {
 		mustOpenRound(t, s, "r", n)
 	}
-	for _, down := range []int64{1000, 234} {
-		if err := s.AddRoundBytes(ctx, "r", 2, down); err != nil {
-			t.Fatal(err)
-		}
+	if err := s.tx(ctx, func(t *Tx) error { return t.FailRound(&Failure{RunID: "r", Round: 2, Reason: "test", BytesDown: 1234}) }); err != nil {
+		t.Fatal(err)
 	}
 	rounds, err := s.Rounds(ctx, "r")
 	if err != nil {
@@ -153,10 +151,6 @@ func TestRoundsAndRoundBytes(t *testing.T) {
 	}
 	if want := []int{1, 2, 3}; !slices.Equal(nums, want) {
 		t.Errorf("Rounds() = %v; want %v (oldest first)", nums, want)
-	}
-	wantErr(t, "AddRoundBytes(unknown round)", s.AddRoundBytes(ctx, "r", 9, 1), ErrNotFound)
-	if err := s.AddRoundBytes(ctx, "r", 1, -5); err == nil {
-		t.Errorf("AddRoundBytes(-5) succeeded; want an error")
 	}
 	if _, err := s.Round(ctx, "r", 9); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Round(9) = %v; want ErrNotFound", err)

@@ -47,6 +47,11 @@ func validRunStatus(status string) bool {
 // CreatedAt as now; r itself is not modified. A run with the same ID gives
 // ErrDuplicate.
 func (s *Store) CreateRun(ctx context.Context, r *Run) error {
+	return s.tx(ctx, func(t *Tx) error { return t.CreateRun(r) })
+}
+
+// CreateRun is Store.CreateRun inside a group commit.
+func (t *Tx) CreateRun(r *Run) error {
 	if r.ID == "" {
 		return fmt.Errorf("store: create run: empty run ID")
 	}
@@ -61,11 +66,11 @@ func (s *Store) CreateRun(ctx context.Context, r *Run) error {
 	if err != nil {
 		return fmt.Errorf("store: create run %q: %w", r.ID, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO runs
+	_, err = t.exec(`INSERT INTO runs
 		(id, name, config, join_token, status, created_at, started_at, finished_at,
 		 current_round, model_version, error, strategy_state)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.Name, config, r.JoinToken, status, s.msOrNow(r.CreatedAt),
+		r.ID, r.Name, config, r.JoinToken, status, t.s.msOrNow(r.CreatedAt),
 		msOrNull(r.StartedAt), msOrNull(r.FinishedAt), r.CurrentRound, r.ModelVersion,
 		textOrNull(r.Error), blobOrNull(r.StrategyState))
 	return wrap("create run", err)
@@ -122,12 +127,17 @@ func (s *Store) Runs(ctx context.Context) ([]Run, error) {
 // or RunFailed sets finished_at, and entering RunWaiting or RunRunning clears
 // it. Both times come from the store's clock. An unknown run gives ErrNotFound.
 func (s *Store) SetRunStatus(ctx context.Context, id, status, errText string) error {
+	return s.tx(ctx, func(t *Tx) error { return t.SetRunStatus(id, status, errText) })
+}
+
+// SetRunStatus is Store.SetRunStatus inside a group commit.
+func (t *Tx) SetRunStatus(id, status, errText string) error {
 	if !validRunStatus(status) {
 		return fmt.Errorf("store: set run %q status: invalid status %q", id, status)
 	}
-	now := s.now().UnixMilli()
+	now := t.s.now().UnixMilli()
 	ended := status == RunFinished || status == RunStopped || status == RunFailed
-	res, err := s.w.ExecContext(ctx, `UPDATE runs SET
+	res, err := t.exec(`UPDATE runs SET
 		status = ?1,
 		error = ?2,
 		started_at = CASE WHEN ?1 = 'running' THEN coalesce(started_at, ?3) ELSE started_at END,

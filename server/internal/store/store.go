@@ -44,9 +44,11 @@ const MemoryPath = ":memory:"
 // Store is the SQLite-backed state of the server. It is safe for concurrent
 // use by multiple goroutines.
 type Store struct {
-	w       *sql.DB // writes: one connection
+	w       *sql.DB // writes: one connection, used by wr's goroutine
+	wr      *writer // group commit of every write
 	r       *sql.DB // reads: query-only connections
 	now     func() time.Time
+	observe func(op string, d time.Duration)
 	memName string // memdb name of an in-memory database, deleted by Close
 }
 
@@ -60,6 +62,13 @@ func WithClock(now func() time.Time) Option {
 		panic("store: WithClock(nil)")
 	}
 	return func(s *Store) { s.now = now }
+}
+
+// WithObserver makes the store report the latency of each group commit
+// (op "commit"), for metrics. observe is called from the writer goroutine
+// and must not block.
+func WithObserver(observe func(op string, d time.Duration)) Option {
+	return func(s *Store) { s.observe = observe }
 }
 
 // Open opens (creating it if needed) the database at path, a file name, or
@@ -141,6 +150,7 @@ func (s *Store) openPools(ctx context.Context, base url.URL) error {
 	if err := migrate(ctx, w, migrations); err != nil {
 		return err
 	}
+	s.wr = newWriter(s, w, s.observe)
 	r, err := sql.Open("sqlite3", dsn(base, "query_only(on)"))
 	if err != nil {
 		return fmt.Errorf("store: open: %w", err)
@@ -165,8 +175,12 @@ func enableWAL(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Close closes the database. It frees an in-memory database.
+// Close waits for the writes already submitted, then closes the database;
+// later writes fail with ErrClosed. It frees an in-memory database.
 func (s *Store) Close() error {
+	if s.wr != nil {
+		s.wr.close()
+	}
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
@@ -178,20 +192,6 @@ func (s *Store) Close() error {
 		memdb.Delete(s.memName)
 	}
 	return errors.Join(errs...)
-}
-
-// tx runs fn in one write transaction (BEGIN IMMEDIATE), committing when fn
-// returns nil and rolling back otherwise.
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // wrap prefixes err with the operation and maps SQLite constraint errors to

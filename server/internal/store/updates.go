@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -34,33 +35,42 @@ type Update struct {
 }
 
 // AddUpdate stores u and returns its ID; the update is durable (synced to
-// disk) when AddUpdate returns. In the same transaction it bumps the
-// client's updates, bytes_up and (if accepted) accepted counters, moves its
-// last_seen up to u.ReceivedAt and records a positive SamplesPerS; and it
-// bumps the round's n_received and, for an accepted update, n_accepted and
-// bytes_up. Counters of a client or (for a rejected update) a round that
-// does not exist are skipped.
+// disk) when AddUpdate returns. In the same transaction it bumps the round's
+// n_received and, for an accepted update, n_accepted and bytes_up (skipped
+// for a rejected update of a round that does not exist). The client's
+// counters are telemetry the coordinator keeps and writes with the round
+// (ClientStats).
 //
 // An accepted update needs an open round (else ErrNotFound or ErrNotOpen)
 // and is the only accepted one from its client in that round (else
 // ErrDuplicate, and nothing is written). A zero ReceivedAt means now.
 func (s *Store) AddUpdate(ctx context.Context, u *Update) (int64, error) {
+	var id int64
+	err := s.tx(ctx, func(t *Tx) (err error) {
+		id, err = t.AddUpdate(u)
+		return err
+	})
+	return id, err
+}
+
+// AddUpdate is Store.AddUpdate inside a group commit; u.ID is set too.
+func (t *Tx) AddUpdate(u *Update) (int64, error) {
 	if u.RunID == "" || u.ClientID == "" {
 		return 0, fmt.Errorf("store: add update: empty run or client ID")
 	}
 	if u.Bytes < 0 || u.BytesDown < 0 || u.Samples < 0 {
 		return 0, fmt.Errorf("store: add update from %q: negative bytes %d, %d or samples %d", u.ClientID, u.Bytes, u.BytesDown, u.Samples)
 	}
-	received := s.msOrNow(u.ReceivedAt)
+	received := t.s.msOrNow(u.ReceivedAt)
 	accepted := boolInt(u.Accepted)
 	var id int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := func() error {
 		if u.Accepted {
-			if err := requireOpen(ctx, tx, u.RunID, u.Round); err != nil {
+			if err := t.requireOpen(u.RunID, u.Round); err != nil {
 				return err
 			}
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO updates
+		res, err := t.exec(`INSERT INTO updates
 			(run_id, round, client_id, received_at, accepted, reason, code, samples, bytes, bytes_down, codec,
 			 base_version, loss, accuracy, train_ms, samples_per_s, score, cosine, norm_ratio,
 			 excluded, blob)
@@ -76,21 +86,15 @@ func (s *Store) AddUpdate(ctx context.Context, u *Update) (int64, error) {
 			return err
 		}
 		up := int64(u.Bytes) * int64(accepted)
-		if _, err := tx.ExecContext(ctx, `UPDATE rounds SET n_received = n_received + 1,
+		_, err = t.exec(`UPDATE rounds SET n_received = n_received + 1,
 			n_accepted = n_accepted + ?, bytes_up = bytes_up + ?
-			WHERE run_id = ? AND round = ?`, accepted, up, u.RunID, u.Round); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE clients SET updates = updates + 1,
-			accepted = accepted + ?, bytes_up = bytes_up + ?, last_seen = max(last_seen, ?),
-			samples_per_s = CASE WHEN ? > 0 THEN ? ELSE samples_per_s END
-			WHERE run_id = ? AND id = ?`,
-			accepted, u.Bytes, received, u.SamplesPerS, u.SamplesPerS, u.RunID, u.ClientID)
+			WHERE run_id = ? AND round = ?`, accepted, up, u.RunID, u.Round)
 		return err
-	})
+	}()
 	if err != nil {
 		return 0, wrap("add update", err)
 	}
+	u.ID = id
 	return id, nil
 }
 
@@ -156,4 +160,23 @@ func (s *Store) Updates(ctx context.Context, runID string, round int) ([]Update,
 	}
 	return s.queryUpdates(ctx, "updates", false, `SELECT `+updateColumns+`
 		FROM updates WHERE run_id = ? AND round = ? ORDER BY id`, runID, round)
+}
+
+// MaxUpdatesPage is the most update rows UpdatesPage returns at once.
+const MaxUpdatesPage = 5000
+
+// UpdatesPage returns the metadata of up to limit updates of a run (of one
+// round when round > 0) with an ID above after, by ID; newestFirst returns
+// the newest first, with IDs below before instead (before ≤ 0: from the
+// newest). limit is clamped to 1..MaxUpdatesPage.
+func (s *Store) UpdatesPage(ctx context.Context, runID string, round int, after, before int64, limit int, newestFirst bool) ([]Update, error) {
+	limit = max(1, min(limit, MaxUpdatesPage))
+	q := `SELECT ` + updateColumns + ` FROM updates WHERE run_id = ?1 AND (?2 <= 0 OR round = ?2)`
+	if newestFirst {
+		if before <= 0 {
+			before = math.MaxInt64
+		}
+		return s.queryUpdates(ctx, "updates page", false, q+` AND id < ?3 ORDER BY id DESC LIMIT ?4`, runID, round, before, limit)
+	}
+	return s.queryUpdates(ctx, "updates page", false, q+` AND id > ?3 ORDER BY id LIMIT ?4`, runID, round, after, limit)
 }

@@ -42,27 +42,12 @@ func TestAddUpdateCounters(t *testing.T) {
 	if r.NReceived != 5 || r.NAccepted != 2 || r.BytesUp != 3000 {
 		t.Errorf("round 1 n_received %d n_accepted %d bytes_up %d; want 5 2 3000", r.NReceived, r.NAccepted, r.BytesUp)
 	}
-	tests := []struct {
-		id                  string
-		updates, accepted   int
-		bytesUp             int64
-		speed               float64
-		lastSeenAtLeastLate bool
-	}{
-		{"a", 2, 1, 1010, 50, true},
-		{"b", 3, 1, 2010, 80, false},
-	}
-	for _, tt := range tests {
-		c, err := s.Client(ctx, "r", tt.id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c.Updates != tt.updates || c.Accepted != tt.accepted || c.BytesUp != tt.bytesUp || c.SamplesPerS != tt.speed {
-			t.Errorf("client %q counters = updates %d accepted %d bytes_up %d samples_per_s %v; want %d %d %d %v",
-				tt.id, c.Updates, c.Accepted, c.BytesUp, c.SamplesPerS, tt.updates, tt.accepted, tt.bytesUp, tt.speed)
-		}
-		if tt.lastSeenAtLeastLate && !c.LastSeen.Equal(late) {
-			t.Errorf("client %q last_seen = %v; want %v from its update", tt.id, c.LastSeen, late)
+	// Client counters are the coordinator's telemetry (SaveClientStats):
+	// AddUpdate leaves them alone.
+	for _, id := range []string{"a", "b"} {
+		c, err := s.Client(ctx, "r", id)
+		if err != nil || c.Updates != 0 || c.Accepted != 0 || c.BytesUp != 0 {
+			t.Errorf("client %q after AddUpdate = %+v, %v; want its counters untouched", id, c, err)
 		}
 	}
 }
@@ -95,10 +80,6 @@ func TestAddUpdateDuplicateAccepted(t *testing.T) {
 	r, err := s.Round(ctx, "r", 1)
 	if err != nil || r.NReceived != 3 || r.NAccepted != 1 || r.BytesUp != 5 {
 		t.Errorf("round 1 after duplicate = %+v, %v; want n_received 3 n_accepted 1 bytes_up 5", r, err)
-	}
-	c, err := s.Client(ctx, "r", "a")
-	if err != nil || c.Updates != 4 || c.Accepted != 2 {
-		t.Errorf("client after duplicate = %+v, %v; want updates 4 accepted 2", c, err)
 	}
 	pending, err := s.PendingUpdates(ctx, "r", 1)
 	if err != nil || len(pending) != 1 || !bytes.Equal(pending[0].Blob, []byte{1}) {
@@ -305,13 +286,115 @@ func TestConcurrentAddUpdate(t *testing.T) {
 	if err != nil || r.NReceived != writers*each || r.NAccepted != writers || r.BytesUp != writers*1024 {
 		t.Errorf("round after concurrent adds = %+v, %v; want n_received %d n_accepted %d", r, err, writers*each, writers)
 	}
-	clients, err := s.Clients(ctx, "r")
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestGroupCommit: writes submitted together share one transaction, yet
+// each keeps its own outcome (a failing one rolls back only itself), and
+// they run in submission order.
+func TestGroupCommit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openMem(t)
+	mustRun(t, s, "r")
+	mustClients(t, s, "r", "a", "b")
+	var mu sync.Mutex
+	var order []int
+	results := make([]error, 6)
+	var wg sync.WaitGroup
+	wg.Add(len(results))
+	// Hold the writer with a slow first job so the rest queue up behind it.
+	s.Submit(ctx, func(t *Tx) error { time.Sleep(50 * time.Millisecond); return nil }, nil)
+	submit := func(i int, fn func(*Tx) error) {
+		s.Submit(ctx, func(t *Tx) error {
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			return fn(t)
+		}, func(err error) { results[i] = err; wg.Done() })
 	}
-	for _, c := range clients {
-		if c.Updates != each || c.Accepted != 1 || c.BytesUp != each*1024 {
-			t.Errorf("client %q counters = %d %d %d; want %d 1 %d", c.ID, c.Updates, c.Accepted, c.BytesUp, each, each*1024)
+	submit(0, func(t *Tx) error { return t.OpenRound(&Round{RunID: "r", Round: 1}) })
+	submit(1, func(t *Tx) error {
+		_, err := t.AddUpdate(&Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Bytes: 5})
+		return err
+	})
+	submit(2, func(t *Tx) error { // a duplicate accepted update: refused, alone
+		_, err := t.AddUpdate(&Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Bytes: 6})
+		return err
+	})
+	submit(3, func(t *Tx) error { // writes, then fails: its write is rolled back
+		if _, err := t.AddUpdate(&Update{RunID: "r", Round: 1, ClientID: "b", Accepted: true, Bytes: 7}); err != nil {
+			return err
 		}
+		return errors.New("changed my mind")
+	})
+	submit(4, func(t *Tx) error {
+		_, err := t.AddUpdate(&Update{RunID: "r", Round: 1, ClientID: "b", Accepted: false, Bytes: 8})
+		return err
+	})
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	s.Submit(cancelled, func(t *Tx) error { t.SetRunStatus("r", RunFailed, "must not happen"); return nil },
+		func(err error) { results[5] = err; wg.Done() })
+	wg.Wait()
+	wantErr(t, "OpenRound", results[0], nil)
+	wantErr(t, "AddUpdate(a)", results[1], nil)
+	wantErr(t, "AddUpdate(a again)", results[2], ErrDuplicate)
+	if results[3] == nil || errors.Is(results[3], ErrDuplicate) {
+		t.Errorf("failing job = %v; want its own error", results[3])
+	}
+	wantErr(t, "AddUpdate(b rejected)", results[4], nil)
+	wantErr(t, "job with a cancelled context", results[5], context.Canceled)
+	if want := []int{0, 1, 2, 3, 4}; !reflect.DeepEqual(order, want) {
+		t.Errorf("jobs ran in order %v; want %v", order, want)
+	}
+	r, err := s.Round(ctx, "r", 1)
+	if err != nil || r.NReceived != 2 || r.NAccepted != 1 || r.BytesUp != 5 {
+		t.Errorf("round after the batch = %+v, %v; want n_received 2 n_accepted 1 bytes_up 5", r, err)
+	}
+	if run, _ := s.Run(ctx, "r"); run.Status == RunFailed {
+		t.Errorf("a job whose context was cancelled before it ran still wrote")
+	}
+}
+
+// TestUpdatesPage pages through a run's updates both ways.
+func TestUpdatesPage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := openMem(t)
+	mustRun(t, s, "r")
+	mustOpenRound(t, s, "r", 1)
+	mustOpenRound(t, s, "r", 2)
+	var ids []int64
+	for i := range 7 {
+		ids = append(ids, mustAdd(t, s, Update{RunID: "r", Round: 1 + i%2, ClientID: fmt.Sprintf("c%d", i)}))
+	}
+	page := func(round int, after, before int64, limit int, desc bool) []int64 {
+		list, err := s.UpdatesPage(ctx, "r", round, after, before, limit, desc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int64
+		for _, u := range list {
+			got = append(got, u.ID)
+		}
+		return got
+	}
+	if got, want := page(0, 0, 0, 3, false), ids[:3]; !reflect.DeepEqual(got, want) {
+		t.Errorf("first page = %v; want %v", got, want)
+	}
+	if got, want := page(0, ids[2], 0, 3, false), ids[3:6]; !reflect.DeepEqual(got, want) {
+		t.Errorf("second page = %v; want %v", got, want)
+	}
+	if got, want := page(0, 0, 0, 2, true), []int64{ids[6], ids[5]}; !reflect.DeepEqual(got, want) {
+		t.Errorf("newest first = %v; want %v", got, want)
+	}
+	if got, want := page(0, 0, ids[5], 2, true), []int64{ids[4], ids[3]}; !reflect.DeepEqual(got, want) {
+		t.Errorf("newest first before %d = %v; want %v", ids[5], got, want)
+	}
+	if got, want := page(2, 0, 0, 10, false), []int64{ids[1], ids[3], ids[5]}; !reflect.DeepEqual(got, want) {
+		t.Errorf("round 2 = %v; want %v", got, want)
+	}
+	if got := page(0, 0, 0, MaxUpdatesPage*10, false); len(got) != 7 {
+		t.Errorf("a huge limit gives %d rows; want all 7", len(got))
 	}
 }

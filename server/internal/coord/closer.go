@@ -1,0 +1,221 @@
+package coord
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/shared/fl"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// Model versions kept in the store: the newest keepModels, every
+// keepEveryModel-th and always the initial one (version 0 is a multiple).
+const (
+	keepModels     = 5
+	keepEveryModel = 10
+)
+
+// maxLoss is the largest test loss reported (a diverged model's loss is
+// capped at it).
+const maxLoss = 1e30
+
+// closeJob is what the closer needs, taken from the loop's state when the
+// round closes.
+type closeJob struct {
+	o     *round
+	why   string
+	from  *version            // the global model the round trained from
+	stats []store.ClientStats // telemetry to write with the round
+}
+
+// closeResult is what closing a round produced.
+type closeResult struct {
+	o         *round
+	why       string
+	next      *version // the new global model; nil when the round failed
+	loss, acc float64
+	epsilon   *float64
+	metrics   map[string]float64
+	verdicts  []VerdictView
+	final     bool
+	failed    string // the round produced no model, and why
+	err       error  // the run cannot go on
+	abandoned bool   // shut down before the commit: the round stays open in the store
+}
+
+// closeRound ends o on the loop: from now on no update can join it, and
+// the selected clients that never answered count a missed round. The
+// aggregation, the evaluation (on all cores), the encoding of the new model
+// and the commit run in a closer goroutine, which reports back with
+// evClosed; meanwhile the loop goes on answering hellos and messages.
+func (r *Run) closeRound(ctx context.Context, o *round, why string) {
+	st := r.st
+	st.round, st.closing = nil, o
+	for _, id := range o.order {
+		if cl := st.clients[id]; cl != nil && cl.peer != nil {
+			if t := cl.peer.task.Load(); t != nil && t.round == o.n {
+				cl.peer.task.Store(nil)
+			}
+		}
+	}
+	for _, id := range o.unanswered() {
+		if cl := st.clients[id]; cl != nil {
+			cl.missed++
+			cl.skipUntil = o.n + skipFor(cl.missed)
+			cl.dirty = true
+		}
+	}
+	job := &closeJob{o: o, why: why, from: st.current, stats: st.dirtyStats()}
+	r.closers.Add(1)
+	go func() {
+		defer r.closers.Done()
+		r.post(evClosed{res: r.aggregate(ctx, job)})
+	}()
+}
+
+// aggregate finishes a round off the loop: the strategy's aggregate, a
+// finiteness check, evaluation, the new model's frame, and one commit of
+// model, round, verdicts and telemetry (or the round's failure).
+func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
+	sp, o := r.sp, j.o
+	st := r.c.deps.Store
+	durable := context.WithoutCancel(ctx) // a started commit finishes
+	res := &closeResult{o: o, why: j.why}
+	next := make([]float32, sp.numParams)
+	ares, err := o.agg.Finish(ctx, next)
+	switch {
+	case ctx.Err() != nil:
+		res.abandoned = true
+		return res
+	case errors.Is(err, fl.ErrNoUpdates) && o.accepted == 0:
+		res.failed = fmt.Sprintf("no update was accepted (%s)", j.why)
+	case errors.Is(err, fl.ErrNoUpdates), errors.Is(err, fl.ErrTooFewUpdates):
+		res.failed = "the aggregator used no update: " + err.Error()
+	case err != nil:
+		res.err = fmt.Errorf("round %d: aggregating: %w", o.n, err)
+		return res
+	}
+	if res.failed == "" {
+		if i := firstNonFinite(next); i >= 0 {
+			res.failed = fmt.Sprintf("the aggregate is not finite at parameter %d (the updates diverged or were hostile); the model stays at version %d", i, j.from.v)
+		}
+	}
+	if res.failed != "" {
+		if err := st.Do(durable, func(t *store.Tx) error {
+			return t.FailRound(&store.Failure{RunID: sp.id, Round: o.n, Reason: res.failed,
+				BytesDown: o.bytesDown.Load(), Clients: j.stats})
+		}); err != nil {
+			res.err = fmt.Errorf("round %d: %w", o.n, err)
+		}
+		return res
+	}
+	loss, acc, err := sp.evaluate(ctx, next)
+	switch {
+	case ctx.Err() != nil:
+		res.abandoned = true
+		return res
+	case err != nil:
+		res.err = fmt.Errorf("round %d: evaluating: %w", o.n, err)
+		return res
+	}
+	if math.IsNaN(loss) || loss > maxLoss {
+		loss = maxLoss // a diverged model: report it as very bad, not as NaN
+	}
+	res.loss, res.acc, res.metrics = loss, acc, ares.Metrics
+	if ares.Epsilon > 0 {
+		res.epsilon = &ares.Epsilon
+	}
+	res.metrics["used"] = float64(ares.Used)
+	metrics, _ := json.Marshal(res.metrics)
+	verdicts := make([]store.Verdict, 0, len(ares.Verdicts))
+	for i, v := range ares.Verdicts {
+		if i < len(o.ids) {
+			verdicts = append(verdicts, store.Verdict{UpdateID: o.ids[i], Score: v.Score, Cosine: v.Cosine,
+				NormRatio: v.NormRatio, Excluded: v.Excluded, Reason: v.Reason})
+		}
+		res.verdicts = append(res.verdicts, VerdictView{Client: v.Client, Score: v.Score, Cosine: v.Cosine,
+			NormRatio: v.NormRatio, Excluded: v.Excluded, Reason: v.Reason})
+	}
+	var state []byte
+	if s, ok := fl.StateOf(sp.strategy); ok {
+		if state, err = s.MarshalState(); err != nil {
+			res.err = fmt.Errorf("round %d: saving strategy state: %w", o.n, err)
+			return res
+		}
+	}
+	ver := &version{v: j.from.v + 1, w: next, deltas: map[int64]*lazyFrame{}}
+	// The new model's frame is encoded here, once, not on the loop and not
+	// by every connection.
+	if _, err := r.models.fullFrame(ver); err != nil {
+		res.err = fmt.Errorf("round %d: encoding the new model: %w", o.n, err)
+		return res
+	}
+	res.final = int(ver.v) >= sp.cfg.Rounds
+	err = st.Do(durable, func(t *store.Tx) error {
+		return t.CommitRound(&store.Commit{RunID: sp.id, Round: o.n, FinishedAt: r.c.now(),
+			TestAccuracy: acc, TestLoss: loss, Epsilon: res.epsilon, Metrics: metrics, Verdicts: verdicts,
+			Model: store.Model{Version: int(ver.v), Params: sp.numParams, Codec: store.CodecFloat32,
+				Weights: store.EncodeFloat32s(nil, next), TestAccuracy: acc, TestLoss: loss},
+			StrategyState: state, KeepBlobs: sp.cfg.KeepBlobs, Final: res.final, BytesDown: o.bytesDown.Load(),
+			Clients: j.stats, KeepModels: keepModels, KeepEveryModel: keepEveryModel})
+	})
+	if err != nil {
+		res.err = fmt.Errorf("round %d: committing: %w", o.n, err)
+		return res
+	}
+	res.next = ver
+	return res
+}
+
+// closed takes the closer's result on the loop: the new model becomes the
+// global one and every client hears how the round went.
+func (r *Run) closed(ctx context.Context, res *closeResult) {
+	st, sp, o := r.st, r.sp, res.o
+	st.closing = nil
+	switch {
+	case res.abandoned:
+		return
+	case res.err != nil:
+		r.fail(res.err)
+		return
+	case res.failed != "":
+		r.c.deps.Log.Warn("round failed", "run", sp.id, "round", o.n, "why", res.failed)
+		v := o.view(r.c.now())
+		v.Failed, v.Why = res.failed, res.why
+		r.publish(Event{Type: EvRoundEnded, Round: v})
+		if st.failed++; st.failed >= sp.cfg.MaxFailedRounds {
+			r.fail(fmt.Errorf("%d rounds in a row produced no model; the last: %s", st.failed, res.failed))
+			return
+		}
+		r.broadcast(&wire.Wait{Round: o.n, Reason: fmt.Sprintf("round %d failed: %s; a new round starts when clients are ready", o.n, res.failed)})
+		return
+	}
+	r.models.put(res.next)
+	st.current, st.lastAcc, st.failed = res.next, res.acc, 0
+	r.c.deps.Log.Info("round aggregated", "run", sp.id, "round", o.n, "version", res.next.v, "accepted", o.accepted,
+		"test_accuracy", res.acc, "test_loss", res.loss, "why", res.why, "seconds", r.c.now().Sub(o.started).Seconds())
+	r.broadcast(&wire.RoundEnd{Round: o.n, TestAccuracy: res.acc, TestLoss: res.loss, Received: o.received,
+		Accepted: o.accepted, ModelVersion: res.next.v})
+	v := o.view(r.c.now())
+	v.ModelVersion, v.TestAccuracy, v.TestLoss, v.Epsilon, v.Metrics = res.next.v, res.acc, res.loss, res.epsilon, res.metrics
+	v.Verdicts, v.Why = res.verdicts, res.why
+	r.publish(Event{Type: EvRoundEnded, Round: v})
+	if res.final {
+		st.status = StatusFinished
+		r.broadcast(&wire.RunEnd{Reason: fmt.Sprintf("all %d rounds are done", sp.cfg.Rounds), FinalAccuracy: res.acc})
+		r.publishStatus()
+	}
+}
+
+func firstNonFinite(w []float32) int {
+	for i, v := range w {
+		if v-v != 0 { // NaN or ±Inf
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,355 @@
+package coord
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/qflare/qflare/shared/data"
+	"github.com/qflare/qflare/shared/fl"
+	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// ErrBadConfig wraps every error Normalize returns for a configuration that
+// cannot run.
+var ErrBadConfig = errors.New("coord: bad run configuration")
+
+// Duration is a time.Duration that reads and writes JSON as "90s", "2m".
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string like "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "90s"-style strings or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("coord: bad duration %q", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil || math.IsNaN(secs) || math.Abs(secs) > 1e9 {
+		return fmt.Errorf("coord: duration must be a string like \"90s\" or a number of seconds")
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
+
+// Config is a run's configuration: the body of POST /api/runs, stored as
+// JSON in runs.config. Zero fields take the defaults Normalize documents.
+type Config struct {
+	Name      string `json:"name"`
+	Model     string `json:"model"`     // default "mnist-2nn"
+	Dataset   string `json:"dataset"`   // default "mnist"
+	Partition string `json:"partition"` // iid (default), dirichlet:ALPHA, shards:K
+	// Clients is the number of data slices the training set is cut into:
+	// at most this many clients can join. Default 100.
+	Clients int `json:"clients"`
+	// Rounds is the number of aggregated rounds the run trains for. Default 20.
+	Rounds int `json:"rounds"`
+	// ClientsPerRound, when > 0, fixes how many clients a round selects;
+	// otherwise Fraction of the connected clients (at least MinClients).
+	ClientsPerRound int     `json:"clients_per_round"`
+	Fraction        float64 `json:"fraction"` // default 0.1
+	// MinClients is how many connected clients a round needs to start, and
+	// the fewest it selects. Default 2.
+	MinClients int `json:"min_clients"`
+	// StartClients is how many clients must be connected before the first
+	// round starts (default MinClients), so a run can wait for a full room.
+	StartClients int     `json:"start_clients"`
+	LocalEpochs  int     `json:"local_epochs"`
+	Batch        int     `json:"batch"`
+	LR           float64 `json:"lr"`
+	Momentum     float64 `json:"momentum"`
+	WeightDecay  float64 `json:"weight_decay"`
+	// RoundDeadline is how long a round waits for updates; 0 = until every
+	// selected client answered or left. Default 120s.
+	RoundDeadline Duration `json:"round_deadline"`
+	Codec         string   `json:"codec"`      // upload pipeline, default float32+zstd
+	DownCodec     string   `json:"down_codec"` // model pipeline, default float32+zstd
+	Strategy      string   `json:"strategy"`   // default fedavg; e.g. trimmed-mean:0.2, multi-krum:2, fedadam,eta=0.01
+	// Detect scores every update (cosine similarity to the round's
+	// coordinate-wise median, norm ratio) and excludes outliers, recording
+	// why. It buffers the round's updates. Unset: on for public runs, off
+	// otherwise.
+	Detect *bool `json:"detect,omitempty"`
+	// DetectThreshold is the anomaly score above which an update is
+	// excluded (0 = the default, 3.5).
+	DetectThreshold float64 `json:"detect_threshold"`
+	// DP turns on user-level DP-FedAvg: clipping and Gaussian noise, with
+	// epsilon reported after every round.
+	DP   *DPSettings `json:"dp,omitempty"`
+	Mu   float64     `json:"mu"` // FedProx proximal coefficient
+	Seed uint64      `json:"seed"`
+	// EvalLimit evaluates each round on the first EvalLimit test images
+	// (0 = all).
+	EvalLimit int `json:"eval_limit"`
+	// MaxUpdateNorm rejects updates whose L2 norm exceeds it (0 = no
+	// limit; public runs default to PublicMaxUpdateNorm).
+	MaxUpdateNorm float64 `json:"max_update_norm"`
+	// OverSelect ≥ 1 selects that many times the clients a round needs and
+	// closes the round as soon as the needed number of updates is in (the
+	// rest are told the round is over). Default 1: wait for every selected
+	// client.
+	OverSelect float64 `json:"over_select,omitempty"`
+	// SliceGrace is how long a client may stay away before its data slice
+	// returns to the pool for newcomers (it then rejoins as a new client).
+	// Default 10m.
+	SliceGrace Duration `json:"slice_grace,omitempty"`
+	// MaxFailedRounds ends the run (status failed) after that many rounds
+	// in a row produced no model, e.g. because every update was refused or
+	// the model diverged. Default 10.
+	MaxFailedRounds int `json:"max_failed_rounds"`
+	// KeepBlobs keeps every update's payload after its round (default: the
+	// payload is dropped once the round is aggregated).
+	KeepBlobs bool `json:"keep_blobs"`
+	// Public lets anyone who opens the server's root URL join the run
+	// without the join link (the demo run is public).
+	Public bool `json:"public"`
+	// NoDeadline makes RoundDeadline 0 mean "no deadline" rather than the
+	// default; set by simulations.
+	NoDeadline bool `json:"no_deadline,omitempty"`
+}
+
+// DPSettings configure user-level differential privacy (DP-FedAvg).
+type DPSettings struct {
+	NoiseMultiplier float64 `json:"noise_multiplier"` // z: noise std is z·clip/(clients per round)
+	ClipNorm        float64 `json:"clip_norm"`        // L2 bound on each update (initial bound when adaptive)
+	Delta           float64 `json:"delta"`            // epsilon is reported at this delta (default 1e-5)
+	TargetQuantile  float64 `json:"target_quantile"`  // adaptive clipping toward this quantile of norms (0 = fixed clip)
+}
+
+// ExpectedPerRound is the number of clients a round is expected to select
+// when every client is connected: the DP accountant's q·N.
+func (c *Config) ExpectedPerRound() int {
+	if c.ClientsPerRound > 0 {
+		return c.ClientsPerRound
+	}
+	return min(c.Clients, max(int(math.Ceil(c.Fraction*float64(c.Clients))), c.MinClients))
+}
+
+// NewStrategy builds the configuration's aggregation strategy, with
+// detection and DP when asked for.
+func (c *Config) NewStrategy() (fl.Strategy, error) {
+	name, opts, err := fl.ParseSpec(c.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	if name == "fedprox" && opts.Mu == 0 {
+		opts.Mu = c.Mu // "mu" in the configuration, unless the spec names one
+	}
+	if c.Detect != nil && *c.Detect {
+		opts.Detect, opts.DetectThreshold = true, c.DetectThreshold
+	}
+	if d := c.DP; d != nil {
+		opts.DP = &fl.DPConfig{ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Delta: d.Delta,
+			TargetQuantile: d.TargetQuantile, ClientsPerRound: c.ExpectedPerRound(), TotalClients: c.Clients}
+		// Seed 0: the noise comes from a secret random seed; a seed derived
+		// from the run's would make it predictable.
+	}
+	return fl.New(name, opts)
+}
+
+// PublicMaxUpdateNorm is the update norm bound a public run gets when its
+// configuration sets none: about 100 times the largest norm an honest
+// client's update reaches in the demo's models (see README), so it never
+// refuses an honest update and always refuses the non-finite-scale
+// poisoning a stranger can send.
+const PublicMaxUpdateNorm = 1000
+
+// DefaultSliceGrace is how long a departed client keeps its data slice.
+const DefaultSliceGrace = 10 * time.Minute
+
+// Limits on configurations, so that a request cannot ask for absurd work.
+const (
+	maxClients = 100_000
+	maxRounds  = 100_000
+	maxEpochs  = 100
+	maxBatch   = 4096
+	maxName    = 100
+)
+
+// Normalize fills defaults and validates c, returning an error a person can
+// act on.
+func (c *Config) Normalize() error {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Model == "" {
+		c.Model = "mnist-2nn"
+	}
+	if c.Dataset == "" {
+		c.Dataset = "mnist"
+	}
+	if c.Partition == "" {
+		c.Partition = "iid"
+	}
+	if c.Name == "" {
+		c.Name = c.Model + " on " + c.Dataset
+	}
+	def(&c.Clients, 100)
+	def(&c.Rounds, 20)
+	def(&c.MinClients, 2)
+	def(&c.StartClients, c.MinClients)
+	def(&c.LocalEpochs, 1)
+	def(&c.Batch, 10)
+	def(&c.MaxFailedRounds, 10)
+	if c.Fraction == 0 {
+		c.Fraction = 0.1
+	}
+	if c.LR == 0 {
+		c.LR = 0.05
+	}
+	if c.RoundDeadline == 0 && !c.NoDeadline {
+		c.RoundDeadline = Duration(120 * time.Second)
+	}
+	if c.Codec == "" {
+		c.Codec = "float32+zstd"
+	}
+	if c.DownCodec == "" {
+		c.DownCodec = "float32+zstd"
+	}
+	if c.Strategy == "" {
+		c.Strategy = "fedavg"
+	}
+	if c.OverSelect == 0 {
+		c.OverSelect = 1
+	}
+	if c.SliceGrace == 0 {
+		c.SliceGrace = Duration(DefaultSliceGrace)
+	}
+	// Public runs (anyone who opens the server's URL joins) are defended by
+	// default: a norm bound and anomaly detection. A run that is not public
+	// keeps exactly what its creator chose.
+	if c.Public {
+		if c.MaxUpdateNorm == 0 {
+			c.MaxUpdateNorm = PublicMaxUpdateNorm
+		}
+		if c.Detect == nil {
+			c.Detect = new(true)
+		}
+	}
+	if c.Detect == nil {
+		c.Detect = new(false)
+	}
+	return c.validate()
+}
+
+// Detecting reports whether the run scores and excludes anomalous updates.
+func (c *Config) Detecting() bool { return c.Detect != nil && *c.Detect }
+
+func (c *Config) validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if len(c.Name) > maxName {
+		bad("name is longer than %d characters", maxName)
+	}
+	if _, _, err := InputShape(c.Dataset); err != nil {
+		bad("%v", err)
+	} else if _, err := NewModel(*c); err != nil {
+		bad("model: %v", err)
+	} else if n := trainSize[c.Dataset]; c.Clients > n {
+		bad("clients %d: %s has only %d training samples to share out", c.Clients, c.Dataset, n)
+	}
+	if _, err := data.ParseScheme(c.Partition); err != nil {
+		bad("partition: %v", err)
+	}
+	if c.Clients < 1 || c.Clients > maxClients {
+		bad("clients %d is not in 1..%d", c.Clients, maxClients)
+	}
+	if c.Rounds < 1 || c.Rounds > maxRounds {
+		bad("rounds %d is not in 1..%d", c.Rounds, maxRounds)
+	}
+	if c.ClientsPerRound < 0 || c.ClientsPerRound > c.Clients {
+		bad("clients_per_round %d is not in 0..clients (%d)", c.ClientsPerRound, c.Clients)
+	}
+	if !(c.Fraction > 0 && c.Fraction <= 1) {
+		bad("fraction %g is not in (0, 1]", c.Fraction)
+	}
+	if c.MinClients < 1 || c.MinClients > c.Clients {
+		bad("min_clients %d is not in 1..clients (%d)", c.MinClients, c.Clients)
+	}
+	if c.StartClients < c.MinClients || c.StartClients > c.Clients {
+		bad("start_clients %d is not in min_clients (%d)..clients (%d)", c.StartClients, c.MinClients, c.Clients)
+	}
+	if c.LocalEpochs < 1 || c.LocalEpochs > maxEpochs {
+		bad("local_epochs %d is not in 1..%d", c.LocalEpochs, maxEpochs)
+	}
+	if c.Batch < 1 || c.Batch > maxBatch {
+		bad("batch %d is not in 1..%d", c.Batch, maxBatch)
+	}
+	if !(c.LR > 0 && c.LR <= 10) {
+		bad("lr %g is not in (0, 10]", c.LR)
+	}
+	if !(c.Momentum >= 0 && c.Momentum < 1) || !(c.WeightDecay >= 0 && c.WeightDecay < 1) {
+		bad("momentum %g and weight_decay %g must be in [0, 1)", c.Momentum, c.WeightDecay)
+	}
+	if !(c.Mu >= 0 && c.Mu <= 100) {
+		bad("mu %g is not in [0, 100]", c.Mu)
+	}
+	if c.RoundDeadline < 0 || time.Duration(c.RoundDeadline) > 24*time.Hour {
+		bad("round_deadline %v is not in 0..24h", time.Duration(c.RoundDeadline))
+	}
+	for _, p := range []struct{ name, v string }{{"codec", c.Codec}, {"down_codec", c.DownCodec}} {
+		if _, err := wire.ParsePipeline(p.v); err != nil {
+			bad("%s: %v", p.name, err)
+		}
+	}
+	if _, err := c.NewStrategy(); err != nil {
+		bad("strategy: %v", err)
+	}
+	if c.MaxFailedRounds < 1 || c.MaxFailedRounds > maxRounds {
+		bad("max_failed_rounds %d is not in 1..%d", c.MaxFailedRounds, maxRounds)
+	}
+	if c.EvalLimit < 0 {
+		bad("eval_limit %d is negative", c.EvalLimit)
+	}
+	if !(c.MaxUpdateNorm >= 0) || math.IsInf(c.MaxUpdateNorm, 0) {
+		bad("max_update_norm %g must be a finite number ≥ 0", c.MaxUpdateNorm)
+	}
+	if !(c.OverSelect >= 1 && c.OverSelect <= 4) {
+		bad("over_select %g is not in [1, 4]", c.OverSelect)
+	}
+	if g := time.Duration(c.SliceGrace); g < time.Second || g > 7*24*time.Hour {
+		bad("slice_grace %v is not in 1s..168h", g)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s", ErrBadConfig, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// trainSize is the number of training samples of each dataset.
+var trainSize = map[string]int{"mnist": 60000, "cifar10": 50000}
+
+// InputShape returns the sample shape and class count of a dataset name.
+func InputShape(dataset string) (nn.Shape, int, error) {
+	switch dataset {
+	case "mnist":
+		return nn.Shape{H: 28, W: 28, C: 1}, 10, nil
+	case "cifar10":
+		return nn.Shape{H: 32, W: 32, C: 3}, 10, nil
+	}
+	return nn.Shape{}, 0, fmt.Errorf("coord: dataset %q is not one of mnist, cifar10", dataset)
+}
+
+// NewModel builds the (seed-initialised) model a configuration names,
+// without loading its dataset: for validation and for exporting stored
+// weights under their tensor names.
+func NewModel(cfg Config) (*nn.Model, error) {
+	shape, classes, err := InputShape(cfg.Dataset)
+	if err != nil {
+		return nil, err
+	}
+	return nn.New(cfg.Model, shape, classes, cfg.Seed)
+}

@@ -1,0 +1,140 @@
+package coord_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qflare/qflare/server/internal/coord"
+	"github.com/qflare/qflare/server/internal/datasets"
+	"github.com/qflare/qflare/server/internal/sim"
+	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/shared/data"
+)
+
+// newCoordinator returns a coordinator on a private in-memory store.
+func newCoordinator(t *testing.T) (*coord.Coordinator, *store.Store) {
+	t.Helper()
+	st, err := store.Open(context.Background(), store.MemoryPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := coord.New(coord.Deps{Store: st,
+		Data: func(name string) (*data.Set, *data.Set, error) { return datasets.Load(name, "") }})
+	t.Cleanup(func() { c.Close(); st.Close() })
+	return c, st
+}
+
+// simulate runs cfg to the end with n virtual clients.
+func simulate(t *testing.T, c *coord.Coordinator, cfg coord.Config, n int) *coord.Run {
+	t.Helper()
+	cfg.StartClients, cfg.MinClients, cfg.NoDeadline = n, 1, true
+	run, err := c.CreateRun(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	wait := sim.Join(ctx, c, run, n, sim.Options{})
+	select {
+	case <-run.Done():
+	case <-ctx.Done():
+		t.Fatal("the run did not finish")
+	}
+	cancel()
+	wait()
+	return run
+}
+
+// TestDownlinkDelta: with a delta down codec, a client that holds the
+// previous version gets the change, smaller than the whole model; training
+// proceeds as usual.
+func TestDownlinkDelta(t *testing.T) {
+	c, st := newCoordinator(t)
+	run := simulate(t, c, coord.Config{Model: "mlp:64", Clients: 4, ClientsPerRound: 4, Rounds: 3, Batch: 20, EvalLimit: 500,
+		DownCodec: "delta+int8+zstd", Seed: 3}, 4)
+	ctx := context.Background()
+	first, err := st.Updates(ctx, run.ID(), 1)
+	if err != nil || len(first) != 4 {
+		t.Fatalf("round 1 updates: %d, %v; want 4", len(first), err)
+	}
+	full := first[0].BytesDown
+	for round := 2; round <= 3; round++ {
+		ups, _ := st.Updates(ctx, run.ID(), round)
+		for _, u := range ups {
+			if u.BytesDown == 0 || u.BytesDown >= full {
+				t.Errorf("round %d: client %s got %d model bytes; want a delta smaller than the full %d", round, u.ClientID, u.BytesDown, full)
+			}
+		}
+	}
+	rounds, _ := st.Rounds(ctx, run.ID())
+	if last := rounds[len(rounds)-1]; last.TestAccuracy < 0.85 {
+		t.Errorf("accuracy after 3 rounds with delta downlink = %.4f; want ≥ 0.85", last.TestAccuracy)
+	}
+}
+
+// TestSelectionFollowsFraction: a round selects ceil(fraction × connected)
+// clients, at least min_clients. (With a model and a strategy given as
+// parameterised specs, which travel in every welcome and update.)
+func TestSelectionFollowsFraction(t *testing.T) {
+	c, st := newCoordinator(t)
+	run := simulate(t, c, coord.Config{Clients: 100, Fraction: 0.03, Rounds: 2, Batch: 50, EvalLimit: 200, Seed: 5,
+		Model: "mlp:64,32", Strategy: "trimmed-mean:0.2"}, 100)
+	rounds, err := st.Rounds(context.Background(), run.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rounds {
+		if r.NSelected != 3 || r.NAccepted != 3 {
+			t.Errorf("round %d selected %d, accepted %d; want 3 of 100 at fraction 0.03", r.Round, r.NSelected, r.NAccepted)
+		}
+	}
+}
+
+// TestStopShowsStopped: once Stop returns, the run's view says stopped, and
+// so does the status event the dashboard gets.
+func TestStopShowsStopped(t *testing.T) {
+	c, _ := newCoordinator(t)
+	run, err := c.CreateRun(context.Background(), coord.Config{Clients: 10, Rounds: 2, EvalLimit: 200, Model: "mlp:16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := run.Subscribe(16)
+	defer sub.Close()
+	if err := run.Stop(context.Background(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := run.View().Status; got != coord.StatusStopped {
+		t.Errorf("View().Status after Stop = %q; want %q", got, coord.StatusStopped)
+	}
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-sub.C:
+			if ev.Type != coord.EvRunStatus || ev.Run != run.ID() {
+				continue
+			}
+			if got := ev.Status.Status; got != coord.StatusStopped {
+				t.Errorf("run status event says %q; want %q", got, coord.StatusStopped)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no run status event after Stop")
+		}
+	}
+}
+
+// TestConfigErrors: a bad configuration is refused with every problem named.
+func TestConfigErrors(t *testing.T) {
+	cfg := coord.Config{Model: "mnist-cnn", Dataset: "cifar10", Rounds: -2, Fraction: 2, Codec: "gzip", Strategy: "krum:x"}
+	err := cfg.Normalize()
+	if err == nil {
+		t.Fatal("Normalize accepted a bad configuration")
+	}
+	for _, want := range []string{"rounds", "fraction", "codec", "model", "strategy"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}

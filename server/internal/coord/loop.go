@@ -1,0 +1,621 @@
+package coord
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/shared/fl"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// Events the loop handles. Sessions post joins, leaves, progress, updates,
+// folds, refusals and declines; the API posts stops and snapshot requests;
+// timers post ticks; the round closer posts its result.
+type (
+	evJoin struct {
+		p     *peer
+		hello *wire.Hello
+		reply chan joinReply
+	}
+	evLeave    struct{ p *peer }
+	evProgress struct {
+		p *peer
+		m *wire.Progress
+	}
+	evUpdate struct {
+		p     *peer
+		u     *decoded
+		reply chan verdict
+	}
+	// evFolded: the session stored (or failed to store) an accepted update
+	// and folded it in.
+	evFolded struct {
+		p     *peer
+		round int
+		rec   *store.Update
+		err   error
+	}
+	// evRefused: the session refused an update or message before the loop
+	// saw it; the loop records it.
+	evRefused struct {
+		p   *peer
+		rec *store.Update
+		rej *rejection
+	}
+	evDecline struct {
+		p *peer
+		m *wire.Decline
+	}
+	evStop struct {
+		reason string
+		reply  chan error
+	}
+	evTick     struct{}
+	evClosed   struct{ res *closeResult }
+	evSnapshot struct{ reply chan RunView }
+)
+
+func (evJoin) isEvent()     {}
+func (evLeave) isEvent()    {}
+func (evProgress) isEvent() {}
+func (evUpdate) isEvent()   {}
+func (evFolded) isEvent()   {}
+func (evRefused) isEvent()  {}
+func (evDecline) isEvent()  {}
+func (evStop) isEvent()     {}
+func (evTick) isEvent()     {}
+func (evClosed) isEvent()   {}
+func (evSnapshot) isEvent() {}
+
+// joinReply is the loop's answer to a hello.
+type joinReply struct {
+	welcome *wire.Welcome
+	reject  *wire.Rejected
+}
+
+// verdict is the loop's answer to a decoded update: refused, or accepted,
+// in which case the session stores rec and folds the update into agg.
+type verdict struct {
+	rej *rejection
+	agg fl.Aggregation
+	rec *store.Update
+}
+
+// Rows stored for refused updates, per client and round: enough to see what
+// a client did wrong, not enough for it to fill the disk.
+const maxRefusedRows = 3
+
+// loop is the run's owner goroutine: it handles events until the run ends
+// or ctx is done (shutdown: the run stays resumable). It only decides: disk
+// writes are queued to the store's group commit, and aggregation,
+// evaluation and commits of a round run in a closer goroutine.
+func (r *Run) loop(ctx context.Context) {
+	defer r.end()
+	var wake Timer
+	defer func() {
+		if wake != nil {
+			wake.Stop()
+		}
+	}()
+	if err := r.resumeOpenRound(ctx); err != nil {
+		r.fail(err)
+		return
+	}
+	var armed time.Time
+	for r.st.active() {
+		r.step(ctx)
+		r.publishView()
+		// Wake at the open round's deadline.
+		if o := r.st.round; o != nil && !o.deadline.IsZero() && !o.deadline.Equal(armed) {
+			if wake != nil {
+				wake.Stop()
+			}
+			armed = o.deadline
+			wake = r.c.deps.Clock.AfterFunc(o.deadline.Sub(r.c.now()), func() { r.post(evTick{}) })
+		}
+		if !r.st.active() {
+			break
+		}
+		evs := r.take(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		for _, ev := range evs {
+			r.handle(ctx, ev)
+		}
+	}
+	r.publishView()
+}
+
+// step closes the open round when it is due and opens the next one when
+// the policy is ready.
+func (r *Run) step(ctx context.Context) {
+	st := r.st
+	now := r.c.now()
+	if o := st.round; o != nil {
+		if due, why := r.policy.Due(o, now); due {
+			r.closeRound(ctx, o, why)
+		}
+	}
+	if st.round == nil && st.closing == nil && st.active() {
+		r.openRound(ctx, now)
+	}
+}
+
+func (r *Run) handle(ctx context.Context, ev event) {
+	switch ev := ev.(type) {
+	case evJoin:
+		ev.reply <- r.join(ev.p, ev.hello)
+	case evLeave:
+		r.leave(ev.p)
+	case evProgress:
+		if cl := r.st.clients[ev.p.clientID]; cl != nil && cl.peer == ev.p {
+			cl.progress, cl.speed = ev.m, ev.m.SamplesPerS
+			r.publishClient(cl)
+		}
+	case evUpdate:
+		ev.reply <- r.takeUpdate(ev.p, ev.u)
+	case evFolded:
+		r.folded(ev)
+	case evRefused:
+		r.refuse(ev.p, ev.rec, ev.rej)
+	case evDecline:
+		r.decline(ev.p, ev.m)
+	case evStop:
+		r.stop(ev.reason, ev.reply)
+	case evTick:
+	case evClosed:
+		r.closed(ctx, ev.res)
+	case evSnapshot:
+		ev.reply <- r.snapshot()
+	}
+}
+
+// join admits a client. A hello that claims a known id must show that
+// client's secret: then the client keeps its slice (and replaces an older
+// connection of itself). Anyone else is a newcomer and gets a new id, a new
+// secret and a free slice, or the slice of the client that has been away
+// longest once it has been away longer than the run's grace period.
+func (r *Run) join(p *peer, h *wire.Hello) joinReply {
+	st, sp := r.st, r.sp
+	if !st.active() {
+		return joinReply{reject: &wire.Rejected{Code: wire.CodeRunOver, Reason: fmt.Sprintf("run %s is %s", sp.id, st.status)}}
+	}
+	now := r.c.now()
+	cl := st.clients[h.ClientID]
+	if h.ClientID != "" && (cl == nil || !cl.secretOK(h.Secret)) {
+		if cl != nil {
+			r.c.deps.Log.Warn("a hello claimed a client id without its secret; joining it as a new client",
+				"run", sp.id, "claimed", h.ClientID, "remote", p.info.Remote)
+		}
+		cl = nil
+	}
+	var secret string
+	if cl == nil {
+		slice, old, wait, ok := st.freeSlice(now, time.Duration(sp.cfg.SliceGrace))
+		if !ok {
+			reason := fmt.Sprintf("run %s is full: all %d data slices are held by connected clients", sp.id, len(sp.parts))
+			if wait > 0 {
+				reason = fmt.Sprintf("run %s is full: all %d data slices are held; the next frees in %s",
+					sp.id, len(sp.parts), wait.Round(time.Second))
+			}
+			return joinReply{reject: &wire.Rejected{Code: wire.CodeFull, Reason: reason}}
+		}
+		if old != nil {
+			r.release(old)
+		}
+		secret = rand.Text()
+		sum := sha256.Sum256([]byte(secret))
+		cl = &client{id: newID("c"), secretHash: sum[:], slice: slice, firstSeen: now}
+		st.clients[cl.id] = cl
+		st.bySlice[slice] = cl.id
+		r.slices.Store(cl.id, slice)
+	} else if old := cl.peer; old != nil {
+		r.detach(cl)
+		old.closeWith(&wire.Bye{Reason: "replaced by a newer connection of the same client"})
+	}
+	cl.peer, cl.device, cl.lastSeen, cl.kind = p, h.Device, now, p.kind(h)
+	cl.dirty = true
+	st.online++
+	cl.version = 0
+	if r.models.get(h.ResumeVersion) != nil && h.ResumeVersion > 0 {
+		cl.version = h.ResumeVersion // it can get a delta from there
+	}
+	p.clientID = cl.id
+	if secret != "" || h.ClientID != cl.id {
+		dev, _ := json.Marshal(h.Device)
+		row := &store.Client{RunID: sp.id, ID: cl.id, Kind: cl.kind, Device: dev, SliceIndex: cl.slice,
+			Samples: len(sp.parts[cl.slice]), LabelCounts: sp.labels[cl.slice], FirstSeen: cl.firstSeen, LastSeen: now,
+			SecretHash: cl.secretHash}
+		r.submit(func(t *store.Tx) error { return t.UpsertClient(row) }, "storing a client")
+	}
+	r.c.deps.Log.Info("client joined", "run", sp.id, "client", cl.id, "slice", cl.slice, "kind", cl.kind)
+	w := &wire.Welcome{ClientID: cl.id, Secret: secret, Run: sp.runInfo(),
+		Limits: wire.UploadLimits{MaxUpdateBytes: sp.limits.MaxFrameBytes},
+		Slice: wire.SliceInfo{Index: cl.slice, Samples: len(sp.parts[cl.slice]), LabelCounts: sp.labels[cl.slice],
+			URL: r.c.deps.SliceURL(sp.id, cl.id)}}
+	// The welcome goes first in the peer's queue; then the client gets work
+	// if the policy has some for it (a selected client reconnecting
+	// mid-round), or is told to wait.
+	p.sendMsg(w)
+	if o := st.round; o != nil && r.policy.Assign(o, cl) {
+		r.sendTask(o, cl)
+	} else {
+		r.sendWait(cl)
+	}
+	r.publishClient(cl)
+	return joinReply{welcome: w}
+}
+
+// release returns a departed client's slice to the pool; the client is
+// forgotten (its rows stay in the store, marked released).
+func (r *Run) release(cl *client) {
+	st := r.st
+	if o := st.round; o != nil {
+		o.leave(cl.id)
+	}
+	st.bySlice[cl.slice] = ""
+	delete(st.clients, cl.id)
+	r.slices.Delete(cl.id)
+	stats := cl.stats()
+	stats.Released = true
+	runID := r.sp.id
+	r.submit(func(t *store.Tx) error { return t.SaveClientStats(runID, []store.ClientStats{stats}) }, "releasing a slice")
+	r.c.deps.Log.Info("slice returned to the pool", "run", runID, "client", cl.id, "slice", cl.slice,
+		"away", r.c.now().Sub(cl.lastSeen).Round(time.Second))
+}
+
+// detach forgets cl's connection: it counts the bytes that connection sent
+// and stops the round waiting for it.
+func (r *Run) detach(cl *client) {
+	r.st.online--
+	cl.peer.task.Store(nil)
+	cl.peer, cl.progress = nil, nil
+	cl.lastSeen = r.c.now()
+	cl.dirty = true
+	if o := r.st.round; o != nil {
+		o.leave(cl.id)
+	}
+}
+
+// leave forgets a connection; a selected client that has not answered no
+// longer holds up the round.
+func (r *Run) leave(p *peer) {
+	cl := r.st.clients[p.clientID]
+	if cl == nil || cl.peer != p {
+		return
+	}
+	r.detach(cl)
+	r.c.deps.Log.Info("client left", "run", r.sp.id, "client", cl.id)
+	r.publishClient(cl)
+}
+
+// openRound asks the policy for the next round and opens it: it is queued
+// to the store, and the selected clients get their task.
+func (r *Run) openRound(ctx context.Context, now time.Time) {
+	st, sp := r.st, r.sp
+	n := st.roundNo + 1
+	chosen, target, ok := r.policy.Open(st, n, now)
+	if !ok {
+		return
+	}
+	var deadline time.Time
+	if d := time.Duration(sp.cfg.RoundDeadline); d > 0 {
+		deadline = now.Add(d)
+	}
+	o := newRound(n, st.current, now, deadline, chosen, target, sp.strategy.Begin(n, st.current.w))
+	if err := r.open(o); err != nil {
+		r.fail(err)
+		return
+	}
+	for _, id := range chosen {
+		r.sendTask(o, st.clients[id])
+	}
+	for _, id := range st.connected() {
+		if o.seat(id) == nil {
+			r.sendWait(st.clients[id])
+		}
+	}
+}
+
+// open makes o the open round and queues it to the store.
+func (r *Run) open(o *round) error {
+	st, sp := r.st, r.sp
+	st.round, st.roundNo = o, o.n
+	row := &store.Round{RunID: sp.id, Round: o.n, StartedAt: o.started, DeadlineAt: o.deadline, Selected: o.order}
+	first := st.status == StatusWaiting
+	st.status = StatusRunning
+	resumed := o.resumed
+	r.submit(func(t *store.Tx) error {
+		if first {
+			if err := t.SetRunStatus(row.RunID, StatusRunning, ""); err != nil {
+				return err
+			}
+		}
+		if err := t.OpenRound(row); err != nil && !(resumed && errors.Is(err, store.ErrResumed)) {
+			return err
+		}
+		return nil
+	}, "opening a round")
+	r.c.deps.Log.Info("round started", "run", sp.id, "round", o.n, "selected", len(o.order), "target", o.target,
+		"version", o.version())
+	r.publish(Event{Type: EvRoundStarted, Round: o.view(r.c.now())})
+	if first {
+		r.publishStatus()
+	}
+	return nil
+}
+
+// sendTask sends cl the open round's start message and model, and gives
+// its session the task to check the update against.
+func (r *Run) sendTask(o *round, cl *client) {
+	if cl == nil || cl.peer == nil {
+		return
+	}
+	sp := r.sp
+	fit := sp.strategy.ConfigureFit(o.n, sp.fitBase())
+	rs := &wire.RoundStart{Round: o.n, ModelVersion: o.version(), Epochs: fit.Epochs, Batch: fit.Batch, LR: fit.LR,
+		Mu: fit.Mu, Seed: clientSeed(sp.cfg.Seed, o.n, cl.slice)}
+	if !o.deadline.IsZero() {
+		rs.DeadlineUnixMS = o.deadline.UnixMilli()
+	}
+	cl.peer.task.Store(&task{round: o.n, version: o.version(), base: o.base.w})
+	cl.peer.lastTask.Store(int64(o.n))
+	cl.peer.sendMsg(rs)
+	s := o.seat(cl.id)
+	cl.peer.sendModel(&modelSend{models: r.models, target: o.base, base: cl.version,
+		counts: []*atomic.Int64{&cl.down, &o.bytesDown, &s.sent}})
+	cl.version = o.version() // what it holds once it decodes the frame
+}
+
+// sendWait tells cl that there is nothing for it to do now, and why.
+func (r *Run) sendWait(cl *client) {
+	if cl.peer == nil {
+		return
+	}
+	st, cfg := r.st, r.sp.cfg
+	need := cfg.MinClients
+	if st.roundNo == 0 {
+		need = cfg.StartClients
+	}
+	w := &wire.Wait{Round: st.roundNo, Clients: st.online, Needed: need}
+	switch {
+	case st.round != nil:
+		w.Reason = fmt.Sprintf("round %d is in progress without this client; waiting for the next round", st.round.n)
+	case st.closing != nil:
+		w.Reason = fmt.Sprintf("round %d is being aggregated; waiting for the next round", st.closing.n)
+	case st.online < need:
+		w.Reason = fmt.Sprintf("waiting for %d more client(s) to start round %d", need-st.online, st.roundNo+1)
+	default:
+		w.Reason = "waiting for the next round"
+	}
+	cl.peer.sendMsg(w)
+}
+
+// takeUpdate decides on an update its session decoded: the authoritative
+// checks against the open round, then accept (the session stores and folds
+// it) or refuse.
+func (r *Run) takeUpdate(p *peer, u *decoded) verdict {
+	st := r.st
+	cl := st.clients[p.clientID]
+	rec := u.record(r.sp.id, p.clientID, r.c.now())
+	if cl == nil || cl.peer != p {
+		p.reject()
+		return verdict{rej: &rejection{code: wire.CodeLate, reason: "this connection was replaced by a newer one of the same client"}}
+	}
+	o := st.round
+	var rej *rejection
+	switch {
+	case o == nil || u.h.Round < o.n:
+		rej = &rejection{code: wire.CodeLate, reason: fmt.Sprintf("late: round %d is already closed", u.h.Round)}
+	case u.h.Round > o.n:
+		rej = &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("round %d has not started (the open round is %d)", u.h.Round, o.n)}
+	case o.seat(cl.id) == nil:
+		rej = &rejection{code: wire.CodeNotSelected, reason: fmt.Sprintf("this client was not selected for round %d", o.n)}
+	case !o.waitsFor(cl.id):
+		rej = &rejection{code: wire.CodeDuplicate, reason: fmt.Sprintf("this client already answered round %d", o.n)}
+	case u.h.ModelVersion != o.version():
+		rej = &rejection{code: wire.CodeLate, reason: fmt.Sprintf("trained from model version %d, but round %d trains version %d", u.h.ModelVersion, o.n, o.version())}
+	}
+	if rej != nil {
+		r.refuse(p, rec, rej)
+		return verdict{rej: rej}
+	}
+	o.accept(cl.id)
+	p.task.Store(nil)
+	rec.Accepted, rec.Blob, rec.BytesDown = true, u.payload, int(o.seat(cl.id).sent.Load())
+	cl.updates++
+	cl.bytesUp += int64(u.size)
+	cl.speed, cl.progress, cl.lastSeen, cl.dirty = u.h.SamplesPerS, nil, rec.ReceivedAt, true
+	return verdict{agg: o.agg, rec: rec}
+}
+
+// folded finishes an accepted update: durable and folded in (answer the
+// client), or not stored (refuse it).
+func (r *Run) folded(ev evFolded) {
+	st := r.st
+	o := st.round
+	if o == nil || o.n != ev.round {
+		return // the round was stopped under it
+	}
+	cl := st.clients[ev.rec.ClientID]
+	o.stored(ev.rec.ClientID, ev.rec.ID, ev.rec.Bytes, ev.err == nil)
+	if ev.err != nil {
+		r.c.deps.Log.Error("storing an accepted update", "run", r.sp.id, "client", ev.rec.ClientID, "err", ev.err)
+		ev.rec.Accepted, ev.rec.Blob = false, nil
+		ev.rec.Code, ev.rec.Reason = wire.CodeStore, "the server could not store the update: "+ev.err.Error()
+		if ev.p != nil {
+			ev.p.sendMsg(&wire.Rejected{Round: ev.round, Reason: ev.rec.Reason, Code: ev.rec.Code})
+		}
+		r.publish(Event{Type: EvUpdate, Update: updateView(ev.rec)})
+		return
+	}
+	if cl != nil {
+		cl.accepted++
+		cl.missed, cl.skipUntil = 0, 0
+		if cl.peer != nil {
+			cl.peer.sendMsg(&wire.Accepted{Round: ev.round, Bytes: ev.rec.Bytes})
+		}
+		r.publishClient(cl)
+	}
+	ev.rec.Blob = nil
+	r.publish(Event{Type: EvUpdate, Update: updateView(ev.rec)})
+}
+
+// refuse records a refused update (at most maxRefusedRows per client and
+// round), tells the client why, and counts it against the connection. A
+// selected client whose update for the open round was refused has
+// answered: the round stops waiting for it.
+func (r *Run) refuse(p *peer, rec *store.Update, rej *rejection) {
+	st := r.st
+	rec.Accepted, rec.Reason, rec.Code, rec.Blob = false, rej.reason, rej.code, nil
+	// Record it under the round it claims when that round exists, else
+	// under the round in progress (an unreadable frame claims none).
+	if rec.Round < 1 || rec.Round > st.roundNo {
+		rec.Round = st.roundNo
+	}
+	cl := st.clients[p.clientID]
+	stored := false
+	if cl != nil && cl.peer == p {
+		cl.updates++
+		cl.dirty = true
+		if cl.refusedRound != rec.Round {
+			cl.refusedRound, cl.refusedRows = rec.Round, 0
+		}
+		cl.refusedRows++
+		stored = cl.refusedRows <= maxRefusedRows
+		if o := st.round; o != nil && rec.Round == o.n && rej.code != wire.CodeLate && rej.code != wire.CodeDuplicate {
+			o.answer(cl.id)
+			p.task.Store(nil)
+		}
+	}
+	if stored && rec.Round >= 1 {
+		row := *rec
+		r.submit(func(t *store.Tx) error { _, err := t.AddUpdate(&row); return err }, "storing a refused update")
+	}
+	r.c.deps.Log.Warn("update refused", "run", r.sp.id, "client", p.clientID, "round", rec.Round, "code", rej.code, "reason", rej.reason)
+	p.sendMsg(&wire.Rejected{Round: rec.Round, Reason: rej.reason, Code: rej.code})
+	if p.reject() {
+		r.c.deps.Log.Warn("closing a connection that earned too many refusals", "run", r.sp.id, "client", p.clientID)
+	}
+	r.publish(Event{Type: EvUpdate, Update: updateView(rec)})
+	if cl != nil {
+		r.publishClient(cl)
+	}
+}
+
+// decline records that a selected client will send no update for the open
+// round (its training diverged, say), so the round stops waiting for it.
+func (r *Run) decline(p *peer, m *wire.Decline) {
+	st := r.st
+	cl, o := st.clients[p.clientID], st.round
+	if cl == nil || cl.peer != p || o == nil || m.Round != o.n || !o.waitsFor(cl.id) {
+		return
+	}
+	rec := &store.Update{RunID: r.sp.id, Round: o.n, ClientID: cl.id, ReceivedAt: r.c.now(),
+		BytesDown: int(o.seat(cl.id).sent.Load()), Code: wire.CodeDeclined, Reason: "the client sent no update: " + m.Reason}
+	o.answer(cl.id)
+	p.task.Store(nil)
+	r.submit(func(t *store.Tx) error { _, err := t.AddUpdate(rec); return err }, "storing a declined round")
+	r.c.deps.Log.Warn("client declined the round", "run", r.sp.id, "client", cl.id, "round", o.n, "reason", m.Reason)
+	cl.updates++
+	cl.missed, cl.skipUntil, cl.dirty = 0, 0, true
+	r.publish(Event{Type: EvUpdate, Update: updateView(rec)})
+	r.publishClient(cl)
+}
+
+// stop ends the run on the host's request; reply gets nil once the stop is
+// durable, or why it failed.
+func (r *Run) stop(reason string, reply chan error) {
+	st, sp := r.st, r.sp
+	if !st.active() {
+		reply <- fmt.Errorf("%w: run %s is already %s", ErrNotRunning, sp.id, st.status)
+		return
+	}
+	o := st.round
+	st.round, st.status = nil, StatusStopped
+	stats := st.dirtyStats()
+	// The one place the loop waits for the disk: the run ends here, and the
+	// answer must say that the stop is durable.
+	err := r.c.deps.Store.Do(context.Background(), func(t *store.Tx) error {
+		if o != nil {
+			if err := t.FailRound(&store.Failure{RunID: sp.id, Round: o.n, Reason: "run stopped: " + reason,
+				BytesDown: o.bytesDown.Load()}); err != nil {
+				return err
+			}
+		}
+		if err := t.SaveClientStats(sp.id, stats); err != nil {
+			return err
+		}
+		return t.SetRunStatus(sp.id, StatusStopped, reason)
+	})
+	r.broadcast(&wire.RunEnd{Reason: "stopped by the host: " + reason, FinalAccuracy: st.lastAcc})
+	r.publishStatus()
+	reply <- err
+}
+
+// fail ends the run after an error it cannot recover from.
+func (r *Run) fail(err error) {
+	st, sp := r.st, r.sp
+	r.c.deps.Log.Error("run failed", "run", sp.id, "err", err)
+	st.status = StatusFailed
+	if o := st.round; o != nil {
+		st.round = nil
+		r.submit(func(t *store.Tx) error {
+			return t.FailRound(&store.Failure{RunID: sp.id, Round: o.n, Reason: "run failed: " + err.Error()})
+		}, "failing the open round")
+	}
+	msg := err.Error()
+	r.submit(func(t *store.Tx) error { return t.SetRunStatus(sp.id, StatusFailed, msg) }, "failing a run")
+	r.broadcast(&wire.RunEnd{Reason: "the run failed on the server: " + msg, FinalAccuracy: st.lastAcc})
+	r.publishStatus()
+}
+
+// end runs when the loop returns: it waits for a round being closed, writes
+// the clients' telemetry, ends every connection and the event stream, and
+// refuses further events.
+func (r *Run) end() {
+	r.closeMailbox()
+	r.closers.Wait()
+	st := r.st
+	if stats := st.dirtyStats(); len(stats) > 0 {
+		runID := r.sp.id
+		r.submit(func(t *store.Tx) error { return t.SaveClientStats(runID, stats) }, "saving client telemetry")
+	}
+	for _, cl := range st.clients {
+		if cl.peer != nil {
+			cl.peer.closeWith(nil)
+		}
+	}
+	r.publishView()
+	v := r.View()
+	r.hub.close(Event{Type: EvEnd, Run: r.sp.id, Time: r.c.now(), Status: &v})
+	close(r.done)
+}
+
+// broadcast sends m to every connected client.
+func (r *Run) broadcast(m wire.Message) {
+	for _, cl := range r.st.clients {
+		if cl.peer != nil {
+			cl.peer.sendMsg(m)
+		}
+	}
+}
+
+// submit queues a write whose failure is only worth a log line (the loop
+// never waits for the disk).
+func (r *Run) submit(fn func(*store.Tx) error, what string) {
+	runID, log := r.sp.id, r.c.deps.Log
+	r.c.deps.Store.Submit(context.Background(), fn, func(err error) {
+		if err != nil {
+			log.Error(what, "run", runID, "err", err)
+		}
+	})
+}

@@ -1,0 +1,143 @@
+package coord
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/shared/fl"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// resumeGrace is how long a resumed round without a deadline waits for its
+// selected clients to come back.
+const resumeGrace = 2 * time.Minute
+
+// resumeRun rebuilds a stored, unfinished run: configuration, latest model,
+// strategy state and clients (those whose slice was released stay
+// forgotten). An open round is resumed by the loop.
+func (c *Coordinator) resumeRun(ctx context.Context, sr *store.Run) (*Run, error) {
+	var cfg Config
+	if err := json.Unmarshal(sr.Config, &cfg); err != nil {
+		return nil, fmt.Errorf("stored configuration: %w", err)
+	}
+	if err := cfg.Normalize(); err != nil {
+		return nil, err
+	}
+	sp, _, err := newSpec(cfg, sr.ID, sr.JoinToken, sr.CreatedAt, &c.deps)
+	if err != nil {
+		return nil, err
+	}
+	r := c.newRun(sp)
+	st := r.st
+	st.status, st.roundNo = sr.Status, sr.CurrentRound
+	m, err := c.deps.Store.Model(ctx, sr.ID, -1)
+	if err != nil {
+		return nil, fmt.Errorf("latest model: %w", err)
+	}
+	w, err := store.DecodeFloat32s(m.Weights, sp.numParams)
+	if err != nil {
+		return nil, fmt.Errorf("model version %d: %w", m.Version, err)
+	}
+	st.current = r.models.add(int64(m.Version), w)
+	st.lastAcc = m.TestAccuracy
+	if s, ok := fl.StateOf(sp.strategy); ok && len(sr.StrategyState) > 0 {
+		if err := s.UnmarshalState(sr.StrategyState); err != nil {
+			return nil, fmt.Errorf("strategy state: %w", err)
+		}
+	}
+	clients, err := c.deps.Store.Clients(ctx, sr.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range clients {
+		if sc.Released {
+			continue
+		}
+		if sc.SliceIndex < 0 || sc.SliceIndex >= len(sp.parts) || st.bySlice[sc.SliceIndex] != "" {
+			return nil, fmt.Errorf("client %s has slice %d, which is out of range or taken", sc.ID, sc.SliceIndex)
+		}
+		cl := &client{id: sc.ID, secretHash: sc.SecretHash, slice: sc.SliceIndex, kind: sc.Kind, firstSeen: sc.FirstSeen,
+			lastSeen: sc.LastSeen, speed: sc.SamplesPerS, updates: sc.Updates, accepted: sc.Accepted,
+			bytesUp: sc.BytesUp, bytesDown: sc.BytesDown}
+		json.Unmarshal(sc.Device, &cl.device)
+		st.clients[cl.id] = cl
+		st.bySlice[cl.slice] = cl.id
+		r.slices.Store(cl.id, cl.slice)
+	}
+	return r, nil
+}
+
+// resumeOpenRound reopens the round that was open when the server stopped:
+// the accepted updates stored for it are replayed into a fresh aggregation,
+// and its selected clients that had not answered get until the deadline to
+// reconnect and send theirs.
+func (r *Run) resumeOpenRound(ctx context.Context) error {
+	st, sp := r.st, r.sp
+	if st.roundNo == 0 {
+		return nil
+	}
+	db := r.c.deps.Store
+	sr, err := db.Round(ctx, sp.id, st.roundNo)
+	if err != nil || sr.Status != store.RoundOpen {
+		return nil // no round row yet, or the round was closed
+	}
+	// Resumed runs keep only the latest version in memory: clients get the
+	// whole model once, then deltas again.
+	grace := time.Duration(sp.cfg.RoundDeadline)
+	if grace == 0 {
+		grace = resumeGrace
+	}
+	now := r.c.now()
+	var selected []string
+	for _, id := range sr.Selected {
+		if st.clients[id] != nil {
+			selected = append(selected, id)
+		}
+	}
+	st.inSliceOrder(selected)
+	o := newRound(sr.Round, st.current, sr.StartedAt, now.Add(grace), selected, 0, sp.strategy.Begin(sr.Round, st.current.w))
+	o.resumed = true
+	o.received = sr.NReceived
+	o.bytesUp = sr.BytesUp
+	o.bytesDown.Store(sr.BytesDown)
+	ups, err := db.PendingUpdates(ctx, sp.id, o.n)
+	if err != nil {
+		return err
+	}
+	for _, u := range ups {
+		if err := r.replay(ctx, o, &u); err != nil {
+			return fmt.Errorf("replaying update %d of round %d: %w", u.ID, o.n, err)
+		}
+	}
+	r.c.deps.Log.Info("resumed open round", "run", sp.id, "round", o.n, "replayed_updates", len(ups), "waiting_for", o.pending())
+	return r.open(o)
+}
+
+// replay folds a stored accepted update back into o's aggregation; its
+// client has answered.
+func (r *Run) replay(ctx context.Context, o *round, u *store.Update) error {
+	sp := r.sp
+	p, err := wire.ParsePipeline(u.Codec)
+	if err != nil {
+		return err
+	}
+	w, err := wire.Decode(p, u.Blob, sp.shapes, o.base.w, nil, sp.limits)
+	if err != nil {
+		return err
+	}
+	for i := range w {
+		w[i] -= o.base.w[i]
+	}
+	if err := o.agg.Add(ctx, fl.Update{Client: u.ClientID, Samples: u.Samples, Delta: w}); err != nil {
+		return err
+	}
+	o.ids = append(o.ids, u.ID)
+	o.accepted++
+	if s := o.seat(u.ClientID); s != nil {
+		s.state = seatDone
+	}
+	return nil
+}

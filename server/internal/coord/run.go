@@ -1,0 +1,175 @@
+package coord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/shared/data"
+)
+
+// Run statuses (runs.status): the store's vocabulary.
+const (
+	StatusWaiting  = store.RunWaiting  // created, no round yet
+	StatusRunning  = store.RunRunning  // at least one round started
+	StatusFinished = store.RunFinished // all rounds aggregated
+	StatusStopped  = store.RunStopped  // stopped by the host
+	StatusFailed   = store.RunFailed   // could not continue
+)
+
+// ErrNotRunning is returned by a run's methods once its loop has ended
+// (finished, stopped, failed, or the coordinator closed).
+var ErrNotRunning = errors.New("coord: run is not running")
+
+// Run is one live federated training run. Its exported methods are safe for
+// concurrent use. A Run's spec (configuration, data, model structure) never
+// changes; everything else is owned by its loop goroutine, which the
+// methods talk to through its mailbox.
+type Run struct {
+	c      *Coordinator
+	sp     *spec
+	policy Policy
+	models *models
+	hub    *hub
+	done   chan struct{}
+	view   atomic.Pointer[RunView]
+	slices sync.Map  // client id → slice index, for the slice handler
+	deltas sync.Pool // *[]float32 decode buffers of the model's size
+	st     *state    // the loop's
+	// closers counts the goroutines aggregating a round off the loop; the
+	// loop waits for them before it ends.
+	closers sync.WaitGroup
+
+	mbMu     sync.Mutex
+	mailbox  []event
+	mbWake   chan struct{}
+	mbClosed bool
+}
+
+// event is something for the loop to handle (see loop.go).
+type event interface{ isEvent() }
+
+// post hands ev to the loop. It never blocks; it fails with ErrNotRunning
+// once the loop has ended, so no caller can wait on a reply that will not
+// come.
+func (r *Run) post(ev event) error {
+	r.mbMu.Lock()
+	if r.mbClosed {
+		r.mbMu.Unlock()
+		return fmt.Errorf("%w: run %s", ErrNotRunning, r.sp.id)
+	}
+	r.mailbox = append(r.mailbox, ev)
+	r.mbMu.Unlock()
+	select {
+	case r.mbWake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// take waits for the loop's next events.
+func (r *Run) take(ctx context.Context) []event {
+	for {
+		r.mbMu.Lock()
+		evs := r.mailbox
+		r.mailbox = nil
+		r.mbMu.Unlock()
+		if len(evs) > 0 {
+			return evs
+		}
+		select {
+		case <-r.mbWake:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// closeMailbox refuses further events.
+func (r *Run) closeMailbox() {
+	r.mbMu.Lock()
+	r.mbClosed = true
+	r.mailbox = nil
+	r.mbMu.Unlock()
+}
+
+// ask posts a request built around a reply channel and waits for the
+// answer, the loop's end, or ctx.
+func ask[T any](ctx context.Context, r *Run, mk func(chan T) event) (T, error) {
+	var zero T
+	reply := make(chan T, 1)
+	if err := r.post(mk(reply)); err != nil {
+		return zero, err
+	}
+	select {
+	case v := <-reply:
+		return v, nil
+	case <-r.done:
+		select { // answered just before the loop ended
+		case v := <-reply:
+			return v, nil
+		default:
+			return zero, fmt.Errorf("%w: run %s", ErrNotRunning, r.sp.id)
+		}
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+}
+
+// ID returns the run's id.
+func (r *Run) ID() string { return r.sp.id }
+
+// Token returns the run's join token.
+func (r *Run) Token() string { return r.sp.token }
+
+// Config returns the run's configuration.
+func (r *Run) Config() Config { return r.sp.cfg }
+
+// Done is closed when the run's loop has ended (finished, stopped, failed,
+// or the coordinator closed).
+func (r *Run) Done() <-chan struct{} { return r.done }
+
+// View returns the run's live state as of its last event, without the
+// client list (see Snapshot).
+func (r *Run) View() RunView { return *r.view.Load() }
+
+// Snapshot returns the run's live state with every client's.
+func (r *Run) Snapshot(ctx context.Context) (RunView, error) {
+	return ask(ctx, r, func(c chan RunView) event { return evSnapshot{reply: c} })
+}
+
+// Subscribe returns a subscription to the run's events (see Subscription);
+// buffer sizes its channel. On a run that has ended, the channel is closed
+// at once.
+func (r *Run) Subscribe(buffer int) *Subscription { return r.hub.subscribe(buffer) }
+
+// Stop ends the run (status stopped) and tells its clients; it answers
+// with ErrNotRunning at once for a run that is already over.
+func (r *Run) Stop(ctx context.Context, reason string) error {
+	err, aerr := ask(ctx, r, func(c chan error) event { return evStop{reason: reason, reply: c} })
+	if aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// Slice returns client id's data slice.
+func (r *Run) Slice(id string) (*data.Set, error) {
+	v, ok := r.slices.Load(id)
+	if !ok {
+		return nil, fmt.Errorf("coord: client %q has no slice in run %s", id, r.sp.id)
+	}
+	return r.sp.sliceSet(v.(int)), nil
+}
+
+// deltaBuf returns a decode buffer of the model's size.
+func (r *Run) deltaBuf() *[]float32 {
+	if b, ok := r.deltas.Get().(*[]float32); ok {
+		return b
+	}
+	b := make([]float32, r.sp.numParams)
+	return &b
+}

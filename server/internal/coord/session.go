@@ -1,0 +1,308 @@
+package coord
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/shared/data"
+	"github.com/qflare/qflare/shared/fl"
+	"github.com/qflare/qflare/shared/link"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+// PeerInfo describes a connection's far end.
+type PeerInfo struct {
+	Remote string // address, for logs
+	// Kind overrides the device kind the client claims (store.KindVirtual
+	// for simulated clients).
+	Kind string
+}
+
+// progressEvery is the most often a client's progress reports are passed on.
+const progressEvery = 250 * time.Millisecond
+
+// Serve runs one client connection: hello, join, then the client's
+// messages until it leaves or the connection fails. It closes conn before
+// it returns. A hello for an unknown run or with a wrong join token gives
+// an error that wraps ErrAuth.
+func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) error {
+	defer conn.Close()
+	h, err := c.readHello(ctx, conn)
+	if err != nil {
+		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeBadFrame, Reason: err.Error()})
+		return err
+	}
+	r, err := c.Run(h.Run)
+	if err != nil {
+		// A run that is over has left memory: say so (it is no guess).
+		if sr, serr := c.deps.Store.Run(ctx, h.Run); serr == nil && subtle.ConstantTimeCompare([]byte(h.Token), []byte(sr.JoinToken)) == 1 {
+			sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeRunOver, Reason: fmt.Sprintf("run %s is %s", sr.ID, sr.Status)})
+			return fmt.Errorf("coord: run %s is %s", sr.ID, sr.Status)
+		}
+		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeAuth, Reason: fmt.Sprintf("there is no active run %q on this server", h.Run)})
+		return fmt.Errorf("%w: %w", ErrAuth, err)
+	}
+	if subtle.ConstantTimeCompare([]byte(h.Token), []byte(r.sp.token)) != 1 {
+		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeAuth, Reason: "wrong join token for this run: open the join link the host shared"})
+		return fmt.Errorf("%w: wrong join token for run %s from %s", ErrAuth, r.sp.id, info.Remote)
+	}
+	p := newPeer(conn, info, c.deps.Log)
+	wctx, cancelWriter := context.WithCancel(ctx)
+	defer cancelWriter()
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); p.write(wctx) }()
+	defer func() {
+		p.closeWith(nil)
+		select { // let the writer flush (a bye, a rejection) before returning
+		case <-writerDone:
+		case <-time.After(writeWait):
+		}
+	}()
+	jr, err := ask(ctx, r, func(c chan joinReply) event { return evJoin{p: p, hello: h, reply: c} })
+	if err != nil {
+		p.sendMsg(&wire.Rejected{Code: wire.CodeRunOver, Reason: err.Error()})
+		return err
+	}
+	if jr.reject != nil {
+		p.closeWith(jr.reject)
+		return fmt.Errorf("coord: join refused: %s", jr.reject.Reason)
+	}
+	defer r.post(evLeave{p: p})
+	// Now that the run is known, allow messages up to its largest update (a
+	// WebSocket stops reading a larger one before buffering it).
+	if l, ok := conn.(interface{ SetReadLimit(int64) }); ok {
+		l.SetReadLimit(int64(r.sp.limits.MaxFrameBytes))
+	}
+	return r.session(ctx, p)
+}
+
+// session reads a joined client's messages. Updates are checked against
+// the client's task and refused before they are decoded when they cannot
+// be taken; the others are decoded here (in parallel with other sessions,
+// bounded by a semaphore), decided on by the loop, then stored (group
+// commit) and folded here, off the loop.
+func (r *Run) session(ctx context.Context, p *peer) error {
+	var lastProgress time.Time
+	answered := 0 // the last round this session sent an update for
+	for {
+		m, err := p.conn.Recv(ctx)
+		if err != nil {
+			if errors.Is(err, link.ErrClosed) || p.isClosed() {
+				return nil
+			}
+			return err
+		}
+		if !m.Binary {
+			msg, err := wire.ParseMessage(m.Data, wire.MaxMessageBytes)
+			if err != nil {
+				p.closeWith(&wire.Bye{Reason: "bad message: " + err.Error()})
+				return err
+			}
+			switch msg := msg.(type) {
+			case *wire.Progress:
+				if now := time.Now(); now.Sub(lastProgress) >= progressEvery {
+					lastProgress = now
+					r.post(evProgress{p: p, m: msg})
+				}
+			case *wire.Decline:
+				r.post(evDecline{p: p, m: msg})
+			case *wire.Bye:
+				return nil
+			default:
+				p.sendMsg(&wire.Rejected{Code: wire.CodeBadFrame, Reason: fmt.Sprintf("a client may not send %q messages now", msg.Type())})
+				if p.reject() {
+					return fmt.Errorf("coord: client %s sent too many refused messages", p.clientID)
+				}
+			}
+			continue
+		}
+		if err := r.takeFrame(ctx, p, m.Data, &answered); err != nil {
+			return err
+		}
+		if p.isClosed() {
+			return fmt.Errorf("coord: client %s was disconnected: too many refusals", p.clientID)
+		}
+	}
+}
+
+// takeFrame handles one update frame: pre-checks, decode, the loop's
+// verdict, then store and fold.
+func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *int) error {
+	u, rej := r.precheck(p, frame, *answered)
+	if rej == nil {
+		rej = r.decode(ctx, u)
+	}
+	if rej != nil {
+		u.release()
+		return r.post(evRefused{p: p, rec: u.record(r.sp.id, p.clientID, r.c.now()), rej: rej})
+	}
+	defer u.release()
+	*answered = u.h.Round
+	v, err := ask(ctx, r, func(c chan verdict) event { return evUpdate{p: p, u: u, reply: c} })
+	if err != nil || v.rej != nil {
+		return err
+	}
+	// Accepted: durable before it is folded and acknowledged. The write is
+	// not cancelled with the connection: once queued it runs, and the loop
+	// must hear how it went.
+	_, err = r.c.deps.Store.AddUpdate(context.WithoutCancel(ctx), v.rec)
+	if err == nil {
+		if err = v.agg.Add(ctx, fl.Update{Client: p.clientID, Samples: u.h.Samples, Delta: u.delta}); err != nil {
+			// decode validated the update; Add can only refuse what it let
+			// through by mistake, or a round stopped under it.
+			r.c.deps.Log.Error("aggregation refused a stored update", "run", r.sp.id, "client", p.clientID, "err", err)
+			err = nil
+		}
+	}
+	return r.post(evFolded{p: p, round: u.h.Round, rec: v.rec, err: err})
+}
+
+// precheck parses an update frame and checks it against the client's task
+// before anything is decoded: an update that cannot be taken (not for this
+// run, not selected, a second one, late) costs a header parse and a
+// checksum, not a decode.
+func (r *Run) precheck(p *peer, frame []byte, answered int) (*decoded, *rejection) {
+	u := &decoded{size: len(frame), pool: &r.deltas}
+	h, payload, err := wire.ParseFrame(frame, r.sp.limits)
+	if err != nil {
+		return u, &rejection{code: wire.RejectCode(err), reason: err.Error()}
+	}
+	u.h, u.payload = h, payload
+	t := p.task.Load()
+	switch {
+	case h.Kind != wire.KindUpdate:
+		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("expected an update frame, got %q", h.Kind)}
+	case h.Run != r.sp.id:
+		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("update for run %q sent to run %q", h.Run, r.sp.id)}
+	case answered > 0 && h.Round == answered:
+		return u, &rejection{code: wire.CodeDuplicate, reason: fmt.Sprintf("this client already sent an update for round %d", h.Round)}
+	case t == nil || h.Round < t.round:
+		switch last := int(p.lastTask.Load()); {
+		case h.Round > r.View().Round:
+			return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("round %d has not started", h.Round)}
+		case h.Round <= last:
+			return u, &rejection{code: wire.CodeLate, reason: fmt.Sprintf("late: round %d is over for this client", h.Round)}
+		}
+		return u, &rejection{code: wire.CodeNotSelected, reason: fmt.Sprintf("this client was not selected for round %d", h.Round)}
+	case h.Round > t.round:
+		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("round %d has not started (this client trains round %d)", h.Round, t.round)}
+	case h.ModelVersion != t.version:
+		return u, &rejection{code: wire.CodeLate, reason: fmt.Sprintf("trained from model version %d, but round %d trains version %d", h.ModelVersion, t.round, t.version)}
+	case h.Params != r.sp.numParams:
+		return u, &rejection{code: wire.CodeShape, reason: fmt.Sprintf("update has %d parameters; the model has %d", h.Params, r.sp.numParams)}
+	case h.Samples < 1 || h.Samples > data.MaxSamples:
+		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("sample count %d is not in 1..%d", h.Samples, data.MaxSamples)}
+	}
+	// A client training on its own data may have more samples than any
+	// slice, but its weight in the average is capped at the largest slice,
+	// so that no client can buy influence by claiming a large count.
+	u.h.Samples = min(h.Samples, r.sp.maxSamples)
+	u.base = t.base
+	return u, nil
+}
+
+// decode decodes a prechecked update against its task's model into a
+// pooled delta buffer and checks its values and norm.
+func (r *Run) decode(ctx context.Context, u *decoded) *rejection {
+	p, err := u.h.Pipeline()
+	if err != nil {
+		return &rejection{code: wire.CodeBadFrame, reason: err.Error()}
+	}
+	select {
+	case r.c.decodeSem <- struct{}{}:
+		defer func() { <-r.c.decodeSem }()
+	case <-ctx.Done():
+		return &rejection{code: wire.CodeShutdown, reason: "the server is shutting down"}
+	}
+	buf := r.deltaBuf()
+	w, err := wire.Decode(p, u.payload, r.sp.shapes, u.base, *buf, r.sp.limits)
+	if err != nil {
+		r.deltas.Put(buf)
+		return &rejection{code: wire.RejectCode(err), reason: err.Error()}
+	}
+	u.delta = w
+	var norm, peak float64
+	for i, v := range w {
+		d := v - u.base[i]
+		w[i] = d
+		norm += float64(d) * float64(d)
+		peak = max(peak, math.Abs(float64(d)))
+	}
+	norm = math.Sqrt(norm)
+	switch {
+	case math.IsInf(norm, 0) || math.IsNaN(norm):
+		return &rejection{code: wire.CodeNotFinite, reason: "the update's difference from the global model overflows float32"}
+	case peak > fl.MaxDeltaValue:
+		return &rejection{code: wire.CodeNorm, reason: fmt.Sprintf("the update changes a weight by %.4g, beyond ±%d", peak, fl.MaxDeltaValue)}
+	case r.sp.cfg.MaxUpdateNorm > 0 && norm > r.sp.cfg.MaxUpdateNorm:
+		return &rejection{code: wire.CodeNorm, reason: fmt.Sprintf("update norm %.4g exceeds the run's limit %.4g", norm, r.sp.cfg.MaxUpdateNorm)}
+	}
+	return nil
+}
+
+func (c *Coordinator) readHello(ctx context.Context, conn link.Conn) (*wire.Hello, error) {
+	hctx, cancel := context.WithTimeout(ctx, helloWait)
+	defer cancel()
+	m, err := conn.Recv(hctx)
+	if err != nil {
+		return nil, fmt.Errorf("coord: no hello: %w", err)
+	}
+	if m.Binary {
+		return nil, fmt.Errorf("coord: the first message must be a hello, got a binary frame")
+	}
+	msg, err := wire.ParseMessage(m.Data, maxHelloSize)
+	if err != nil {
+		return nil, err
+	}
+	h, ok := msg.(*wire.Hello)
+	if !ok {
+		return nil, fmt.Errorf("coord: the first message must be a hello, got %q", msg.Type())
+	}
+	if h.V != wire.Version {
+		return nil, fmt.Errorf("coord: client speaks protocol version %d; this server speaks %d", h.V, wire.Version)
+	}
+	return h, nil
+}
+
+// sendNow writes m directly (before a writer goroutine exists).
+func sendNow(ctx context.Context, conn link.Conn, m wire.Message) {
+	b, _ := wire.Marshal(m)
+	wctx, cancel := context.WithTimeout(ctx, writeWait)
+	defer cancel()
+	conn.Send(wctx, link.Message{Data: b})
+}
+
+// rejection is why an update was refused.
+type rejection struct{ code, reason string }
+
+// decoded is an update frame as its session read it: the header, and once
+// decoded, its delta from the task's model in a pooled buffer.
+type decoded struct {
+	h       wire.FrameHeader
+	size    int
+	payload []byte
+	base    []float32
+	delta   []float32 // w_client − w_global; nil until decoded
+	pool    *sync.Pool
+}
+
+func (u *decoded) release() {
+	if u != nil && u.pool != nil && u.delta != nil {
+		b := u.delta
+		u.pool.Put(&b)
+		u.delta = nil
+	}
+}
+
+// record is the update's row, with what the client claimed.
+func (u *decoded) record(run, client string, now time.Time) *store.Update {
+	return &store.Update{RunID: run, Round: u.h.Round, ClientID: client, ReceivedAt: now, Bytes: u.size,
+		Codec: u.h.Codec, BaseVersion: int(u.h.ModelVersion), Samples: u.h.Samples, Loss: u.h.Loss,
+		Accuracy: u.h.Accuracy, TrainMS: u.h.TrainMS, SamplesPerS: u.h.SamplesPerS}
+}
