@@ -85,6 +85,12 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 	st := r.c.deps.Store
 	durable := context.WithoutCancel(ctx) // a started commit finishes
 	res := &closeResult{o: o, why: j.why}
+	if o.tainted {
+		if err := r.rebuild(ctx, o); err != nil {
+			res.err = fmt.Errorf("round %d: rebuilding the aggregate from the stored updates: %w", o.n, err)
+			return res
+		}
+	}
 	next := make([]float32, sp.numParams)
 	ares, err := o.agg.Finish(ctx, next)
 	switch {
@@ -169,6 +175,32 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 	}
 	res.next = ver
 	return res
+}
+
+// rebuild replaces o's aggregation with one of exactly the updates stored
+// for the round (an accepted update that failed to store had been folded
+// in already).
+func (r *Run) rebuild(ctx context.Context, o *round) error {
+	ups, err := r.c.deps.Store.PendingUpdates(ctx, r.sp.id, o.n)
+	if err != nil {
+		return err
+	}
+	r.c.deps.Log.Warn("rebuilding a round's aggregate from its stored updates", "run", r.sp.id, "round", o.n, "updates", len(ups))
+	o.agg, o.ids = r.sp.strategy.Begin(o.n, o.base.w), nil
+	for _, u := range ups {
+		if u.Lost != nil {
+			continue
+		}
+		w, err := r.decodeStored(&u, o.base.w)
+		if err != nil {
+			return fmt.Errorf("update %d: %w", u.ID, err)
+		}
+		if err := o.agg.Add(ctx, fl.Update{Client: u.ClientID, Samples: u.Samples, Delta: w}); err != nil {
+			return err
+		}
+		o.ids = append(o.ids, u.ID)
+	}
+	return nil
 }
 
 // closed takes the closer's result on the loop: the new model becomes the

@@ -406,3 +406,44 @@ func cnnShapes(t *testing.T) [][]int {
 	}
 	return m.TensorShapes()
 }
+
+// TestStoreFailureRebuildsAggregate: an accepted update that cannot be
+// stored was already folded in; the round's aggregate is rebuilt from the
+// stored updates, so the model holds exactly what is durable, and the
+// client is told its update was not stored.
+func TestStoreFailureRebuildsAggregate(t *testing.T) {
+	e := newEngine(t)
+	run := e.run(coord.Config{Fraction: 1, StartClients: 1, MinClients: 1, Rounds: 3})
+	a := e.join(run, nil)
+	rs, w := a.task()
+	// A row already claims a's accepted update for the round (as if
+	// written by another server process): a's own update cannot be
+	// stored beside it.
+	stored := make([]float32, len(w))
+	for i := range stored {
+		stored[i] = w[i] + 0.5
+	}
+	_, payload, err := wire.ParseFrame(a.frame(rs, stored), wire.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.AddUpdate(e.ctx, &store.Update{RunID: run.ID(), Round: 1, ClientID: a.id(), Accepted: true,
+		Samples: 40, Codec: "float32+zstd", BaseVersion: 0, Blob: payload}); err != nil {
+		t.Fatal(err)
+	}
+	a.update(rs, w) // w + 0.001 everywhere
+	if rej := expect[*wire.Rejected](a); rej.Code != wire.CodeStore {
+		t.Errorf("the update that could not be stored was answered %+v; want code store", rej)
+	}
+	r1 := e.waitRound(run, 1)
+	m, err := e.st.Model(e.ctx, run.ID(), 1)
+	if err != nil {
+		t.Fatalf("round 1 (%s, %s) made no model: %v", r1.Status, r1.Error, err)
+	}
+	got, _ := store.DecodeFloat32s(m.Weights, len(w))
+	for i := range got {
+		if got[i] != stored[i] {
+			t.Fatalf("model[%d] = %v; want %v, the stored update's (not the folded one's %v)", i, got[i], stored[i], w[i]+0.001)
+		}
+	}
+}

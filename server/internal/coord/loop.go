@@ -437,8 +437,9 @@ func (r *Run) takeUpdate(p *peer, u *decoded) verdict {
 	return verdict{agg: o.agg, rec: rec}
 }
 
-// folded finishes an accepted update: durable and folded in (answer the
-// client), or not stored (refuse it).
+// folded finishes an accepted update: folded in and durable (answer the
+// client), or not stored (refuse it; the round's aggregate will be rebuilt
+// from what is stored).
 func (r *Run) folded(ev evFolded) {
 	st := r.st
 	o := st.round

@@ -108,6 +108,16 @@ func (r *Run) resumeOpenRound(ctx context.Context) error {
 		return err
 	}
 	for _, u := range ups {
+		if u.Lost != nil {
+			// Its payload did not survive (a damaged disk, or a database
+			// restored without its payload files): the client answers again.
+			r.c.deps.Log.Warn("an accepted update's payload is lost; its client may send it again",
+				"run", sp.id, "round", o.n, "client", u.ClientID, "err", u.Lost)
+			if err := db.Do(ctx, func(t *store.Tx) error { return t.LoseUpdate(u.ID, "payload lost: "+u.Lost.Error()) }); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := r.replay(ctx, o, &u); err != nil {
 			return fmt.Errorf("replaying update %d of round %d: %w", u.ID, o.n, err)
 		}
@@ -116,28 +126,32 @@ func (r *Run) resumeOpenRound(ctx context.Context) error {
 	return r.open(o)
 }
 
+// decodeStored decodes a stored update's payload into its delta from base.
+func (r *Run) decodeStored(u *store.Update, base []float32) ([]float32, error) {
+	p, err := wire.ParsePipeline(u.Codec)
+	if err != nil {
+		return nil, err
+	}
+	w, err := wire.Decode(p, u.Blob, r.sp.shapes, base, nil, r.sp.limits)
+	if err != nil {
+		return nil, err
+	}
+	for i := range w {
+		w[i] -= base[i]
+	}
+	return w, nil
+}
+
 // replay folds a stored accepted update back into o's aggregation; its
 // client has answered.
 func (r *Run) replay(ctx context.Context, o *round, u *store.Update) error {
-	sp := r.sp
-	p, err := wire.ParsePipeline(u.Codec)
+	w, err := r.decodeStored(u, o.base.w)
 	if err != nil {
 		return err
-	}
-	w, err := wire.Decode(p, u.Blob, sp.shapes, o.base.w, nil, sp.limits)
-	if err != nil {
-		return err
-	}
-	for i := range w {
-		w[i] -= o.base.w[i]
 	}
 	if err := o.agg.Add(ctx, fl.Update{Client: u.ClientID, Samples: u.Samples, Delta: w}); err != nil {
 		return err
 	}
-	o.ids = append(o.ids, u.ID)
-	o.accepted++
-	if s := o.seat(u.ClientID); s != nil {
-		s.state = seatDone
-	}
+	o.replayed(u.ClientID, u.ID)
 	return nil
 }

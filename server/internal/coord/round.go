@@ -50,6 +50,8 @@ type round struct {
 	ids    []int64 // stored ids of the folded updates, in fold order
 
 	received, accepted, storing int
+	waiting                     int  // seats in seatPending
+	tainted                     bool // an accepted update failed to store: rebuild the aggregate
 	bytesUp                     int64
 	bytesDown                   atomic.Int64
 	resumed                     bool
@@ -61,7 +63,19 @@ func newRound(n int, base *version, started, deadline time.Time, order []string,
 	for _, id := range order {
 		o.seats[id] = &seat{}
 	}
+	o.waiting = len(order)
 	return o
+}
+
+// move puts s in state to, keeping the count of waited-for seats.
+func (o *round) move(s *seat, to seatState) {
+	if s.state == seatPending {
+		o.waiting--
+	}
+	if to == seatPending {
+		o.waiting++
+	}
+	s.state = to
 }
 
 // version is the model version the round trains from.
@@ -79,7 +93,7 @@ func (o *round) waitsFor(id string) bool {
 // leave records that id left; the round stops waiting for it.
 func (o *round) leave(id string) {
 	if s := o.seats[id]; s != nil && s.state == seatPending {
-		s.state = seatAway
+		o.move(s, seatAway)
 	}
 }
 
@@ -90,40 +104,51 @@ func (o *round) back(id string) bool {
 	if s == nil || (s.state != seatAway && s.state != seatPending) {
 		return false
 	}
-	s.state = seatPending
+	o.move(s, seatPending)
 	return true
 }
 
-// accept takes id's update: it is counted and must now be stored and
-// folded (stored) before the round can close.
+// accept takes id's update: it is counted, folded in by its session and
+// made durable (stored) before the round can close.
 func (o *round) accept(id string) {
-	s := o.seats[id]
-	s.state = seatStoring
+	o.move(o.seats[id], seatStoring)
 	o.storing++
 	o.received++
 }
 
-// stored records that id's accepted update is durable (store id) and
-// folded in, or, with ok false, that storing it failed.
+// stored records that id's accepted update is durable (store id), or, with
+// ok false, that storing it failed: the update was folded in already, so
+// the aggregate must be rebuilt from the stored updates before it is used.
 func (o *round) stored(id string, storeID int64, bytes int, ok bool) {
 	s := o.seats[id]
 	if s == nil || s.state != seatStoring {
 		return
 	}
-	s.state = seatDone
+	o.move(s, seatDone)
 	o.storing--
 	if ok {
 		o.ids = append(o.ids, storeID)
 		o.accepted++
 		o.bytesUp += int64(bytes)
+	} else {
+		o.tainted = true
 	}
+}
+
+// replayed records id's update, stored before a restart, as folded in.
+func (o *round) replayed(id string, storeID int64) {
+	if s := o.seats[id]; s != nil {
+		o.move(s, seatDone)
+	}
+	o.ids = append(o.ids, storeID)
+	o.accepted++
 }
 
 // answer records that id answered without an update for the round (it
 // declined, or its update was refused).
 func (o *round) answer(id string) {
 	if s := o.seats[id]; s != nil && (s.state == seatPending || s.state == seatAway) {
-		s.state = seatDone
+		o.move(s, seatDone)
 		o.received++
 	}
 }
@@ -140,15 +165,7 @@ func (o *round) unanswered() []string {
 }
 
 // pending counts the seats the round waits for.
-func (o *round) pending() int {
-	n := 0
-	for _, s := range o.seats {
-		if s.state == seatPending {
-			n++
-		}
-	}
-	return n
-}
+func (o *round) pending() int { return o.waiting }
 
 // due reports whether the round is over at now, and why: every selected
 // client answered or left, or the target number of updates is in, or the

@@ -148,17 +148,21 @@ func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *in
 	if err != nil || v.rej != nil {
 		return err
 	}
-	// Accepted: durable before it is folded and acknowledged. The write is
-	// not cancelled with the connection: once queued it runs, and the loop
-	// must hear how it went.
-	_, err = r.c.deps.Store.AddUpdate(context.WithoutCancel(ctx), v.rec)
-	if err == nil {
-		if err = v.agg.Add(ctx, fl.Update{Client: p.clientID, Samples: u.h.Samples, Delta: u.delta}); err != nil {
-			// decode validated the update; Add can only refuse what it let
-			// through by mistake, or a round stopped under it.
-			r.c.deps.Log.Error("aggregation refused a stored update", "run", r.sp.id, "client", p.clientID, "err", err)
-			err = nil
-		}
+	// Accepted: fold it in now, so its decode buffer goes back at once,
+	// then make it durable; the client hears "accepted" only once it is,
+	// and the round cannot close before. Should storing fail, the loop has
+	// the round's aggregate rebuilt from the stored updates, so that it
+	// holds exactly what is durable. Neither step is cancelled with the
+	// connection: the loop must hear how both went.
+	keep := context.WithoutCancel(ctx)
+	if err = v.agg.Add(keep, fl.Update{Client: p.clientID, Samples: u.h.Samples, Delta: u.delta}); err != nil {
+		// decode validated the update; Add can only refuse what it let
+		// through by mistake, or a round stopped under it.
+		r.c.deps.Log.Error("aggregation refused an accepted update", "run", r.sp.id, "client", p.clientID, "err", err)
+		err = fmt.Errorf("folding: %w", err)
+	} else {
+		u.release()
+		_, err = r.c.deps.Store.AddUpdate(keep, v.rec)
 	}
 	return r.post(evFolded{p: p, round: u.h.Round, rec: v.rec, err: err})
 }
@@ -227,14 +231,21 @@ func (r *Run) decode(ctx context.Context, u *decoded) *rejection {
 		return &rejection{code: wire.RejectCode(err), reason: err.Error()}
 	}
 	u.delta = w
-	var norm, peak float64
+	var norm float64
 	for i, v := range w {
 		d := v - u.base[i]
 		w[i] = d
 		norm += float64(d) * float64(d)
-		peak = max(peak, math.Abs(float64(d)))
 	}
 	norm = math.Sqrt(norm)
+	// No coordinate can exceed the norm, so only a large norm needs the
+	// look for the largest change.
+	peak := 0.0
+	if norm > fl.MaxDeltaValue {
+		for _, d := range w {
+			peak = max(peak, math.Abs(float64(d)))
+		}
+	}
 	switch {
 	case math.IsInf(norm, 0) || math.IsNaN(norm):
 		return &rejection{code: wire.CodeNotFinite, reason: "the update's difference from the global model overflows float32"}

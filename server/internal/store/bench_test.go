@@ -35,15 +35,15 @@ func BenchmarkAddUpdate(b *testing.B) {
 // sessions do: concurrent writes share group commits, so they are not
 // capped at one fsync each.
 func BenchmarkAddUpdateGroup(b *testing.B) {
-	const size = 26 << 10
-	for _, writers := range []int{1, 64} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+	for _, c := range []struct{ size, writers int }{{26 << 10, 1}, {26 << 10, 64}, {32, 64}, {200 << 10, 64}} {
+		size, writers := c.size, c.writers
+		b.Run(fmt.Sprintf("bytes=%d/writers=%d", size, writers), func(b *testing.B) {
 			ctx := context.Background()
 			s := openPath(b, tempDB(b))
 			mustRun(b, s, "r")
 			mustOpenRound(b, s, "r", 1)
 			payload := blob(1, size)
-			b.SetBytes(size)
+			b.SetBytes(int64(size))
 			var n atomic.Int64
 			work := make(chan struct{})
 			var wg sync.WaitGroup

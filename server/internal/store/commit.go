@@ -93,11 +93,8 @@ func (t *Tx) CommitRound(c *Commit) error {
 		if err := t.writeVerdicts(c); err != nil {
 			return err
 		}
-		if !c.KeepBlobs {
-			if _, err := t.exec(`UPDATE updates SET blob = NULL
-				WHERE run_id = ? AND round = ? AND blob IS NOT NULL`, c.RunID, c.Round); err != nil {
-				return err
-			}
+		if err := t.settlePayloads(c.RunID, c.Round, c.KeepBlobs); err != nil {
+			return err
 		}
 		if err := t.saveClientStats(c.RunID, c.Clients); err != nil {
 			return err
@@ -137,6 +134,54 @@ func (t *Tx) writeVerdicts(c *Commit) error {
 		if err := affected(res, err, what); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// settlePayloads ends a closed round's payloads: the rows keep them as
+// blobs when keep is true (moved in from the payload file), else drop them;
+// the round's payload file is deleted once the write has committed.
+func (t *Tx) settlePayloads(run string, round int, keep bool) error {
+	if keep && t.s.log != nil {
+		rows, err := t.tx.QueryContext(t.ctx, `SELECT id, payload_offset, payload_len, payload_crc FROM updates
+			WHERE run_id = ? AND round = ? AND payload_offset IS NOT NULL`, run, round)
+		if err != nil {
+			return err
+		}
+		type moved struct {
+			id   int64
+			blob []byte
+		}
+		var list []moved
+		for rows.Next() {
+			var id, off, length, crc int64
+			if err := rows.Scan(&id, &off, &length, &crc); err != nil {
+				rows.Close()
+				return err
+			}
+			b, err := t.s.log.read(run, round, payloadRef{offset: off, length: int(length), crc: uint32(crc)})
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			list = append(list, moved{id, b})
+		}
+		rows.Close()
+		for _, m := range list {
+			if _, err := t.exec(`UPDATE updates SET blob = ?, payload_offset = NULL, payload_len = NULL,
+				payload_crc = NULL WHERE id = ?`, m.blob, m.id); err != nil {
+				return err
+			}
+		}
+	}
+	if !keep {
+		if _, err := t.exec(`UPDATE updates SET blob = NULL, payload_offset = NULL, payload_len = NULL, payload_crc = NULL
+			WHERE run_id = ? AND round = ? AND (blob IS NOT NULL OR payload_offset IS NOT NULL)`, run, round); err != nil {
+			return err
+		}
+	}
+	if log := t.s.log; log != nil {
+		t.after = append(t.after, func() { log.drop(run, round) })
 	}
 	return nil
 }

@@ -117,10 +117,14 @@ CREATE INDEX updates_by_round ON updates (run_id, round);
 CREATE UNIQUE INDEX updates_one_accepted ON updates (run_id, round, client_id) WHERE accepted = 1;
 `,
 	// 3: accountable clients (a secret per client, slices that return to
-	// the pool) and updates paged by id.
+	// the pool), updates paged by id, and payloads in the payload log
+	// (payload_* locate an accepted update's payload in its round's file).
 	`
 ALTER TABLE clients ADD COLUMN secret_hash BLOB;
 ALTER TABLE clients ADD COLUMN released INTEGER NOT NULL DEFAULT 0 CHECK (released IN (0, 1));
+ALTER TABLE updates ADD COLUMN payload_offset INTEGER;
+ALTER TABLE updates ADD COLUMN payload_len INTEGER;
+ALTER TABLE updates ADD COLUMN payload_crc INTEGER;
 CREATE INDEX updates_by_run ON updates (run_id, id);
 `,
 }

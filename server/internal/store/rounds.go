@@ -209,8 +209,7 @@ func (t *Tx) FailRound(f *Failure) error {
 			now, textOrNull(f.Reason), f.BytesDown, f.RunID, f.Round); err != nil {
 			return err
 		}
-		if _, err := t.exec(`UPDATE updates SET blob = NULL
-			WHERE run_id = ? AND round = ? AND blob IS NOT NULL`, f.RunID, f.Round); err != nil {
+		if err := t.settlePayloads(f.RunID, f.Round, false); err != nil {
 			return err
 		}
 		return t.saveClientStats(f.RunID, f.Clients)

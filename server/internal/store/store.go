@@ -49,7 +49,8 @@ type Store struct {
 	r       *sql.DB // reads: query-only connections
 	now     func() time.Time
 	observe func(op string, d time.Duration)
-	memName string // memdb name of an in-memory database, deleted by Close
+	memName string      // memdb name of an in-memory database, deleted by Close
+	log     *payloadLog // payloads of accepted updates; nil in memory
 }
 
 // Option configures Open.
@@ -92,7 +93,34 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if s.memName == "" {
+		s.log = newPayloadLog(base.Path)
+		if err := s.sweepPayloads(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// sweepPayloads deletes the payload files of rounds that are not open.
+func (s *Store) sweepPayloads(ctx context.Context) error {
+	rows, err := s.r.QueryContext(ctx, `SELECT run_id, round FROM rounds WHERE status = 'open'`)
+	if err != nil {
+		return wrap("sweep payloads", err)
+	}
+	open := map[string]bool{}
+	for rows.Next() {
+		var run string
+		var round int
+		if err := rows.Scan(&run, &round); err != nil {
+			rows.Close()
+			return wrap("sweep payloads", err)
+		}
+		open[fmt.Sprint(run, "/", round)] = true
+	}
+	rows.Close()
+	return s.log.sweep(func(run string, round int) bool { return open[fmt.Sprint(run, "/", round)] })
 }
 
 // baseURI returns the "file:" URI of path, registering an in-memory
@@ -182,6 +210,9 @@ func (s *Store) Close() error {
 		s.wr.close()
 	}
 	var errs []error
+	if s.log != nil {
+		errs = append(errs, s.log.close())
+	}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}

@@ -32,6 +32,9 @@ type Update struct {
 	NormRatio   float64
 	Excluded    bool   // accepted but left out by the aggregator
 	Blob        []byte // the encoded payload exactly as received
+	// Lost reports (PendingUpdates only) an accepted update whose payload
+	// could not be read back: its payload file is missing or damaged.
+	Lost error
 }
 
 // AddUpdate stores u and returns its ID; the update is durable (synced to
@@ -70,15 +73,27 @@ func (t *Tx) AddUpdate(u *Update) (int64, error) {
 				return err
 			}
 		}
+		// A file database keeps an accepted payload in the round's payload
+		// file (synced before this row commits); a rejected one has none.
+		blob := blobOrNull(u.Blob)
+		var off, length, crc any
+		if t.s.log != nil && u.Accepted && len(u.Blob) > 0 {
+			ref, err := t.s.log.appendPayload(u.RunID, u.Round, u.Blob)
+			if err != nil {
+				return err
+			}
+			t.logged = true
+			blob, off, length, crc = nil, ref.offset, ref.length, int64(ref.crc)
+		}
 		res, err := t.exec(`INSERT INTO updates
 			(run_id, round, client_id, received_at, accepted, reason, code, samples, bytes, bytes_down, codec,
 			 base_version, loss, accuracy, train_ms, samples_per_s, score, cosine, norm_ratio,
-			 excluded, blob)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			 excluded, payload_offset, payload_len, payload_crc, blob)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			u.RunID, u.Round, u.ClientID, received, accepted, textOrNull(u.Reason),
 			textOrNull(u.Code), u.Samples, u.Bytes, u.BytesDown, u.Codec, u.BaseVersion, u.Loss, u.Accuracy,
 			u.TrainMS, u.SamplesPerS, u.Score, u.Cosine, u.NormRatio, boolInt(u.Excluded),
-			blobOrNull(u.Blob))
+			off, length, crc, blob)
 		if err != nil {
 			return err
 		}
@@ -102,8 +117,9 @@ const updateColumns = `id, run_id, round, client_id, received_at, accepted, reas
 	samples, bytes, bytes_down, codec, base_version, loss, accuracy, train_ms, samples_per_s, score,
 	cosine, norm_ratio, excluded`
 
-// scanUpdate reads one row of updateColumns, followed by blob when withBlob.
-func scanUpdate(row interface{ Scan(...any) error }, withBlob bool) (*Update, error) {
+// scanUpdate reads one row of updateColumns, followed by extra columns
+// into extra; a *[]byte last is the blob.
+func scanUpdate(row interface{ Scan(...any) error }, extra ...any) (*Update, error) {
 	var u Update
 	var received sql.NullInt64
 	var reason, code sql.NullString
@@ -111,11 +127,14 @@ func scanUpdate(row interface{ Scan(...any) error }, withBlob bool) (*Update, er
 	dest := []any{&u.ID, &u.RunID, &u.Round, &u.ClientID, &received, &u.Accepted, &reason, &code,
 		&u.Samples, &u.Bytes, &u.BytesDown, &u.Codec, &u.BaseVersion, &loss, &acc, &u.TrainMS, &speed, &score,
 		&cosine, &ratio, &u.Excluded}
-	if withBlob {
-		dest = append(dest, &u.Blob)
-	}
+	dest = append(dest, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
+	}
+	if n := len(extra); n > 0 {
+		if b, ok := extra[n-1].(*[]byte); ok {
+			u.Blob = *b
+		}
 	}
 	u.ReceivedAt = fromMS(received)
 	u.Reason, u.Code = reason.String, code.String
@@ -125,7 +144,7 @@ func scanUpdate(row interface{ Scan(...any) error }, withBlob bool) (*Update, er
 }
 
 // queryUpdates runs query and scans every row.
-func (s *Store) queryUpdates(ctx context.Context, op string, withBlob bool, query string, args ...any) ([]Update, error) {
+func (s *Store) queryUpdates(ctx context.Context, op string, query string, args ...any) ([]Update, error) {
 	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, wrap(op, err)
@@ -133,7 +152,7 @@ func (s *Store) queryUpdates(ctx context.Context, op string, withBlob bool, quer
 	defer rows.Close()
 	var list []Update
 	for rows.Next() {
-		u, err := scanUpdate(rows, withBlob)
+		u, err := scanUpdate(rows)
 		if err != nil {
 			return nil, wrap(op, err)
 		}
@@ -142,23 +161,54 @@ func (s *Store) queryUpdates(ctx context.Context, op string, withBlob bool, quer
 	return list, wrap(op, rows.Err())
 }
 
-// PendingUpdates returns the accepted updates of a round with their blobs,
-// in the order they were received (by ID): what a restarted server needs to
-// rebuild an open round. After the round is aggregated the blobs are nil
-// unless the run keeps them.
+// PendingUpdates returns the accepted updates of a round with their
+// payloads, in the order they were received (by ID): what a restarted
+// server needs to rebuild an open round. An update whose payload cannot be
+// read back has Lost set (see LoseUpdate). After the round is aggregated the
+// payloads are nil unless the run keeps them.
 func (s *Store) PendingUpdates(ctx context.Context, runID string, round int) ([]Update, error) {
-	return s.queryUpdates(ctx, "pending updates", true, `SELECT `+updateColumns+`, blob
+	rows, err := s.r.QueryContext(ctx, `SELECT `+updateColumns+`, payload_offset, payload_len, payload_crc, blob
 		FROM updates WHERE run_id = ? AND round = ? AND accepted = 1 ORDER BY id`, runID, round)
+	if err != nil {
+		return nil, wrap("pending updates", err)
+	}
+	defer rows.Close()
+	var list []Update
+	for rows.Next() {
+		var off, length, crc sql.NullInt64
+		u, err := scanUpdate(rows, &off, &length, &crc, new([]byte))
+		if err != nil {
+			return nil, wrap("pending updates", err)
+		}
+		list = append(list, *u)
+		last := &list[len(list)-1]
+		switch {
+		case off.Valid && s.log == nil:
+			last.Lost = fmt.Errorf("store: update %d has its payload in a payload file, but the database is in memory", u.ID)
+		case off.Valid:
+			last.Blob, last.Lost = s.log.read(runID, round, payloadRef{offset: off.Int64, length: int(length.Int64), crc: uint32(crc.Int64)})
+		}
+	}
+	return list, wrap("pending updates", rows.Err())
+}
+
+// LoseUpdate marks an accepted update whose payload was lost (PendingUpdates
+// reported it Lost) as not accepted, with reason, so that its client can
+// send another for the round.
+func (t *Tx) LoseUpdate(id int64, reason string) error {
+	res, err := t.exec(`UPDATE updates SET accepted = 0, code = 'store', reason = ?,
+		payload_offset = NULL, payload_len = NULL, payload_crc = NULL, blob = NULL WHERE id = ? AND accepted = 1`, reason, id)
+	return wrap("lose update", affected(res, err, fmt.Sprintf("accepted update %d", id)))
 }
 
 // Updates returns the metadata (no blobs) of every update of a round, or of
 // every round when round < 0, by ID.
 func (s *Store) Updates(ctx context.Context, runID string, round int) ([]Update, error) {
 	if round < 0 {
-		return s.queryUpdates(ctx, "updates", false, `SELECT `+updateColumns+`
+		return s.queryUpdates(ctx, "updates", `SELECT `+updateColumns+`
 			FROM updates WHERE run_id = ? ORDER BY id`, runID)
 	}
-	return s.queryUpdates(ctx, "updates", false, `SELECT `+updateColumns+`
+	return s.queryUpdates(ctx, "updates", `SELECT `+updateColumns+`
 		FROM updates WHERE run_id = ? AND round = ? ORDER BY id`, runID, round)
 }
 
@@ -176,7 +226,7 @@ func (s *Store) UpdatesPage(ctx context.Context, runID string, round int, after,
 		if before <= 0 {
 			before = math.MaxInt64
 		}
-		return s.queryUpdates(ctx, "updates page", false, q+` AND id < ?3 ORDER BY id DESC LIMIT ?4`, runID, round, before, limit)
+		return s.queryUpdates(ctx, "updates page", q+` AND id < ?3 ORDER BY id DESC LIMIT ?4`, runID, round, before, limit)
 	}
-	return s.queryUpdates(ctx, "updates page", false, q+` AND id > ?3 ORDER BY id LIMIT ?4`, runID, round, after, limit)
+	return s.queryUpdates(ctx, "updates page", q+` AND id > ?3 ORDER BY id LIMIT ?4`, runID, round, after, limit)
 }

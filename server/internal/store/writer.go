@@ -10,14 +10,19 @@ import (
 )
 
 // Tx is one write of the store inside a group commit: its methods are the
-// store's writes (AddUpdate, OpenRound, CommitRound, ...). A Tx runs in its
-// own savepoint of a shared transaction, so when its function returns an
-// error everything it wrote is rolled back and the other writes of the batch
-// still commit. A Tx is valid only during the function it is passed to.
+// store's writes (AddUpdate, OpenRound, CommitRound, ...). The writes of a
+// function given to Submit or Do commit together or not at all: when it
+// returns an error, nothing it wrote is kept, and the other writes of the
+// batch still commit (see writer.run). A Tx is valid only during the
+// function it is passed to.
 type Tx struct {
 	s   *Store
 	tx  *sql.Tx
 	ctx context.Context // not cancellable: see writer.run
+	// logged: payloads were appended to the payload log, which must be
+	// synced before the commit; after: what to do once it has committed.
+	logged bool
+	after  []func()
 }
 
 // Store-wide limits of the group commit.
@@ -115,56 +120,94 @@ func (w *writer) loop() {
 	}
 }
 
-// run executes a batch in one transaction, one savepoint per job, and
-// reports each job's result once the commit is durable.
+// run executes a batch in one transaction and reports each job's result
+// once the commit is durable. It is optimistic: the jobs run back to back
+// without savepoints (a savepoint makes SQLite copy every page it touches
+// to a sub-journal first, which costs more than the writes themselves).
+// When a job fails, the transaction is rolled back and every job of the
+// batch runs again in a transaction of its own, so each gets exactly its
+// own outcome. Jobs fail rarely (the engine checks before it writes), so
+// batches almost always commit in one go.
 func (w *writer) run(batch []*job) {
 	start := time.Now()
 	// The jobs' own contexts are checked before each starts but not passed
 	// down: an interrupted statement inside an explicit transaction makes
 	// SQLite roll back the whole transaction, the other jobs' writes too.
 	ctx := context.Background()
-	tx, err := w.db.BeginTx(ctx, nil)
-	if err == nil {
-		t := &Tx{s: w.s, tx: tx, ctx: ctx}
-		for _, j := range batch {
-			j.err = runJob(ctx, t, j)
+	live := batch[:0:0]
+	for _, j := range batch {
+		if j.err = j.ctx.Err(); j.err == nil {
+			live = append(live, j)
 		}
-		err = tx.Commit()
+	}
+	err := w.inTx(ctx, live)
+	if errors.Is(err, errJobFailed) && len(live) > 1 {
+		// Replay one job per transaction.
+		for _, j := range live {
+			j.err = nil
+			if err := w.inTx(ctx, []*job{j}); err != nil && !errors.Is(err, errJobFailed) {
+				j.err = err
+			}
+		}
+		err = nil
 	}
 	if w.observe != nil {
 		w.observe("commit", time.Since(start))
 	}
 	for _, j := range batch {
 		if err != nil && j.err == nil {
-			j.err = fmt.Errorf("store: commit: %w", err)
+			j.err = err
 		}
 		j.done(j.err)
 	}
 }
 
-// runJob runs one job in a savepoint, rolling the savepoint back when the
-// job fails (or panics, which is re-raised after the rollback).
-func runJob(ctx context.Context, t *Tx, j *job) (err error) {
-	if err := j.ctx.Err(); err != nil {
-		return err
+// errJobFailed reports that a job of a transaction returned an error (in
+// its err): the transaction was rolled back.
+var errJobFailed = errors.New("store: a write failed")
+
+// inTx runs jobs in one transaction: it commits when all of them succeed,
+// and rolls back (returning errJobFailed) when one fails, leaving that
+// job's error in its err.
+func (w *writer) inTx(ctx context.Context, jobs []*job) error {
+	if len(jobs) == 0 {
+		return nil
 	}
-	if _, err := t.tx.ExecContext(ctx, `SAVEPOINT job`); err != nil {
-		return err
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			t.tx.ExecContext(ctx, `ROLLBACK TO job`)
+	t := &Tx{s: w.s, tx: tx, ctx: ctx}
+	for _, j := range jobs {
+		if j.err = runJob(t, j); j.err != nil {
+			tx.Rollback()
+			return errJobFailed
 		}
-		if _, rerr := t.tx.ExecContext(ctx, `RELEASE job`); rerr != nil && err == nil {
-			err = rerr
+	}
+	// The rows may only commit once the payloads they point at are durable.
+	if t.logged {
+		if err := w.s.log.syncAll(); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	for _, f := range t.after {
+		f()
+	}
+	return nil
+}
+
+// runJob runs one job, turning a panic into an error.
+func runJob(t *Tx, j *job) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: write panicked: %v", p)
 		}
 	}()
-	if err = j.fn(t); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	return j.fn(t)
 }
 
 // Submit queues fn to run in the next group commit and returns at once.

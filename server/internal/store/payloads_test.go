@@ -1,0 +1,111 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestPayloadLog: a file database keeps accepted payloads in the round's
+// payload file, reads them back after a restart, and settles them when the
+// round closes: dropped, or moved into the rows when the run keeps blobs.
+func TestPayloadLog(t *testing.T) {
+	ctx := context.Background()
+	path := tempDB(t)
+	s := openPath(t, path)
+	mustRun(t, s, "r")
+	mustClients(t, s, "r", "a", "b", "c")
+	mustOpenRound(t, s, "r", 1)
+	mustOpenRound(t, s, "r", 2)
+	want := map[string][]byte{"a": blob(1, 5000), "b": blob(2, 70000)}
+	for id, b := range want {
+		mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: id, Accepted: true, Bytes: len(b), Blob: b})
+	}
+	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "c", Code: "late", Blob: []byte("not kept")})
+	mustAdd(t, s, Update{RunID: "r", Round: 2, ClientID: "a", Accepted: true, Blob: blob(3, 100)})
+	var inRow int
+	s.r.QueryRow(`SELECT count(*) FROM updates WHERE blob IS NOT NULL AND accepted = 1`).Scan(&inRow)
+	if inRow != 0 {
+		t.Errorf("%d accepted payloads are in rows; want them in the payload file", inRow)
+	}
+	file := filepath.Join(path+"-payloads", "r", "1.log")
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("round 1's payload file: %v", err)
+	}
+	s.Close()
+	s = openPath(t, path) // a restart
+	got, err := s.PendingUpdates(ctx, "r", 1)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("PendingUpdates after a restart = %d, %v; want 2", len(got), err)
+	}
+	for _, u := range got {
+		if u.Lost != nil || !bytes.Equal(u.Blob, want[u.ClientID]) {
+			t.Errorf("update of %s read back %d bytes (lost: %v); want its %d", u.ClientID, len(u.Blob), u.Lost, len(want[u.ClientID]))
+		}
+	}
+	if err := s.CommitRound(ctx, &Commit{RunID: "r", Round: 1, Model: Model{Version: 1, Params: 1, Weights: make([]byte, 4)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("round 1's payload file after its commit: %v; want it deleted", err)
+	}
+	if err := s.CommitRound(ctx, &Commit{RunID: "r", Round: 2, KeepBlobs: true, Model: Model{Version: 2, Params: 1, Weights: make([]byte, 4)}}); err != nil {
+		t.Fatal(err)
+	}
+	var kept []byte
+	s.r.QueryRow(`SELECT blob FROM updates WHERE round = 2`).Scan(&kept)
+	if !bytes.Equal(kept, blob(3, 100)) {
+		t.Errorf("a kept round's blob = %d bytes; want its payload moved into the row", len(kept))
+	}
+}
+
+// TestPayloadLost: a payload file cut short (a crash, a damaged disk) gives
+// an update marked Lost; LoseUpdate then lets its client send another.
+func TestPayloadLost(t *testing.T) {
+	ctx := context.Background()
+	path := tempDB(t)
+	s := openPath(t, path)
+	mustRun(t, s, "r")
+	mustOpenRound(t, s, "r", 1)
+	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Blob: blob(1, 1000)})
+	id := mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "b", Accepted: true, Blob: blob(2, 1000)})
+	s.Close()
+	file := filepath.Join(path+"-payloads", "r", "1.log")
+	st, _ := os.Stat(file)
+	os.Truncate(file, st.Size()-10)
+	s = openPath(t, path)
+	got, err := s.PendingUpdates(ctx, "r", 1)
+	if err != nil || len(got) != 2 || got[0].Lost != nil || got[1].Lost == nil {
+		t.Fatalf("PendingUpdates over a cut file = %+v, %v; want a readable and a lost update", got, err)
+	}
+	if err := s.Do(ctx, func(t *Tx) error { return t.LoseUpdate(id, "payload lost") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddUpdate(ctx, &Update{RunID: "r", Round: 1, ClientID: "b", Accepted: true, Blob: blob(3, 10)}); err != nil {
+		t.Errorf("a new update after the lost one = %v; want it accepted", err)
+	}
+}
+
+// TestPayloadSweep: payload files of rounds that are no longer open are
+// deleted when the database opens.
+func TestPayloadSweep(t *testing.T) {
+	ctx := context.Background()
+	path := tempDB(t)
+	s := openPath(t, path)
+	mustRun(t, s, "r")
+	mustOpenRound(t, s, "r", 1)
+	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Blob: blob(1, 10)})
+	if err := s.FailRound(ctx, "r", 1, "test"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	stray := filepath.Join(path+"-payloads", "r", "1.log")
+	os.MkdirAll(filepath.Dir(stray), 0o700)
+	os.WriteFile(stray, []byte("left by a crash between commit and delete"), 0o600)
+	s = openPath(t, path)
+	if _, err := os.Stat(stray); !os.IsNotExist(err) {
+		t.Errorf("a closed round's payload file survived Open: %v", err)
+	}
+}
