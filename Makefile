@@ -20,7 +20,7 @@ SERVER_PKGS := ./server/...
 OTHER_PKGS   = $(shell $(GO) list ./... | grep -v '/server')
 
 .PHONY: all build wasm vendor run test vet test-native test-race test-wasm test-wasm-simd fuzz bench-smoke \
-	test-e2e bench bench-workers screenshots fmt clean
+	test-e2e bench bench-workers bench-load bench-soak screenshots fmt clean
 
 all: build
 
@@ -79,9 +79,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadIDX$$' -fuzztime $(FUZZTIME) ./shared/data
 	$(GO) test -run '^$$' -fuzz '^FuzzReadCIFAR10$$' -fuzztime $(FUZZTIME_SLOW) ./shared/data
 
-# Every benchmark once, so none rots (the measurements are make bench).
+# Every benchmark once, so none rots (the measurements are make bench and
+# make bench-load), and the load generator on a small scale.
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./shared/... ./server/internal/store
+	$(GO) run ./build/loadbench -quick
 
 test-e2e:
 	$(GO) test -count=1 -v ./server/internal/e2e
@@ -91,6 +93,20 @@ test-e2e:
 bench:
 	SIMD_TOOLCHAIN=$(SIMD_TOOLCHAIN) $(GO) run ./build/bench -simd-toolchain $(SIMD_TOOLCHAIN)
 	bash -o pipefail -c "QFLARE_BENCH_WORKERS=1 QFLARE_BENCH_JSON=1 $(GO) test -count=1 -v -run WorkerSpeedup -timeout 20m ./server/internal/e2e | grep -E '^[{]|speed-up|^(ok|FAIL|--- )'"
+
+# The server under load over real WebSockets (1,000 clients on mlp:32 and
+# mnist-2nn, 10,000 idle sockets): JSON lines, with the machine's
+# decode+fold limit measured in the same run.
+bench-load:
+	$(GO) run ./build/loadbench
+
+# Memory over long runs: 500 rounds of a mnist-2nn sim, 30 of a mnist-cnn sim
+# (E=5; about an hour here) and 200 rounds of serve under load. Live heap and
+# RSS as JSON lines every few rounds.
+bench-soak:
+	$(GO) run ./server sim --model mnist-2nn --clients 100 --fraction 0.1 --epochs 1 --batch 10 --rounds 500 --eval-limit 2000 --mem-every 25 --json | grep '"mem"'
+	$(GO) run ./server sim --model mnist-cnn --clients 100 --fraction 0.1 --epochs 5 --batch 10 --lr 0.05 --rounds 30 --eval-limit 2000 --mem-every 3 --json | grep '"mem"'
+	$(GO) run ./build/loadbench -models none -idle 0 -soak 200
 
 bench-workers:
 	QFLARE_BENCH_WORKERS=1 $(GO) test -count=1 -v -run WorkerSpeedup -timeout 20m ./server/internal/e2e

@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"os"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +66,7 @@ type simFlags struct {
 	attackers    float64
 	dp           coord.DPSettings
 	verbose      bool
+	memEvery     int
 }
 
 func (f *simFlags) register(fs *flag.FlagSet) {
@@ -99,6 +104,7 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.opt.Parallel, "parallel", 0, "clients training at once (default: one per core)")
 	fs.Float64Var(&f.opt.DropProb, "drop", 0, "chance per round that a client drops its connection mid-training")
 	fs.BoolVar(&f.verbose, "v", false, "log the coordinator's events to stderr")
+	fs.IntVar(&f.memEvery, "mem-every", 0, "every N rounds, print the process's live Go heap and RSS (a soak check; 0 = never)")
 }
 
 // simResult is what a simulation produced, for studies.
@@ -125,6 +131,10 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	res, err := simulate(ctx, &f, stderr, func(line simRound) {
 		printLine(stdout, *asJSON, line, fmt.Sprintf("round %d: test accuracy %.4f, loss %.4f, %d/%d updates, %d B up, %d B down, %.1fs",
 			line.Round, line.TestAccuracy, line.TestLoss, line.Accepted, line.Selected, line.BytesUp, line.BytesDown, line.Seconds))
+		if f.memEvery > 0 && line.Round%f.memEvery == 0 && line.Failed == "" {
+			m := memNow(line.Round)
+			printLine(stdout, *asJSON, m, fmt.Sprintf("memory after round %d: live heap %.1f MB, RSS %.1f MB", m.Round, m.HeapMB, m.RSSMB))
+		}
 	})
 	if err != nil {
 		return err
@@ -308,4 +318,29 @@ func printLine(w io.Writer, asJSON bool, v any, text string) {
 	}
 	b, _ := json.Marshal(v)
 	fmt.Fprintln(w, string(b))
+}
+
+// memLine is a soak check's line: the process's live Go heap (after a
+// collection) and resident set.
+type memLine struct {
+	What   string  `json:"what"`
+	Round  int     `json:"round"`
+	HeapMB float64 `json:"heap_mb"`
+	RSSMB  float64 `json:"rss_mb"`
+}
+
+func memNow(round int) memLine {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m := memLine{What: "mem", Round: round, HeapMB: math.Round(float64(ms.HeapAlloc)/(1<<20)*10) / 10}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+				m.RSSMB = math.Round(kb/1024*10) / 10
+			}
+		}
+	}
+	return m
 }

@@ -1,0 +1,680 @@
+// Command loadbench is `make bench-load`: it builds the server, starts it
+// as its own process (so its memory is its own), and drives it over real
+// WebSockets with a load generator that replays valid pre-encoded updates,
+// so training costs nothing and the server's ingest is what is measured.
+// It prints one JSON line per figure:
+//
+//	{"what":"load","model":...,"clients":...,"updates_per_s":...,"limit_updates_per_s":...,...}
+//	{"what":"idle","sockets":10000,"bytes_per_socket":...,...}
+//	{"what":"soak","round":...,"heap_mb":...,"rss_mb":...}   (with -soak N)
+//
+// limit_updates_per_s is the rate at which this process decodes and folds
+// the same updates on all cores, measured in the same run: the limit of
+// the machine. Progress goes to stderr.
+//
+//	go run ./build/loadbench [-clients 1000] [-rounds 6] [-idle 10000] [-soak 0]
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/qflare/qflare/shared/fl"
+	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/wire"
+)
+
+var (
+	clients  = flag.Int("clients", 1000, "load clients per run")
+	rounds   = flag.Int("rounds", 6, "rounds per load run (the first is not measured)")
+	models   = flag.String("models", "mlp:32,mnist-2nn", `models to load ("none": no load run)`)
+	codec    = flag.String("codec", "int8+zstd", "update pipeline")
+	idle     = flag.Int("idle", 10000, "idle joined sockets to hold (0: skip)")
+	soak     = flag.Int("soak", 0, "rounds of a soak of mlp:32 with -clients, memory every 10 (0: skip)")
+	quick    = flag.Bool("quick", false, "a small run of everything, to check the harness")
+	attach   = flag.String("server", "", "drive this running server (base URL) instead of starting one; its admin token comes from -admin-token")
+	pid      = flag.Int("pid", 0, "with -server: the server's process id, for memory figures")
+	adminTok = "loadbench-admin"
+	out      = json.NewEncoder(os.Stdout)
+)
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+func main() {
+	flag.StringVar(&adminTok, "admin-token", adminTok, "with -server: the server's admin token")
+	flag.Parse()
+	if *quick {
+		*clients, *rounds, *idle = 50, 3, 200
+		if *soak > 0 {
+			*soak = 20
+		}
+	}
+	dir, err := os.MkdirTemp("", "loadbench")
+	if err != nil {
+		fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "qflare")
+	if *attach == "" {
+		logf("building the server")
+		build := exec.Command("go", "build", "-o", bin, "./server")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fatal(fmt.Errorf("building the server: %w", err))
+		}
+	}
+	for _, m := range strings.Split(*models, ",") {
+		if m == "none" || m == "" {
+			continue
+		}
+		if err := loadRun(bin, dir, m); err != nil {
+			fatal(err)
+		}
+	}
+	if *idle > 0 {
+		if err := idleRun(bin, dir); err != nil {
+			fatal(err)
+		}
+	}
+	if *soak > 0 {
+		if err := soakRun(bin, dir); err != nil {
+			fatal(err)
+		}
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "loadbench:", err)
+	os.Exit(1)
+}
+
+// server is a started qflare serve process.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	done chan error
+}
+
+// startServer runs `qflare serve` on a free port with a fresh database, or
+// attaches to -server.
+func startServer(bin, dir, name string) (*server, error) {
+	if *attach != "" {
+		s := &server{base: strings.TrimRight(*attach, "/")}
+		if *pid > 0 {
+			s.cmd = &exec.Cmd{Process: &os.Process{Pid: *pid}}
+		}
+		return s, nil
+	}
+	db := filepath.Join(dir, name+".db")
+	os.Remove(db)
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db, "--admin-token", adminTok)
+	stdout, _ := cmd.StdoutPipe()
+	logFile, _ := os.Create(filepath.Join(dir, name+".log"))
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	re := regexp.MustCompile(`serving on (http://\S+)`)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			s.base = m[1]
+			go io.Copy(io.Discard, stdout)
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("the server did not start (see %s)", logFile.Name())
+}
+
+func (s *server) stop() {
+	if s.done == nil {
+		return // attached
+	}
+	s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+	}
+}
+
+// rssMB reads the server's resident set (current and peak) in MB.
+func (s *server) rssMB() (cur, peak float64) {
+	if s.cmd == nil {
+		return 0, 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			cur = kb / 1024
+		case "VmHWM:":
+			peak = kb / 1024
+		}
+	}
+	return cur, peak
+}
+
+// heapMB reads the server's Go heap in use from its admin pprof endpoint
+// (0 when it has none).
+func (s *server) heapMB() float64 {
+	req, _ := http.NewRequest("GET", s.base+"/debug/pprof/heap?debug=1", nil)
+	req.Header.Set("Authorization", "Bearer "+adminTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapInuse = "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return n / (1 << 20)
+		}
+	}
+	return 0
+}
+
+// createRun creates a run and returns its id and join token.
+func (s *server) createRun(cfg map[string]any) (id, token string, err error) {
+	b, _ := json.Marshal(cfg)
+	req, _ := http.NewRequest("POST", s.base+"/api/runs", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+adminTok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		RunID   string `json:"id"`
+		JoinURL string `json:"join_url"`
+		Error   string `json:"error"`
+	}
+	json.NewDecoder(resp.Body).Decode(&r)
+	if resp.StatusCode != http.StatusCreated {
+		return "", "", fmt.Errorf("creating a run: %s: %s", resp.Status, r.Error)
+	}
+	_, token, _ = strings.Cut(r.JoinURL, "token=")
+	return r.RunID, token, nil
+}
+
+// payloads pre-encodes k distinct valid updates of the model with the
+// codec: weights near a fixed random model (the server decodes weights and
+// subtracts its global model, so any valid weights make a valid update).
+func payloads(model string, codec string, k int) (shapes [][]int, out [][]byte, err error) {
+	m, err := nn.New(model, nn.Shape{H: 28, W: 28, C: 1}, 10, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := wire.ParsePipeline(codec)
+	if err != nil {
+		return nil, nil, err
+	}
+	shapes = m.TensorShapes()
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := range k {
+		w := slices.Clone(m.Params)
+		for j := range w {
+			w[j] += float32(rng.NormFloat64() * 0.01)
+		}
+		b, err := wire.NewEncoder(p, shapes, uint64(i)).Encode(nil, w, m.Params)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, b)
+	}
+	return shapes, out, nil
+}
+
+// limitRate decodes and folds the payloads on all cores for about two
+// seconds and returns updates per second: the machine's limit.
+func limitRate(shapes [][]int, codec string, pays [][]byte) float64 {
+	p, _ := wire.ParsePipeline(codec)
+	n := 0
+	for _, s := range shapes {
+		k := 1
+		for _, d := range s {
+			k *= d
+		}
+		n += k
+	}
+	lim := wire.Limits{MaxParams: n, MaxFrameBytes: 5*n + 1<<20}
+	var done atomic.Int64
+	stop := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	start := time.Now()
+	base := make([]float32, n)
+	for g := range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			part := fl.NewPartial(n)
+			buf := make([]float32, n)
+			for i := g; time.Now().Before(stop); i++ {
+				w, err := wire.Decode(p, pays[i%len(pays)], shapes, base, buf, lim)
+				if err != nil {
+					panic(err)
+				}
+				for j := range w {
+					w[j] -= base[j]
+				}
+				if err := part.Add(fl.Update{Client: "x", Samples: 600, Delta: w}); err != nil {
+					panic(err)
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds()
+}
+
+// loader is one load client: a WebSocket that answers every task with a
+// pre-encoded update at once.
+type loader struct {
+	conn    *websocket.Conn
+	payload []byte
+	run     string
+	codec   string
+	params  int
+	ws      string
+	token   string
+	secret  string
+}
+
+// roundStats is what the loaders saw of one round.
+type roundStats struct {
+	mu        sync.Mutex
+	accepted  map[int]int
+	lastAck   map[int]time.Time
+	firstTask map[int]time.Time
+	ends      map[int]time.Time
+	bytes     map[int]int64
+}
+
+func newRoundStats() *roundStats {
+	return &roundStats{accepted: map[int]int{}, lastAck: map[int]time.Time{}, firstTask: map[int]time.Time{},
+		ends: map[int]time.Time{}, bytes: map[int]int64{}}
+}
+
+// join dials and says hello; it returns once welcomed.
+func (l *loader) join() error {
+	d := websocket.Dialer{HandshakeTimeout: time.Minute, ReadBufferSize: 4096, WriteBufferSize: 4096}
+	c, _, err := d.Dial(l.ws, nil)
+	if err != nil {
+		return err
+	}
+	l.conn = c
+	c.SetReadLimit(64 << 20)
+	b, _ := wire.Marshal(&wire.Hello{V: wire.Version, Run: l.run, Token: l.token,
+		Device: wire.Device{Kind: wire.DeviceHeadless, UserAgent: "qflare-loadbench"}})
+	if err := c.WriteMessage(websocket.TextMessage, b); err != nil {
+		return err
+	}
+	_, msg, err := c.ReadMessage()
+	if err != nil {
+		return err
+	}
+	m, err := wire.ParseMessage(msg, wire.MaxMessageBytes)
+	if err != nil {
+		return err
+	}
+	if _, ok := m.(*wire.Welcome); !ok {
+		return fmt.Errorf("hello answered %s", msg)
+	}
+	return nil
+}
+
+// serve answers tasks until the connection ends; st collects what it saw.
+func (l *loader) serve(st *roundStats) {
+	var rs *wire.RoundStart
+	for {
+		typ, msg, err := l.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		if typ == websocket.BinaryMessage {
+			if rs == nil {
+				continue
+			}
+			f, err := wire.AppendFrame(nil, &wire.FrameHeader{Kind: wire.KindUpdate, Run: l.run, Round: rs.Round,
+				ModelVersion: rs.ModelVersion, Codec: l.codec, Params: l.params, Samples: 600}, l.payload)
+			if err != nil {
+				panic(err)
+			}
+			if err := l.conn.WriteMessage(websocket.BinaryMessage, f); err != nil {
+				return
+			}
+			st.mu.Lock()
+			st.bytes[rs.Round] += int64(len(f))
+			st.mu.Unlock()
+			rs = nil
+			continue
+		}
+		m, err := wire.ParseMessage(msg, wire.MaxMessageBytes)
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		switch m := m.(type) {
+		case *wire.RoundStart:
+			rs = m
+			st.mu.Lock()
+			if _, ok := st.firstTask[m.Round]; !ok {
+				st.firstTask[m.Round] = now
+			}
+			st.mu.Unlock()
+		case *wire.Accepted:
+			st.mu.Lock()
+			st.accepted[m.Round]++
+			if now.After(st.lastAck[m.Round]) {
+				st.lastAck[m.Round] = now
+			}
+			st.mu.Unlock()
+		case *wire.RoundEnd:
+			st.mu.Lock()
+			if _, ok := st.ends[m.Round]; !ok {
+				st.ends[m.Round] = now
+			}
+			st.mu.Unlock()
+		case *wire.RunEnd:
+			return
+		}
+	}
+}
+
+// joinAll connects n loaders, 64 at a time.
+func joinAll(ls []*loader) error {
+	sem := make(chan struct{}, 64)
+	errs := make(chan error, len(ls))
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := l.join(); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// loadRun measures ingest for one model: -clients loaders, fraction 1,
+// -rounds rounds; the first round (joins, first encodes) is not measured.
+func loadRun(bin, dir, model string) error {
+	shapes, pays, err := payloads(model, *codec, 16)
+	if err != nil {
+		return err
+	}
+	params := 0
+	for _, s := range shapes {
+		k := 1
+		for _, d := range s {
+			k *= d
+		}
+		params += k
+	}
+	logf("%s: measuring the machine's decode+fold limit", model)
+	limit := limitRate(shapes, *codec, pays)
+	srv, err := startServer(bin, dir, "load-"+strings.ReplaceAll(model, ":", "-"))
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	run, token, err := srv.createRun(map[string]any{"name": "loadbench " + model, "model": model, "clients": *clients,
+		"fraction": 1, "min_clients": *clients, "rounds": *rounds, "codec": *codec, "down_codec": "int8+zstd",
+		"eval_limit": 1000, "round_deadline": "10m"})
+	if err != nil {
+		return err
+	}
+	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/ws"
+	ls := make([]*loader, *clients)
+	for i := range ls {
+		ls[i] = &loader{payload: pays[i%len(pays)], run: run, codec: *codec, params: params, ws: ws, token: token}
+	}
+	logf("%s: %d clients joining", model, len(ls))
+	if err := joinAll(ls); err != nil {
+		return fmt.Errorf("joining: %w", err)
+	}
+	st := newRoundStats()
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Go(func() { l.serve(st) })
+	}
+	wg.Wait()
+	for _, l := range ls {
+		l.conn.Close()
+	}
+	_, peak := srv.rssMB()
+	// Measured: rounds 2..R, from the end of round 1 to the end of round R.
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var accepted int
+	var bytesUp int64
+	var closes []float64
+	for n := 2; n <= *rounds; n++ {
+		accepted += st.accepted[n]
+		bytesUp += st.bytes[n]
+		if !st.lastAck[n].IsZero() && !st.ends[n].IsZero() {
+			closes = append(closes, float64(st.ends[n].Sub(st.lastAck[n]).Milliseconds()))
+		}
+	}
+	secs := st.ends[*rounds].Sub(st.ends[1]).Seconds()
+	if secs <= 0 || accepted == 0 {
+		return fmt.Errorf("%s: no measured rounds completed (accepted %d)", model, accepted)
+	}
+	rate := float64(accepted) / secs
+	out.Encode(map[string]any{"what": "load", "model": model, "codec": *codec, "clients": *clients,
+		"rounds": *rounds - 1, "updates_per_s": round1(rate), "limit_updates_per_s": round1(limit),
+		"ratio_to_limit": round3(rate / limit), "mb_per_s": round1(float64(bytesUp) / secs / 1e6),
+		"round_close_ms": median(closes), "round_ms": round1(secs * 1000 / float64(*rounds-1)), "rss_mb": round1(peak),
+		"update_bytes": len(pays[0])})
+	return nil
+}
+
+// idleRun holds -idle joined sockets on one run while another run of 20
+// clients keeps going, and reports the server's memory per idle socket and
+// the active run's round time with and without them.
+func idleRun(bin, dir string) error {
+	shapes, pays, err := payloads("mlp:32", *codec, 4)
+	if err != nil {
+		return err
+	}
+	params := 0
+	for _, s := range shapes {
+		params += prod(s)
+	}
+	srv, err := startServer(bin, dir, "idle")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/ws"
+	const active = 20
+	measure := func(label string, n int) (float64, error) {
+		run, token, err := srv.createRun(map[string]any{"name": "active " + label, "model": "mlp:32", "clients": active,
+			"fraction": 1, "min_clients": active, "rounds": n + 1, "codec": *codec, "eval_limit": 1000})
+		if err != nil {
+			return 0, err
+		}
+		ls := make([]*loader, active)
+		for i := range ls {
+			ls[i] = &loader{payload: pays[i%len(pays)], run: run, codec: *codec, params: params, ws: ws, token: token}
+		}
+		if err := joinAll(ls); err != nil {
+			return 0, err
+		}
+		st := newRoundStats()
+		var wg sync.WaitGroup
+		for _, l := range ls {
+			wg.Go(func() { l.serve(st) })
+		}
+		wg.Wait()
+		var ms []float64
+		for r := 2; r <= n+1; r++ {
+			ms = append(ms, float64(st.ends[r].Sub(st.ends[r-1]).Milliseconds()))
+		}
+		return median(ms), nil
+	}
+	alone, err := measure("alone", 10)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	time.Sleep(2 * time.Second)
+	before, _ := srv.rssMB()
+	run, token, err := srv.createRun(map[string]any{"name": "idle", "model": "mlp:32", "clients": *idle,
+		"start_clients": *idle, "clients_per_round": 1, "rounds": 1, "round_deadline": "24h", "eval_limit": 100})
+	if err != nil {
+		return err
+	}
+	logf("idle: %d sockets joining", *idle)
+	ls := make([]*loader, *idle)
+	for i := range ls {
+		ls[i] = &loader{run: run, ws: ws, token: token}
+	}
+	if err := joinAll(ls); err != nil {
+		return fmt.Errorf("idle sockets joining: %w", err)
+	}
+	// The idle sockets read (and drop) what the server sends.
+	for _, l := range ls {
+		go func() {
+			for {
+				if _, _, err := l.conn.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(5 * time.Second)
+	after, _ := srv.rssMB()
+	with, err := measure("with idle sockets", 10)
+	if err != nil {
+		return err
+	}
+	held := 0
+	for _, l := range ls {
+		if l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second)) == nil {
+			held++
+		}
+	}
+	out.Encode(map[string]any{"what": "idle", "sockets": *idle, "held": held,
+		"bytes_per_socket": int((after - before) * (1 << 20) / float64(*idle)), "rss_mb_before": round1(before),
+		"rss_mb_after": round1(after), "active_round_ms_alone": alone, "active_round_ms_with_idle": with})
+	for _, l := range ls {
+		l.conn.Close()
+	}
+	return nil
+}
+
+// soakRun runs -soak rounds of mlp:32 with -clients loaders and prints the
+// server's memory every 10 rounds.
+func soakRun(bin, dir string) error {
+	shapes, pays, err := payloads("mlp:32", *codec, 16)
+	if err != nil {
+		return err
+	}
+	params := 0
+	for _, s := range shapes {
+		params += prod(s)
+	}
+	srv, err := startServer(bin, dir, "soak")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	run, token, err := srv.createRun(map[string]any{"name": "soak", "model": "mlp:32", "clients": *clients, "fraction": 1,
+		"min_clients": *clients, "rounds": *soak, "codec": *codec, "down_codec": "int8+zstd", "eval_limit": 1000})
+	if err != nil {
+		return err
+	}
+	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/ws"
+	ls := make([]*loader, *clients)
+	for i := range ls {
+		ls[i] = &loader{payload: pays[i%len(pays)], run: run, codec: *codec, params: params, ws: ws, token: token}
+	}
+	if err := joinAll(ls); err != nil {
+		return err
+	}
+	st := newRoundStats()
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Go(func() { l.serve(st) })
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		next := 10
+		for ctx.Err() == nil {
+			st.mu.Lock()
+			_, ok := st.ends[next]
+			st.mu.Unlock()
+			if ok {
+				rss, _ := srv.rssMB()
+				out.Encode(map[string]any{"what": "soak", "round": next, "heap_mb": round1(srv.heapMB()), "rss_mb": round1(rss)})
+				next += 10
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	cancel()
+	if len(st.ends) < *soak {
+		return errors.New("soak: the run did not finish")
+	}
+	return nil
+}
+
+func prod(s []int) int {
+	k := 1
+	for _, d := range s {
+		k *= d
+	}
+	return k
+}
+
+func median(x []float64) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	y := slices.Clone(x)
+	slices.Sort(y)
+	return y[len(y)/2]
+}
+
+func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
+func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
