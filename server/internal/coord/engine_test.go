@@ -367,9 +367,13 @@ func TestOverSelection(t *testing.T) {
 // after a round, the loop still welcomes newcomers: the welcome arrives
 // while the run is still aggregating.
 func TestLoopAnswersDuringEvaluation(t *testing.T) {
+	n := 1500 // images: seconds of evaluation here
+	if raceEnabled {
+		n = 200 // as long, under the race detector
+	}
 	big := func(name string) (*data.Set, *data.Set, error) {
 		train, _, _ := tinyData(name)
-		test := &data.Set{Name: "mnist", H: 28, W: 28, C: 1, Classes: 10, Images: make([]uint8, 1500*784), Labels: make([]uint8, 1500)}
+		test := &data.Set{Name: "mnist", H: 28, W: 28, C: 1, Classes: 10, Images: make([]uint8, n*784), Labels: make([]uint8, n)}
 		return train, test, nil
 	}
 	st, err := store.Open(t.Context(), store.MemoryPath)
@@ -395,7 +399,7 @@ func TestLoopAnswersDuringEvaluation(t *testing.T) {
 	if phase := run.View().Phase; phase != "aggregating" {
 		t.Errorf("the welcome came after the evaluation (phase %q, %v): the loop waited for it", phase, took)
 	}
-	t.Logf("a hello was answered in %v during the evaluation of 1,500 images", took)
+	t.Logf("a hello was answered in %v during the evaluation of %d images", took, n)
 	b.close()
 }
 

@@ -524,7 +524,8 @@ func (r *Run) decline(p *peer, m *wire.Decline) {
 		BytesDown: int(o.seat(cl.id).sent.Load()), Code: wire.CodeDeclined, Reason: "the client sent no update: " + m.Reason}
 	o.answer(cl.id)
 	p.task.Store(nil)
-	r.submit(func(t *store.Tx) error { _, err := t.AddUpdate(rec); return err }, "storing a declined round")
+	row := *rec // the writer sets its ID; the loop goes on reading rec
+	r.submit(func(t *store.Tx) error { _, err := t.AddUpdate(&row); return err }, "storing a declined round")
 	r.c.deps.Log.Warn("client declined the round", "run", r.sp.id, "client", cl.id, "round", o.n, "reason", m.Reason)
 	cl.updates++
 	cl.missed, cl.skipUntil, cl.dirty = 0, 0, true
