@@ -486,12 +486,14 @@ func loadRun(bin, dir, model string) error {
 	defer st.mu.Unlock()
 	var accepted int
 	var bytesUp int64
-	var closes []float64
+	var closes, opens, ingests []float64
 	for n := 2; n <= *rounds; n++ {
 		accepted += st.accepted[n]
 		bytesUp += st.bytes[n]
 		if !st.lastAck[n].IsZero() && !st.ends[n].IsZero() {
 			closes = append(closes, float64(st.ends[n].Sub(st.lastAck[n]).Milliseconds()))
+			opens = append(opens, float64(st.firstTask[n].Sub(st.ends[n-1]).Milliseconds()))
+			ingests = append(ingests, float64(st.lastAck[n].Sub(st.firstTask[n]).Milliseconds()))
 		}
 	}
 	secs := st.ends[*rounds].Sub(st.ends[1]).Seconds()
@@ -502,7 +504,8 @@ func loadRun(bin, dir, model string) error {
 	out.Encode(map[string]any{"what": "load", "model": model, "codec": *codec, "clients": *clients,
 		"rounds": *rounds - 1, "updates_per_s": round1(rate), "limit_updates_per_s": round1(limit),
 		"ratio_to_limit": round3(rate / limit), "mb_per_s": round1(float64(bytesUp) / secs / 1e6),
-		"round_close_ms": median(closes), "round_ms": round1(secs * 1000 / float64(*rounds-1)), "rss_mb": round1(peak),
+		"round_close_ms": median(closes), "round_open_ms": median(opens), "round_ingest_ms": median(ingests),
+		"round_ms": round1(secs * 1000 / float64(*rounds-1)), "rss_mb": round1(peak),
 		"update_bytes": len(pays[0])})
 	return nil
 }
