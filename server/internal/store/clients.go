@@ -60,7 +60,7 @@ func (s *Store) UpsertClient(ctx context.Context, c *Client) error {
 	if !c.FirstSeen.IsZero() {
 		first = c.FirstSeen.UnixMilli()
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO clients
+	_, err = s.exec(ctx, "upsert_client", `INSERT INTO clients
 		(run_id, id, kind, device, slice_index, samples, label_counts, first_seen, last_seen,
 		 updates, accepted, bytes_up, bytes_down, samples_per_s)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -80,7 +80,7 @@ func (s *Store) TouchClient(ctx context.Context, runID, id string, seen time.Tim
 	if bytesDown < 0 {
 		return fmt.Errorf("store: touch client %q: negative byte count %d", id, bytesDown)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE clients SET
+	res, err := s.exec(ctx, "touch_client", `UPDATE clients SET
 		last_seen = max(last_seen, ?), bytes_down = bytes_down + ?
 		WHERE run_id = ? AND id = ?`,
 		s.msOrNow(seen), bytesDown, runID, id)

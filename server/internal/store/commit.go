@@ -64,7 +64,7 @@ func (s *Store) CommitRound(ctx context.Context, c *Commit) error {
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = time.UnixMilli(finished)
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, "commit_round", func(ctx context.Context, tx *sql.Tx) error {
 		if err := requireOpen(ctx, tx, c.RunID, c.Round); err != nil {
 			return err
 		}

@@ -20,10 +20,22 @@
 // # Concurrency
 //
 // A Store is safe for concurrent use. Writes go through a pool of one
-// connection, so they queue in Go (honouring their context) instead of
-// contending for SQLite's write lock; reads use a separate pool of
-// query-only connections and, in WAL mode, never wait for writers. A busy
-// timeout of 10 s covers other processes (a sqlite3 shell) holding locks.
+// connection, so they queue in Go instead of contending for SQLite's write
+// lock; reads use a separate pool of query-only connections and, in WAL
+// mode, never wait for writers. A busy timeout of 10 s covers other
+// processes (a sqlite3 shell) holding locks.
+//
+// A write does not stop when its caller's context is cancelled: a request
+// whose client hung up, or a coordinator shutting down between evaluating a
+// round and committing it, must not leave a multi-step change half done or
+// turn a good commit into a failed one. Each write is bounded by its own
+// timeout instead. WithWriteObserver reports every write's latency.
+//
+// # Backups
+//
+// BackupFile (and Store.Backup) copy a database that a server is using,
+// as one read transaction (VACUUM INTO), checked and renamed into place;
+// Restore puts a backup back, refusing a database file that is still open.
 //
 // # Values
 //

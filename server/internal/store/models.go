@@ -69,7 +69,7 @@ func (s *Store) insertModel(ctx context.Context, tx *sql.Tx, m *Model) error {
 // CodecFloat32, Weights must hold exactly 4*Params bytes. A zero CreatedAt
 // means now.
 func (s *Store) SaveModel(ctx context.Context, m *Model) error {
-	return wrap("save model", s.tx(ctx, func(tx *sql.Tx) error {
+	return wrap("save model", s.tx(ctx, "save_model", func(ctx context.Context, tx *sql.Tx) error {
 		return s.insertModel(ctx, tx, m)
 	}))
 }
@@ -124,7 +124,7 @@ func (s *Store) ModelVersions(ctx context.Context, runID string) ([]Model, error
 // keeps version 0, the initial model), and always the latest. It returns how
 // many versions it deleted.
 func (s *Store) PruneModels(ctx context.Context, runID string, keepLast, keepEvery int) (int, error) {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM models WHERE run_id = ?1
+	res, err := s.exec(ctx, "prune_models", `DELETE FROM models WHERE run_id = ?1
 		AND version NOT IN (SELECT version FROM models WHERE run_id = ?1
 		                    ORDER BY version DESC LIMIT ?2)
 		AND (?3 <= 0 OR version % ?3 != 0)`,

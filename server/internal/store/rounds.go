@@ -65,7 +65,7 @@ func (s *Store) OpenRound(ctx context.Context, r *Round) error {
 	}
 	started := s.msOrNow(r.StartedAt)
 	var stored *Round
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, "open_round", func(ctx context.Context, tx *sql.Tx) error {
 		old, err := scanRound(tx.QueryRowContext(ctx, `SELECT `+roundColumns+` FROM rounds
 			WHERE run_id = ? AND round = ?`, r.RunID, r.Round))
 		switch {
@@ -161,7 +161,7 @@ func (s *Store) AddRoundBytes(ctx context.Context, runID string, round int, down
 	if down < 0 {
 		return fmt.Errorf("store: add round bytes: negative byte count %d", down)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE rounds SET bytes_down = bytes_down + ?
+	res, err := s.exec(ctx, "add_round_bytes", `UPDATE rounds SET bytes_down = bytes_down + ?
 		WHERE run_id = ? AND round = ?`, down, runID, round)
 	return wrap("add round bytes", affected(res, err, fmt.Sprintf("round %d of run %q", round, runID)))
 }
@@ -189,7 +189,7 @@ func requireOpen(ctx context.Context, tx *sql.Tx, runID string, round int) error
 // ErrNotOpen; an unknown one ErrNotFound.
 func (s *Store) FailRound(ctx context.Context, runID string, round int, reason string) error {
 	now := s.now().UnixMilli()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, "fail_round", func(ctx context.Context, tx *sql.Tx) error {
 		if err := requireOpen(ctx, tx, runID, round); err != nil {
 			return err
 		}

@@ -61,7 +61,7 @@ func (s *Store) CreateRun(ctx context.Context, r *Run) error {
 	if err != nil {
 		return fmt.Errorf("store: create run %q: %w", r.ID, err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO runs
+	_, err = s.exec(ctx, "create_run", `INSERT INTO runs
 		(id, name, config, join_token, status, created_at, started_at, finished_at,
 		 current_round, model_version, error, strategy_state)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -127,7 +127,7 @@ func (s *Store) SetRunStatus(ctx context.Context, id, status, errText string) er
 	}
 	now := s.now().UnixMilli()
 	ended := status == RunFinished || status == RunStopped || status == RunFailed
-	res, err := s.w.ExecContext(ctx, `UPDATE runs SET
+	res, err := s.exec(ctx, "set_run_status", `UPDATE runs SET
 		status = ?1,
 		error = ?2,
 		started_at = CASE WHEN ?1 = 'running' THEN coalesce(started_at, ?3) ELSE started_at END,

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -47,8 +46,15 @@ type Store struct {
 	w       *sql.DB // writes: one connection
 	r       *sql.DB // reads: query-only connections
 	now     func() time.Time
-	memName string // memdb name of an in-memory database, deleted by Close
+	observe func(op string, d time.Duration, err error)
+	base    url.URL // the database's "file:" URI, without pragmas
+	memName string  // memdb name of an in-memory database, deleted by Close
 }
+
+// writeTimeout bounds one write (waiting for the writer connection, the
+// transaction and its fsync). Writes do not stop when their caller's context
+// is cancelled (see tx), so this is what ends a write that cannot finish.
+const writeTimeout = busyTimeoutMS*time.Millisecond + 20*time.Second
 
 // Option configures Open.
 type Option func(*Store)
@@ -60,6 +66,18 @@ func WithClock(now func() time.Time) Option {
 		panic("store: WithClock(nil)")
 	}
 	return func(s *Store) { s.now = now }
+}
+
+// WithWriteObserver makes the store call observe after every write (each
+// is one transaction, fsynced) with the operation's name (such as
+// "commit_round" or "add_update"; the exported method in snake case), how
+// long it took, waiting for the writer connection included, and its error.
+// observe must be quick and safe for concurrent use; metrics use it.
+func WithWriteObserver(observe func(op string, d time.Duration, err error)) Option {
+	if observe == nil {
+		panic("store: WithWriteObserver(nil)")
+	}
+	return func(s *Store) { s.observe = observe }
 }
 
 // Open opens (creating it if needed) the database at path, a file name, or
@@ -79,6 +97,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.base = base
 	if err := s.openPools(ctx, base); err != nil {
 		s.Close()
 		return nil, err
@@ -95,11 +114,7 @@ func (s *Store) baseURI(path string) (url.URL, error) {
 		return url.URL{Scheme: "file", OmitHost: true, Path: "/" + s.memName,
 			RawQuery: url.Values{"vfs": {"memdb"}}.Encode()}, nil
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return url.URL{}, fmt.Errorf("store: database path %q: %w", path, err)
-	}
-	return url.URL{Scheme: "file", OmitHost: true, Path: filepath.ToSlash(abs)}, nil
+	return fileURI(path)
 }
 
 // dsn adds pragmas to base. busy_timeout comes first: once any _pragma is
@@ -181,17 +196,59 @@ func (s *Store) Close() error {
 }
 
 // tx runs fn in one write transaction (BEGIN IMMEDIATE), committing when fn
-// returns nil and rolling back otherwise.
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+// returns nil and rolling back otherwise. op names the write for the
+// observer.
+//
+// A write is not interrupted when ctx is cancelled: a caller going away (a
+// request whose client hung up, the coordinator shutting down between
+// evaluating a round and committing it) must not turn a good write into a
+// failed one that its caller then reports as a failed round or run. Each
+// write is short and bounded by writeTimeout instead. fn must use the
+// context it is given.
+func (s *Store) tx(ctx context.Context, op string, fn func(context.Context, *sql.Tx) error) (err error) {
+	ctx, done := s.writing(ctx, op)
+	defer func() { done(err) }()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}
 	return tx.Commit()
+}
+
+// exec runs one write statement (its own transaction), as tx does.
+func (s *Store) exec(ctx context.Context, op, query string, args ...any) (res sql.Result, err error) {
+	ctx, done := s.writing(ctx, op)
+	defer func() { done(err) }()
+	return s.w.ExecContext(ctx, query, args...)
+}
+
+// writing detaches a write from ctx's cancellation (keeping its values),
+// bounds it with writeTimeout, and returns the function that ends it and
+// reports it to the observer.
+func (s *Store) writing(ctx context.Context, op string) (context.Context, func(error)) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	return ctx, func(err error) {
+		cancel()
+		if s.observe != nil {
+			s.observe(op, time.Since(start), err)
+		}
+	}
+}
+
+// Ping checks that the database answers: it reads the schema version
+// through a read connection, which touches the file (or the in-memory
+// database). Health checks use it.
+func (s *Store) Ping(ctx context.Context) error {
+	var v int
+	if err := s.r.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
 }
 
 // wrap prefixes err with the operation and maps SQLite constraint errors to

@@ -54,7 +54,7 @@ func (s *Store) AddUpdate(ctx context.Context, u *Update) (int64, error) {
 	received := s.msOrNow(u.ReceivedAt)
 	accepted := boolInt(u.Accepted)
 	var id int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, "add_update", func(ctx context.Context, tx *sql.Tx) error {
 		if u.Accepted {
 			if err := requireOpen(ctx, tx, u.RunID, u.Round); err != nil {
 				return err
