@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/qflare/qflare/server/internal/coord"
+	"github.com/qflare/qflare/server/internal/metrics"
 	"github.com/qflare/qflare/server/internal/store"
 )
 
@@ -28,6 +31,16 @@ type Options struct {
 	// AllowedOrigins lists extra origins allowed to open WebSockets (the
 	// default allows only same-origin pages).
 	AllowedOrigins []string
+	// Metrics, when set, is served at /metrics, counts HTTP requests and
+	// participant traffic.
+	Metrics *metrics.Metrics
+	// PublicURL is the base URL people join through (serve --public-url),
+	// shown in /api/info for the presenter view's QR code; "" if not set.
+	PublicURL string
+	// Starting makes the server start not ready: /readyz answers 503 and
+	// new participants and runs are refused (503, so that clients retry)
+	// until MarkReady, while the caller resumes stored runs.
+	Starting bool
 }
 
 // Server is the HTTP handler. Safe for concurrent use.
@@ -37,7 +50,10 @@ type Server struct {
 	st     *store.Store
 	log    *slog.Logger
 	mux    *http.ServeMux
-	seedMu sync.Mutex // one run_real_training at a time
+	h      http.Handler // mux, counted by Metrics
+	seedMu sync.Mutex   // one run_real_training at a time
+
+	ready, draining atomic.Bool // see MarkReady and Drain
 }
 
 // New returns the handler.
@@ -46,17 +62,19 @@ func New(opt Options) *Server {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opt: opt, c: opt.Coord, st: opt.Coord.Store(), log: opt.Log, mux: http.NewServeMux()}
+	s.ready.Store(!opt.Starting)
 	s.routes()
+	s.h = opt.Metrics.HTTP(s.mux)
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.h.ServeHTTP(w, r) }
 
 func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("GET /api/info", s.info)
 	m.HandleFunc("GET /api/runs", s.listRuns)
-	m.HandleFunc("POST /api/runs", s.admin(s.createRun))
+	m.HandleFunc("POST /api/runs", s.admin(s.refuseUnlessServing(s.createRun)))
 	m.HandleFunc("GET /api/runs/{id}", s.getRun)
 	m.HandleFunc("POST /api/runs/{id}/stop", s.admin(s.stopRun))
 	m.HandleFunc("GET /api/runs/{id}/rounds", s.listRounds)
@@ -65,8 +83,19 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/runs/{id}/model", s.getModel)
 	m.HandleFunc("GET /api/runs/{id}/slice", s.getSlice)
 	m.HandleFunc("GET /api/runs/{id}/events", s.events)
-	m.HandleFunc("POST /api/fl/run_real_training", s.runRealTraining)
-	m.HandleFunc("GET /ws", s.websocket)
+	m.HandleFunc("POST /api/fl/run_real_training", s.refuseUnlessServing(s.runRealTraining))
+	m.HandleFunc("GET /ws", s.refuseUnlessServing(s.websocket))
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
+	if s.opt.Metrics != nil {
+		m.Handle("GET /metrics", s.opt.Metrics.Handler())
+	}
+	// Profiles can reveal secrets held in memory (tokens): admin only.
+	m.HandleFunc("GET /debug/pprof/", s.admin(pprof.Index))
+	m.HandleFunc("GET /debug/pprof/cmdline", s.admin(pprof.Cmdline))
+	m.HandleFunc("GET /debug/pprof/profile", s.admin(pprof.Profile))
+	m.HandleFunc("GET /debug/pprof/symbol", s.admin(pprof.Symbol))
+	m.HandleFunc("GET /debug/pprof/trace", s.admin(pprof.Trace))
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))
 	})
