@@ -5,6 +5,7 @@
 //	server serve    start the server (with --demo, a ready MNIST run)
 //	server backup   copy the database while the server runs
 //	server restore  put a backup back as the database
+//	server health   exit 0 if the local server is ready
 //	server sim      simulate a federation with in-process clients
 //	server study    run a grid of simulations
 //	server train    centralized training baseline
@@ -34,6 +35,7 @@ func commands() []command {
 		{"serve", "start the server", runServe},
 		{"backup", "copy the database while the server runs", runBackup},
 		{"restore", "put a backup back as the database (server stopped)", runRestore},
+		{"health", "exit 0 if the local server is ready (container health checks)", runHealth},
 		{"sim", "simulate a federation with in-process clients", runSim},
 		{"study", "run a grid of simulations and print a table (codecs, robust, dp)", runStudy},
 		{"train", "centralized training baseline", runTrain},
