@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +79,37 @@ func TestEnvName(t *testing.T) {
 	for in, want := range map[string]string{"addr": "QFLARE_ADDR", "admin-token": "QFLARE_ADMIN_TOKEN", "log-json": "QFLARE_LOG_JSON"} {
 		if got := envName(in); got != want {
 			t.Errorf("envName(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+func TestReachableAddr(t *testing.T) {
+	ips := func(ss ...string) []net.IP {
+		var out []net.IP
+		for _, s := range ss {
+			out = append(out, net.ParseIP(s))
+		}
+		return out
+	}
+	tests := []struct {
+		listen string
+		addrs  []net.IP
+		want   string
+	}{
+		{"127.0.0.1:8080", ips("192.168.1.5"), "127.0.0.1:8080"},
+		{"192.168.1.5:9000", ips("10.0.0.2"), "192.168.1.5:9000"},
+		{"0.0.0.0:8080", ips("127.0.0.1", "fe80::1", "2001:db8::5", "192.168.1.5"), "192.168.1.5:8080"},
+		{"0.0.0.0:8080", ips("127.0.0.1", "169.254.3.4", "2001:db8::5"), "[2001:db8::5]:8080"},
+		{"[::]:8080", ips("::1", "127.0.0.1"), "127.0.0.1:8080"},
+		{"0.0.0.0:8080", nil, "127.0.0.1:8080"},
+	}
+	for _, tt := range tests {
+		ln, err := net.ResolveTCPAddr("tcp", tt.listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := reachableAddr(ln, tt.addrs); got != tt.want {
+			t.Errorf("reachableAddr(%s, %v) = %s; want %s", tt.listen, tt.addrs, got, tt.want)
 		}
 	}
 }

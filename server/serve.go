@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -103,14 +104,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.origins != "" {
 		allowed = strings.Split(cfg.origins, ",")
 	}
-	a := api.New(api.Options{Coord: c, AdminToken: cfg.adminToken, Assets: www.Handler(), Log: log,
-		AllowedOrigins: allowed, Metrics: m, Starting: true, PublicURL: strings.TrimRight(cfg.publicURL, "/")})
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		c.Close()
 		st.Close()
 		return err
 	}
+	publicURL := strings.TrimRight(cfg.publicURL, "/")
+	if publicURL == "" && ln.Addr().(*net.TCPAddr).IP.IsUnspecified() {
+		// Listening on every interface: the QR code needs an address
+		// phones reach, not 0.0.0.0.
+		publicURL = "http://" + reachableAddr(ln.Addr().(*net.TCPAddr), interfaceAddrs())
+	}
+	a := api.New(api.Options{Coord: c, AdminToken: cfg.adminToken, Assets: www.Handler(), Log: log,
+		AllowedOrigins: allowed, Metrics: m, Starting: true, PublicURL: publicURL})
 	srv := &http.Server{
 		Handler:           a,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -130,13 +137,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := c.Resume(ctx); err != nil {
 			return err
 		}
-		base := cfg.publicURL
+		base := publicURL
 		if base == "" {
 			base = "http://" + ln.Addr().String()
 		}
-		base = strings.TrimRight(base, "/")
 		var demoRun *coord.Run
 		if cfg.demo {
+			var err error
 			if demoRun, err = demo.Ensure(ctx, c, log); err != nil {
 				return err
 			}
@@ -220,4 +227,46 @@ func shutdown(grace time.Duration, log *slog.Logger, a *api.Server, srv *http.Se
 		log.Error("shutdown outlasted the grace period", "grace", grace)
 		return errGrace
 	}
+}
+
+// reachableAddr is the host:port to print for a listener: its own address,
+// or, when it listens on every interface (0.0.0.0 or ::), the first address
+// of this machine that others can reach (a private or public IPv4 before
+// IPv6, never loopback or link-local); loopback when there is none.
+func reachableAddr(ln *net.TCPAddr, addrs []net.IP) string {
+	port := strconv.Itoa(ln.Port)
+	if !ln.IP.IsUnspecified() {
+		return net.JoinHostPort(ln.IP.String(), port)
+	}
+	var v6 net.IP
+	for _, ip := range addrs {
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || !ip.IsGlobalUnicast() {
+			continue
+		}
+		if ip.To4() != nil {
+			return net.JoinHostPort(ip.String(), port)
+		}
+		if v6 == nil {
+			v6 = ip
+		}
+	}
+	if v6 != nil {
+		return net.JoinHostPort(v6.String(), port)
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// interfaceAddrs lists this machine's interface addresses (none on error).
+func interfaceAddrs() []net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var ips []net.IP
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			ips = append(ips, n.IP)
+		}
+	}
+	return ips
 }

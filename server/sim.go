@@ -72,6 +72,8 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.LocalEpochs, "epochs", 1, "local epochs E")
 	fs.IntVar(&c.Batch, "batch", 10, "local batch size B")
 	fs.Float64Var(&c.LR, "lr", 0.05, "client learning rate")
+	fs.Float64Var(&c.Momentum, "momentum", 0, "client SGD momentum")
+	fs.Float64Var(&c.WeightDecay, "weight-decay", 0, "client SGD weight decay")
 	fs.StringVar(&c.Partition, "partition", "iid", "iid, dirichlet:ALPHA or shards:K")
 	fs.IntVar(&c.Rounds, "rounds", 100, "rounds to run")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed for the model, partition, selection and clients")

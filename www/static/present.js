@@ -187,7 +187,7 @@
     ui.setText('central-k', central ? `centralized training (${central.what})` : 'no centralized figure for ' + cfg.model);
     ui.setText('tabs', String(n));
     const round = v ? (v.open_round ? v.open_round.round : v.round) : 0;
-    ui.setText('round', round ? `${round} / ${cfg.rounds}` : '–');
+    ui.setText('round', round ? `${round}/${cfg.rounds}` : '–');
     if (chart) {
       const data = [xs, accs];
       if (central) data.push(xs.map(() => central.acc));
