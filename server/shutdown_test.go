@@ -53,6 +53,10 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 		return len(before) == 3
 	})
 
+	if out, err := exec.Command(bin, "health", "--addr", addr).CombinedOutput(); err != nil || !strings.Contains(string(out), `"ready"`) {
+		t.Errorf("health on a ready server = %v: %s; want exit 0 and the readiness answer", err, out)
+	}
+
 	sent := time.Now()
 	srv.cmd.Process.Signal(syscall.SIGTERM)
 	err := srv.cmd.Wait()
@@ -72,6 +76,9 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 		if !strings.Contains(srv.logs.String(), want) {
 			t.Errorf("server log lacks %q:\n%s", want, tail(srv.logs.String(), 20))
 		}
+	}
+	if out, err := exec.Command(bin, "health", "--addr", addr).CombinedOutput(); err == nil {
+		t.Errorf("health after the server exited = exit 0: %s; want a failure", out)
 	}
 	waitUntil(t, 10*time.Second, "the clients to log the server's bye", func() bool {
 		return strings.Contains(clientLogs.String(), "shutting down for a restart")
