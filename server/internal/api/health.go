@@ -29,9 +29,6 @@ func (s *Server) MarkReady() { s.ready.Store(true) }
 // instead of giving up. Drain does not close anything itself.
 func (s *Server) Drain() { s.draining.Store(true) }
 
-// Draining reports whether Drain was called.
-func (s *Server) Draining() bool { return s.draining.Load() }
-
 // healthz answers whether the process is alive and serving HTTP: a liveness
 // probe that fails only when the process is wedged.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
