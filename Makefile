@@ -14,18 +14,20 @@ FUZZTIME_SLOW ?= 20000x
 # The toolchain of the SIMD128 wasm build (fetched from the Go module proxy on
 # first use); "none" skips it.
 SIMD_TOOLCHAIN ?= go1.27.3
+# The container image make image builds (podman or buildah).
+IMAGE ?= localhost/qflare:latest
 
 # The packages whose tests run under the race detector, and the rest.
 SERVER_PKGS := ./server/...
 OTHER_PKGS   = $(shell $(GO) list ./... | grep -v '/server')
 
-.PHONY: all build wasm vendor run test vet test-native test-race test-wasm test-wasm-simd fuzz bench-smoke \
-	test-e2e bench bench-workers bench-load bench-soak screenshots fmt clean
+.PHONY: all build wasm vendor run image test vet test-native test-race test-wasm test-wasm-simd fuzz bench-smoke \
+	test-e2e bench bench-workers bench-demo bench-load bench-soak screenshots fmt clean
 
 all: build
 
-# The server embeds www/static, so the wasm client and the vendored scripts
-# are built first.
+# The server embeds www/static, so the wasm client (and the gzipped copies
+# of the vendored scripts) are built first.
 build: $(BIN)/qflare
 
 $(BIN)/qflare: wasm vendor FORCE
@@ -39,6 +41,11 @@ vendor:
 
 run: build
 	$(BIN)/qflare serve --addr $(ADDR) --db $(DB) --demo
+
+# The OCI image (build/Containerfile, FROM scratch): the static server with
+# the wasm client embedded. See README.md, "Run it for real".
+image: wasm vendor
+	GO=$(GO) sh build/image.sh $(IMAGE)
 
 test: vet test-native test-race test-wasm test-wasm-simd fuzz bench-smoke
 
@@ -111,13 +118,17 @@ bench-soak:
 bench-workers:
 	QFLARE_BENCH_WORKERS=1 $(GO) test -count=1 -v -run WorkerSpeedup -timeout 20m ./server/internal/e2e
 
+# Three Chromium tabs on the demo run: how long until 97% (README.md, Demo).
+bench-demo:
+	QFLARE_BENCH_DEMO=1 $(GO) test -count=1 -v -run DemoReaches97 -timeout 30m ./server/internal/e2e
+
 screenshots:
-	QFLARE_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -v -run 'TabsTrainTogether|OwnData' ./server/internal/e2e
+	QFLARE_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -v -run 'TabsTrainTogether|OwnData|PhoneAndPresenter' ./server/internal/e2e
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf $(BIN) www/static/vendor www/static/client.wasm* www/static/client-simd.wasm* www/static/wasm_exec.js*
+	rm -rf $(BIN) www/static/vendor/*.gz www/static/client.wasm* www/static/client-simd.wasm* www/static/wasm_exec.js*
 
 FORCE:

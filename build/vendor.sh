@@ -1,23 +1,33 @@
 #!/bin/sh
-# Copies the pages' browser libraries from npm (www/package.json, locked in
-# www/package-lock.json) into static/vendor/, with gzip -9 siblings, so the
-# server embeds them and no page loads anything from a CDN. It runs
-# `npm ci` first when www/node_modules is missing or older than the lock.
+# The pages' browser libraries are committed in www/static/vendor/ (uPlot
+# 1.6.32 and qrcode-generator 2.0.4, both MIT; their licences sit next to
+# them), so building and running QFLARE needs only Go: no page loads
+# anything from a CDN and no build step needs npm.
 #
-#   build/vendor.sh [OUT_DIR]   (default: www/static/vendor)
+#   build/vendor.sh [OUT_DIR]   writes gzip -9 siblings of the vendored files
+#                               into OUT_DIR (default www/static/vendor), which
+#                               the server sends to browsers that accept gzip
+#   build/vendor.sh --update    maintainers: refreshes the vendored files from
+#                               npm (www/package.json, locked in
+#                               www/package-lock.json; needs node and npm)
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$root/www/static/vendor}
-www=$root/www
-if [ ! -d "$www/node_modules" ] || [ "$www/package-lock.json" -nt "$www/node_modules/.package-lock.json" ]; then
+vendor=$root/www/static/vendor
+files="uplot.min.js uplot.min.css qrcode.js"
+if [ "${1:-}" = --update ]; then
+	www=$root/www
 	(cd "$www" && npm ci --no-audit --no-fund --loglevel=error)
+	cp "$www/node_modules/uplot/dist/uPlot.iife.min.js" "$vendor/uplot.min.js"
+	cp "$www/node_modules/uplot/dist/uPlot.min.css" "$vendor/uplot.min.css"
+	cp "$www/node_modules/qrcode-generator/dist/qrcode.js" "$vendor/qrcode.js"
+	cp "$www/node_modules/uplot/LICENSE" "$vendor/uplot.LICENSE"
+	echo "vendor: updated $files from npm; check the licences and commit"
+	shift
 fi
+out=${1:-$vendor}
 mkdir -p "$out"
-cp "$www/node_modules/uplot/dist/uPlot.iife.min.js" "$out/uplot.min.js"
-cp "$www/node_modules/uplot/dist/uPlot.min.css" "$out/uplot.min.css"
-cp "$www/node_modules/qrcode-generator/dist/qrcode.js" "$out/qrcode.js"
-cp "$www/node_modules/uplot/LICENSE" "$out/uplot.LICENSE" 2>/dev/null || true
-for f in uplot.min.js uplot.min.css qrcode.js; do
-	gzip -9 -n -c "$out/$f" >"$out/$f.gz"
+for f in $files; do
+	gzip -9 -n -c "$vendor/$f" >"$out/$f.gz.tmp"
+	mv "$out/$f.gz.tmp" "$out/$f.gz"
 done
-echo "vendor: $(ls "$out" | tr '\n' ' ')"
+echo "vendor: $out: gzipped $files"

@@ -2,15 +2,21 @@
 // dashboard and the WebSocket protocol, runs federated rounds and stores them
 // in SQLite. Its subcommands:
 //
-//	server serve   start the server (with --demo, a ready MNIST run)
-//	server sim     simulate a federation with in-process clients
-//	server train   centralized training baseline
+//	server serve    start the server (with --demo, a ready MNIST run)
+//	server backup   copy the database while the server runs
+//	server restore  put a backup back as the database
+//	server health   exit 0 if the local server is ready
+//	server sim      simulate a federation with in-process clients
+//	server study    run a grid of simulations
+//	server train    centralized training baseline
 //
 // Run "server <command> -h" for a command's flags.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,6 +33,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "start the server", runServe},
+		{"backup", "copy the database while the server runs", runBackup},
+		{"restore", "put a backup back as the database (server stopped)", runRestore},
+		{"health", "exit 0 if the local server is ready (container health checks)", runHealth},
 		{"sim", "simulate a federation with in-process clients", runSim},
 		{"study", "run a grid of simulations and print a table (codecs, robust, dp)", runStudy},
 		{"train", "centralized training baseline", runTrain},
@@ -52,7 +61,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, args[1:], stdout, stderr)
+			if err := c.run(ctx, args[1:], stdout, stderr); !errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return nil // -h printed the command's usage
 		}
 	}
 	usage(stderr)
@@ -62,6 +74,6 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: server <command> [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-6s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
 	}
 }

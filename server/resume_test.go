@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,14 +27,8 @@ import (
 // updates (not re-sent: the same stored rows) plus the fourth: nothing
 // accepted is lost.
 func TestResumeAfterSIGKILL(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the server binary")
-	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "qflare")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := serverBinary(t)
 	addr := freeAddr(t)
 	base := "http://" + addr
 	db := filepath.Join(dir, "qflare.db")
@@ -134,9 +131,22 @@ func getUpdates(t *testing.T, base, run string) []update {
 // startServer runs the server binary and waits until it answers.
 func startServer(t *testing.T, bin, addr, db string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--db", db, "--admin-token", "admin")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	return startServerLogs(t, bin, addr, db).cmd
+}
+
+// process is a server binary started by a test.
+type process struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+}
+
+// startServerLogs runs the server binary with extra flags, waits until it
+// is ready (/readyz 200), and keeps its output.
+func startServerLogs(t *testing.T, bin, addr, db string, extra ...string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", addr, "--db", db, "--admin-token", "admin"}, extra...)...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -147,14 +157,71 @@ func startServer(t *testing.T, bin, addr, db string) *exec.Cmd {
 			t.Logf("server output:\n%s", tail(logs.String(), 40))
 		}
 	})
-	waitUntil(t, time.Minute, "the server to answer", func() bool {
-		resp, err := http.Get("http://" + addr + "/api/info")
-		if err == nil {
-			resp.Body.Close()
+	waitUntil(t, time.Minute, "the server to be ready", func() bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
 		}
-		return err == nil
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	})
-	return cmd
+	return &process{cmd: cmd, logs: logs}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// binary is the server binary the process tests share, built once.
+var binary struct {
+	once sync.Once
+	path string
+	err  error
+	dir  string
+}
+
+// serverBinary builds the server binary once for the package's tests (it
+// is removed by TestMain).
+func serverBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the server binary")
+	}
+	binary.once.Do(func() {
+		if binary.dir, binary.err = os.MkdirTemp("", "qflare-server-test-"); binary.err != nil {
+			return
+		}
+		binary.path = filepath.Join(binary.dir, "qflare")
+		if out, err := exec.Command("go", "build", "-o", binary.path, ".").CombinedOutput(); err != nil {
+			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binary.err != nil {
+		t.Fatal(binary.err)
+	}
+	return binary.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binary.dir != "" {
+		os.RemoveAll(binary.dir)
+	}
+	os.Exit(code)
 }
 
 type createdRun struct {

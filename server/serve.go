@@ -11,121 +11,264 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/qflare/qflare/server/internal/api"
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/datasets"
+	"github.com/qflare/qflare/server/internal/demo"
+	"github.com/qflare/qflare/server/internal/metrics"
 	"github.com/qflare/qflare/server/internal/store"
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/www"
 )
 
-// demoConfig is the run --demo creates: mnist-2nn, which trains a round in a
-// second or two in a tab; every connected tab takes part in every round.
-func demoConfig() coord.Config {
-	return coord.Config{Name: "demo: mnist-2nn on MNIST", Model: "mnist-2nn", Dataset: "mnist", Partition: "iid",
-		Clients: 100, Rounds: 200, Fraction: 1, MinClients: 1, LocalEpochs: 1, Batch: 10, LR: 0.05,
-		RoundDeadline: coord.Duration(60 * time.Second), EvalLimit: 2000, Seed: 1, Public: true}
+// Bounds of --grace.
+const (
+	minGrace = time.Second
+	maxGrace = 10 * time.Minute
+)
+
+// serveConfig is what serve's flags (or their environment variables) say.
+type serveConfig struct {
+	addr, db, adminToken, publicURL, origins, hosts, dataDir string
+	demo, logJSON                                            bool
+	grace                                                    time.Duration
 }
 
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// parseServe reads serve's flags, then the environment (lookup) for the
+// flags not given.
+func parseServe(args []string, lookup func(string) (string, bool), stderr io.Writer) (*serveConfig, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
-	dbPath := fs.String("db", "qflare.db", "SQLite database file (created if missing)")
-	demo := fs.Bool("demo", false, "create a ready demo run on MNIST (or keep the unfinished one)")
-	adminToken := fs.String("admin-token", os.Getenv("QFLARE_ADMIN_TOKEN"), "admin token (default: $QFLARE_ADMIN_TOKEN, else a new random one)")
-	publicURL := fs.String("public-url", "", "base URL printed for joining (default: http://ADDR)")
-	origins := fs.String("allow-origins", "", "comma-separated extra origins allowed to open WebSockets and send API requests")
-	hosts := fs.String("allow-hosts", "", "comma-separated extra host names the server answers to (besides IP addresses, localhost and --public-url's host)")
-	dataDir := fs.String("data-dir", "", "dataset folder (default: MNIST from the GoMNIST module)")
-	logJSON := fs.Bool("log-json", false, "log as JSON lines")
+	var c serveConfig
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "`HOST:PORT` to listen on (0.0.0.0:8080: every interface)")
+	fs.StringVar(&c.db, "db", "qflare.db", "SQLite database `FILE` (created if missing)")
+	fs.BoolVar(&c.demo, "demo", false, "keep a public demo run on MNIST going (a fresh one starts when one ends)")
+	fs.StringVar(&c.adminToken, "admin-token", "", "admin `TOKEN` for the dashboard, run control and pprof (default: a new random one, printed)")
+	fs.StringVar(&c.publicURL, "public-url", "", "base `URL` printed for joining and in the QR code (default: http://ADDR)")
+	fs.StringVar(&c.origins, "allow-origins", "", "comma-separated extra `ORIGINS` allowed to open WebSockets and send API requests")
+	fs.StringVar(&c.hosts, "allow-hosts", "", "comma-separated extra host `NAMES` the server answers to (besides IP addresses, localhost and --public-url's host)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "dataset `DIR` (default: MNIST from the GoMNIST module)")
+	fs.BoolVar(&c.logJSON, "log-json", false, "log as JSON lines")
+	fs.DurationVar(&c.grace, "grace", 20*time.Second, "on SIGTERM or SIGINT, how long to finish the open step and tell clients before exiting anyway")
+	envUsage(fs, "usage: server serve [flags]\n\nStarts the server: pages, API, participant WebSockets, rounds, SQLite.")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnv(fs, lookup); err != nil {
+		return nil, fmt.Errorf("serve: %w", err)
+	}
+	if c.grace < minGrace || c.grace > maxGrace {
+		return nil, fmt.Errorf("serve: --grace %v is not in %v..%v", c.grace, minGrace, maxGrace)
+	}
+	if c.db == "" || c.addr == "" {
+		return nil, errors.New("serve: --addr and --db must not be empty")
+	}
+	return &c, nil
+}
+
+// errGrace is returned when the shutdown outlasts --grace.
+var errGrace = errors.New("shutdown took longer than --grace; exiting anyway (the database is safe: runs resume as after a crash)")
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseServe(args, os.LookupEnv, stderr)
+	if err != nil {
 		return err
 	}
 	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
-	if *logJSON {
+	if cfg.logJSON {
 		handler = slog.NewJSONHandler(stderr, nil)
 	}
 	log := slog.New(handler)
-	if *adminToken == "" {
-		*adminToken = rand.Text()[:24]
+	if cfg.adminToken == "" {
+		cfg.adminToken = rand.Text()[:24]
 	}
-	st, err := store.Open(ctx, *dbPath)
+
+	var c *coord.Coordinator // set before the listener accepts a scrape
+	m := metrics.New(metrics.Options{Go: true, Runs: func() []metrics.Run { return runStates(c) }})
+	st, err := store.Open(ctx, cfg.db, store.WithWriteObserver(m.ObserveWrite))
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	c := coord.New(coord.Deps{Store: st, Log: log,
-		Data: func(name string) (*data.Set, *data.Set, error) { return datasets.Load(name, *dataDir) }})
-	defer c.Close()
-	if err := c.Resume(ctx); err != nil {
-		return err
-	}
-	var demoRun *coord.Run
-	if *demo {
-		if demoRun, err = ensureDemo(ctx, c); err != nil {
-			return err
-		}
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
-	base := *publicURL
-	if base == "" {
-		base = "http://" + ln.Addr().String()
-	}
-	base = strings.TrimRight(base, "/")
+	c = coord.New(coord.Deps{Store: st, Log: log, Observer: m,
+		Data: func(name string) (*data.Set, *data.Set, error) { return datasets.Load(name, cfg.dataDir) }})
 	var allowed, names []string
-	if *origins != "" {
-		allowed = strings.Split(*origins, ",")
+	if cfg.origins != "" {
+		allowed = strings.Split(cfg.origins, ",")
 	}
-	if *hosts != "" {
-		names = strings.Split(*hosts, ",")
+	if cfg.hosts != "" {
+		names = strings.Split(cfg.hosts, ",")
 	}
-	httpHandler := api.New(api.Options{Coord: c, AdminToken: *adminToken, Assets: www.Handler(), Log: log,
-		AllowedOrigins: allowed, AllowedHosts: names, PublicURL: *publicURL,
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		c.Close()
+		st.Close()
+		return err
+	}
+	publicURL := strings.TrimRight(cfg.publicURL, "/")
+	if publicURL == "" && ln.Addr().(*net.TCPAddr).IP.IsUnspecified() {
+		// Listening on every interface: the QR code needs an address
+		// phones reach, not 0.0.0.0.
+		publicURL = "http://" + reachableAddr(ln.Addr().(*net.TCPAddr), interfaceAddrs())
+	}
+	a := api.New(api.Options{Coord: c, AdminToken: cfg.adminToken, Assets: www.Handler(), Log: log,
+		AllowedOrigins: allowed, AllowedHosts: names, Metrics: m, Starting: true, PublicURL: publicURL,
 		Routes: map[string]http.Handler{"POST /api/fl/run_real_training": &seedHandler{c: c}}})
 	srv := &http.Server{
-		Handler:           httpHandler,
+		Handler:           a,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
 	}
-	fmt.Fprintf(stdout, "QFLARE is serving on %s (database %s)\n", base, *dbPath)
-	if demoRun != nil {
-		fmt.Fprintf(stdout, "  join:        %s%s\n", base, api.JoinPath(demoRun.ID(), demoRun.Token()))
-		fmt.Fprintf(stdout, "               (or just %s/ : the demo run is public)\n", base)
-	}
-	fmt.Fprintf(stdout, "  dashboard:   %s/dashboard#admin=%s\n", base, *adminToken)
-	fmt.Fprintf(stdout, "  admin token: %s\n", *adminToken)
+	// Listen first, so that probes get answers (/healthz 200, /readyz 503)
+	// while stored runs resume; participants get 503 until then.
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+
+	var keeper sync.WaitGroup
+	kctx, stopKeeper := context.WithCancel(ctx)
+	defer stopKeeper()
+	start := func() error {
+		if err := c.Resume(ctx); err != nil {
+			return err
+		}
+		base := publicURL
+		if base == "" {
+			base = "http://" + ln.Addr().String()
+		}
+		var demoRun *coord.Run
+		if cfg.demo {
+			var err error
+			if demoRun, err = demo.Ensure(ctx, c, log); err != nil {
+				return err
+			}
+			keeper.Go(func() {
+				demo.Keep(kctx, c, demoRun, demo.RestartDelay, log, func(r *coord.Run) {
+					log.Info("a fresh demo run started", "run", r.ID(), "join", base+api.JoinPath(r.ID(), r.Token()))
+				})
+			})
+		}
+		a.MarkReady()
+		fmt.Fprintf(stdout, "QFLARE is serving on %s (database %s)\n", base, cfg.db)
+		if demoRun != nil {
+			fmt.Fprintf(stdout, "  join:        %s%s\n", base, api.JoinPath(demoRun.ID(), demoRun.Token()))
+			fmt.Fprintf(stdout, "               (or just %s/ : the demo run is public)\n", base)
+			fmt.Fprintf(stdout, "  presenter:   %s/present\n", base)
+		}
+		fmt.Fprintf(stdout, "  dashboard:   %s/dashboard#admin=%s\n", base, cfg.adminToken)
+		fmt.Fprintf(stdout, "  admin token: %s\n", cfg.adminToken)
+		return nil
+	}
+	if err := start(); err != nil {
+		stopKeeper()
+		keeper.Wait()
+		if shutdown(cfg.grace, log, a, srv, c) == nil {
+			st.Close()
+		}
+		return err
+	}
 	select {
 	case err := <-errc:
+		stopKeeper()
+		keeper.Wait()
+		c.Close()
+		st.Close()
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c.Close() // ends runs' loops and their WebSockets; runs stay resumable
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	stopKeeper()
+	keeper.Wait()
+	err = shutdown(cfg.grace, log, a, srv, c)
+	if err == nil {
+		st.Close() // after every loop ended; a timed-out shutdown leaves it to the exit
 	}
-	return nil
+	return err
 }
 
-// ensureDemo returns the unfinished public demo run, creating one if needed.
-func ensureDemo(ctx context.Context, c *coord.Coordinator) (*coord.Run, error) {
-	want := demoConfig()
-	for _, r := range c.Runs() {
-		if cfg := r.Config(); cfg.Public && cfg.Name == want.Name {
-			return r, nil
+// shutdown stops the server within grace: readiness turns 503 and new work
+// is refused (a.Drain), the listener closes to new connections, every run's
+// loop stops after the step it is in (a round being committed is committed:
+// store writes are not interrupted), participants get a bye saying the
+// server restarts, and plain HTTP requests finish. Stored runs resume from
+// there on the next start, as after a crash. It returns errGrace if that
+// takes longer than grace.
+func shutdown(grace time.Duration, log *slog.Logger, a *api.Server, srv *http.Server, c *coord.Coordinator) error {
+	// A second signal now kills the process at once.
+	signal.Reset(os.Interrupt, syscall.SIGTERM)
+	start := time.Now()
+	log.Info("shutting down: draining", "grace", grace)
+	a.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		var wg sync.WaitGroup
+		var httpErr error
+		wg.Go(func() { httpErr = srv.Shutdown(ctx) }) // closes the listener at once
+		c.Close()                                     // ends the loops and their WebSockets
+		wg.Wait()
+		done <- httpErr
+	}()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		log.Info("shut down", "took", time.Since(start).Round(time.Millisecond))
+		return nil
+	case <-ctx.Done():
+		log.Error("shutdown outlasted the grace period", "grace", grace)
+		return errGrace
+	}
+}
+
+// reachableAddr is the host:port to print for a listener: its own address,
+// or, when it listens on every interface (0.0.0.0 or ::), the first address
+// of this machine that others can reach (a private or public IPv4 before
+// IPv6, never loopback or link-local); loopback when there is none.
+func reachableAddr(ln *net.TCPAddr, addrs []net.IP) string {
+	port := strconv.Itoa(ln.Port)
+	if !ln.IP.IsUnspecified() {
+		return net.JoinHostPort(ln.IP.String(), port)
+	}
+	var v6 net.IP
+	for _, ip := range addrs {
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || !ip.IsGlobalUnicast() {
+			continue
+		}
+		if ip.To4() != nil {
+			return net.JoinHostPort(ip.String(), port)
+		}
+		if v6 == nil {
+			v6 = ip
 		}
 	}
-	return c.CreateRun(ctx, want)
+	if v6 != nil {
+		return net.JoinHostPort(v6.String(), port)
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// interfaceAddrs lists this machine's interface addresses (none on error).
+func interfaceAddrs() []net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var ips []net.IP
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			ips = append(ips, n.IP)
+		}
+	}
+	return ips
 }

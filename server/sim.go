@@ -58,6 +58,7 @@ type simSummary struct {
 type simFlags struct {
 	cfg          coord.Config
 	perRound     int
+	join         int
 	target       float64
 	stopAtTarget bool
 	db, dataDir  string
@@ -76,9 +77,12 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Clients, "clients", 100, "number of virtual clients (data slices)")
 	fs.Float64Var(&c.Fraction, "fraction", 0.1, "fraction C of clients selected each round")
 	fs.IntVar(&f.perRound, "per-round", 0, "clients selected each round (overrides --fraction)")
+	fs.IntVar(&f.join, "join", 0, "virtual clients that join (default: one per slice, --clients); the others' slices stay unused")
 	fs.IntVar(&c.LocalEpochs, "epochs", 1, "local epochs E")
 	fs.IntVar(&c.Batch, "batch", 10, "local batch size B")
 	fs.Float64Var(&c.LR, "lr", 0.05, "client learning rate")
+	fs.Float64Var(&c.Momentum, "momentum", 0, "client SGD momentum")
+	fs.Float64Var(&c.WeightDecay, "weight-decay", 0, "client SGD weight decay")
 	fs.StringVar(&c.Partition, "partition", "iid", "iid, dirichlet:ALPHA or shards:K")
 	fs.IntVar(&c.Rounds, "rounds", 100, "rounds to run")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed for the model, partition, selection and clients")
@@ -146,7 +150,14 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(simRound)) (*simResult, error) {
 	cfg := f.cfg
 	cfg.ClientsPerRound = f.perRound
-	cfg.StartClients = cfg.Clients // every virtual client joins before round 1
+	joining := cfg.Clients
+	if f.join != 0 {
+		if f.join < 1 || f.join > cfg.Clients {
+			return nil, fmt.Errorf("sim: --join %d is not in 1..--clients (%d)", f.join, cfg.Clients)
+		}
+		joining = f.join
+	}
+	cfg.StartClients = joining // every virtual client joins before round 1
 	cfg.MinClients = 1
 	cfg.NoDeadline = true
 	cfg.Name = "sim"
@@ -181,8 +192,8 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	sub := run.Subscribe(4096)
 	defer sub.Close()
 	cfg = run.Config()
-	fmt.Fprintf(stderr, "sim: run %s, %s on %s, %d clients (%s), C=%g, E=%d, B=%d, lr=%g, %s, codec %s, %d rounds",
-		run.ID(), cfg.Model, cfg.Dataset, cfg.Clients, cfg.Partition, cfg.Fraction, cfg.LocalEpochs, cfg.Batch, cfg.LR,
+	fmt.Fprintf(stderr, "sim: run %s, %s on %s, %d of %d clients (%s), C=%g, E=%d, B=%d, lr=%g, %s, codec %s, %d rounds",
+		run.ID(), cfg.Model, cfg.Dataset, joining, cfg.Clients, cfg.Partition, cfg.Fraction, cfg.LocalEpochs, cfg.Batch, cfg.LR,
 		cfg.Strategy, cfg.Codec, cfg.Rounds)
 	if !attack.IsNone() && f.attackers > 0 {
 		fmt.Fprintf(stderr, ", %g of clients attack with %s", f.attackers, attack)
@@ -207,7 +218,7 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wait := sim.Join(sctx, c, run, cfg.Clients, opt)
+	wait := sim.Join(sctx, c, run, joining, opt)
 	defer wait()
 	stopping := false
 

@@ -1,7 +1,8 @@
 // Package www holds the pages and scripts the server embeds, and serves
 // them. The Makefile (build/wasm.sh, build/vendor.sh) puts client.wasm, the
-// toolchain's wasm_exec.js and the npm libraries (static/vendor/) into
-// static/ before the server is built, so one binary serves everything.
+// toolchain's wasm_exec.js and gzipped copies of the vendored libraries
+// (static/vendor/, committed with their licences) into static/ before the
+// server is built, so one binary serves everything.
 //
 // # Pages
 //
@@ -13,12 +14,18 @@
 //     averages their weights (see wasmclient). The page only shows what the
 //     lead posts and keeps the tab's client id in localStorage. owndata.js
 //     reads the person's own files, which never leave the tab.
+//
 //   - static/dashboard.html + dashboard.js, at /dashboard#admin=TOKEN: a
 //     run's live state over the server-sent event feed, charts (uPlot), the
 //     join QR code (qrcode-generator), and starting and stopping runs.
 //
-// Both pages are plain scripts over ui.js and style.css; window.qflare and
-// window.qflareDash expose their state to tests
+//   - static/present.html + present.js, at /present: the presenter view for a
+//     projector (the public run, or ?run=ID): a big QR code of the join
+//     link, the global accuracy beside centralized training's, the devices
+//     and their speeds, and a sentence on what is happening.
+//
+// The pages are plain scripts over ui.js and style.css; window.qflare,
+// window.qflareDash and window.qflarePresent expose their state to tests
 // (server/internal/e2e drives them in headless Chromium).
 package www
 
@@ -50,7 +57,8 @@ func init() {
 }
 
 // Handler serves the embedded pages: the join page at / and /join/{run},
-// the dashboard at /dashboard, and the files under /static/. A file with a
+// the dashboard at /dashboard, the presenter view at /present, and the
+// files under /static/. A file with a
 // precompressed ".gz" sibling is sent compressed to clients that accept
 // gzip.
 func Handler() http.Handler { return HandlerFS(Static()) }
@@ -69,6 +77,7 @@ func HandlerFS(root fs.FS) http.Handler {
 	mux.HandleFunc("GET /{$}", page("index.html"))
 	mux.HandleFunc("GET /join/{run}", page("index.html"))
 	mux.HandleFunc("GET /dashboard", page("dashboard.html"))
+	mux.HandleFunc("GET /present", page("present.html"))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", gzipped(root, files)))
 	return mux
 }

@@ -10,6 +10,7 @@ func TestHandlerFS(t *testing.T) {
 	root := fstest.MapFS{
 		"index.html":      {Data: []byte("join page")},
 		"dashboard.html":  {Data: []byte("dashboard page")},
+		"present.html":    {Data: []byte("presenter page")},
 		"client.wasm":     {Data: []byte("\x00asm raw")},
 		"client.wasm.gz":  {Data: []byte("gzipped wasm")},
 		"vendor/uplot.js": {Data: []byte("uplot")},
@@ -24,6 +25,7 @@ func TestHandlerFS(t *testing.T) {
 		{"/", "", 200, "join page", "text/html; charset=utf-8", ""},
 		{"/join/run-1?token=t", "", 200, "join page", "text/html; charset=utf-8", ""},
 		{"/dashboard", "", 200, "dashboard page", "text/html; charset=utf-8", ""},
+		{"/present", "", 200, "presenter page", "text/html; charset=utf-8", ""},
 		{"/static/client.wasm", "gzip, deflate", 200, "gzipped wasm", "application/wasm", "gzip"},
 		{"/static/client.wasm", "", 200, "\x00asm raw", "application/wasm", ""},
 		{"/static/vendor/uplot.js", "gzip", 200, "uplot", "text/javascript; charset=utf-8", ""},

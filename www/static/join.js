@@ -200,12 +200,34 @@
         if (m.error) problem(m.reason);
         ui.$('leave').textContent = 'Join again';
         terminate();
+        if (m.code === 'run_end' && !S.local && !location.pathname.startsWith('/join/')) followNextRun();
         break;
       case 'log': (console[m.level] || console.log)('[worker] ' + m.text); break;
       case 'exited':
         if (!S.stopped) problem('The training program stopped unexpectedly; the browser console says why.');
         break;
     }
+  }
+
+  // followNextRun: a tab that joined from the root URL moves on to the next
+  // public run when its run ends (serve --demo starts one by itself), by
+  // reloading the page, which joins it. Tabs on their own data stay, so
+  // their files are not lost.
+  function followNextRun() {
+    S.following = true;
+    const poll = async () => {
+      if (lead) return; // the person joined again by hand
+      try {
+        const info = await getJSON('/api/info');
+        if (info.public_run && info.public_run.id !== S.runId) {
+          location.reload();
+          return;
+        }
+      } catch (e) { /* the server may be restarting */ }
+      setTimeout(poll, 3000);
+    };
+    ui.setText('subline', ui.$('subline').textContent + ' This tab joins the next run when it starts.');
+    setTimeout(poll, 3000);
   }
 
   function onEvent(e) {
@@ -335,8 +357,16 @@
       S.runId = decodeURIComponent(m[1]);
       token = params.get('token') || '';
     } else {
-      const info = await getJSON('/api/info');
-      if (!info.public_run) throw new Error('There is no public run on this server right now. Ask the host for the join link.');
+      // The root URL joins the public run; between two demo runs (serve
+      // --demo starts the next one by itself) there is none for a moment.
+      let info = await getJSON('/api/info');
+      while (!info.public_run) {
+        ui.setText('headline', 'Waiting for the next run');
+        ui.setText('subline', 'There is no public run on this server right now; this tab joins the next one when it starts.');
+        setConn('waiting', 'warn');
+        await new Promise((r) => setTimeout(r, 3000));
+        info = await getJSON('/api/info');
+      }
       S.runId = info.public_run.id;
       token = info.public_run.token;
     }

@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/qflare/qflare/server/internal/coord"
+	"github.com/qflare/qflare/server/internal/metrics"
 	"github.com/qflare/qflare/server/internal/store"
 )
 
@@ -30,8 +33,16 @@ type Options struct {
 	// pages).
 	AllowedOrigins []string
 	// PublicURL is the base URL the server is reached at (--public-url);
-	// empty: join URLs are built from each request's Host.
+	// empty: join URLs are built from each request's Host. /api/info shows
+	// it for the presenter view's QR code.
 	PublicURL string
+	// Metrics, when set, is served at /metrics, counts HTTP requests and
+	// participant traffic.
+	Metrics *metrics.Metrics
+	// Starting makes the server start not ready: /readyz answers 503 and
+	// new participants and runs are refused (503, so that clients retry)
+	// until MarkReady, while the caller resumes stored runs.
+	Starting bool
 	// AllowedHosts are extra host names (without port) the server answers
 	// to, besides localhost, IP addresses and PublicURL's host: requests
 	// naming another host are refused (DNS rebinding).
@@ -57,6 +68,8 @@ type Server struct {
 	handler http.Handler
 	hosts   hostPolicy
 	hellos  *limiter // failed hellos per remote address
+
+	ready, draining atomic.Bool // see MarkReady and Drain
 }
 
 // New returns the handler.
@@ -72,6 +85,7 @@ func New(opt Options) *Server {
 	}
 	s := &Server{opt: opt, c: opt.Coord, st: opt.Coord.Store(), log: opt.Log, mux: http.NewServeMux(),
 		hosts: newHostPolicy(opt.PublicURL, opt.AllowedHosts), hellos: newLimiter(opt.Clock)}
+	s.ready.Store(!opt.Starting)
 	s.routes()
 	cop := http.NewCrossOriginProtection()
 	for _, o := range opt.AllowedOrigins {
@@ -82,19 +96,19 @@ func New(opt Options) *Server {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-site request refused: state-changing requests must come from this server's own pages or carry no browser origin")
 	}))
-	s.handler = s.hosts.guard(cop.Handler(s.mux))
+	s.handler = opt.Metrics.HTTP(s.hosts.guard(cop.Handler(s.mux)))
 	return s
 }
 
 // ServeHTTP checks the Host, refuses cross-site state-changing requests,
-// and routes.
+// counts the request (Metrics) and routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 func (s *Server) routes() {
 	m := s.mux
 	m.HandleFunc("GET /api/info", s.info)
 	m.HandleFunc("GET /api/runs", s.listRuns)
-	m.HandleFunc("POST /api/runs", s.admin(s.createRun))
+	m.HandleFunc("POST /api/runs", s.admin(s.refuseUnlessServing(s.createRun)))
 	m.HandleFunc("GET /api/runs/{id}", s.getRun)
 	m.HandleFunc("POST /api/runs/{id}/stop", s.admin(s.stopRun))
 	m.HandleFunc("GET /api/runs/{id}/rounds", s.listRounds)
@@ -103,9 +117,20 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/runs/{id}/model", s.getModel)
 	m.HandleFunc("GET /api/runs/{id}/slice", s.getSlice)
 	m.HandleFunc("GET /api/runs/{id}/events", s.events)
-	m.HandleFunc("GET /ws", s.websocket)
+	m.HandleFunc("GET /ws", s.refuseUnlessServing(s.websocket))
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /readyz", s.readyz)
+	if s.opt.Metrics != nil {
+		m.Handle("GET /metrics", s.opt.Metrics.Handler())
+	}
+	// Profiles can reveal secrets held in memory (tokens): admin only.
+	m.HandleFunc("GET /debug/pprof/", s.admin(pprof.Index))
+	m.HandleFunc("GET /debug/pprof/cmdline", s.admin(pprof.Cmdline))
+	m.HandleFunc("GET /debug/pprof/profile", s.admin(pprof.Profile))
+	m.HandleFunc("GET /debug/pprof/symbol", s.admin(pprof.Symbol))
+	m.HandleFunc("GET /debug/pprof/trace", s.admin(pprof.Trace))
 	for pattern, h := range s.opt.Routes {
-		m.Handle(pattern, h)
+		m.Handle(pattern, s.refuseUnlessServing(h.ServeHTTP))
 	}
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no API endpoint %s %s", r.Method, r.URL.Path))

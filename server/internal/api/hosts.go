@@ -45,10 +45,16 @@ func (p hostPolicy) allows(host string) bool {
 	return slices.Contains(p.names, h) || strings.HasSuffix(h, ".localhost")
 }
 
-// guard refuses requests for hosts the server does not serve.
+// unguarded are the read-only endpoints that probes and scrapers reach by
+// a name the server cannot know (a pod's or a service's): they reveal
+// nothing a rebinding page could use.
+var unguarded = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// guard refuses requests for hosts the server does not serve (except GETs
+// of the unguarded endpoints).
 func (p hostPolicy) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !p.allows(r.Host) {
+		if !p.allows(r.Host) && !(r.Method == http.MethodGet && unguarded[r.URL.Path]) {
 			writeError(w, http.StatusMisdirectedRequest, "this server does not serve host "+r.Host+
 				": open it by its address or its --public-url, or start it with --allow-hosts")
 			return

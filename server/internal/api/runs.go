@@ -88,8 +88,9 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := struct {
 		Server    string  `json:"server"`
+		PublicURL string  `json:"public_url,omitempty"` // serve --public-url
 		PublicRun *public `json:"public_run"`
-	}{Server: "qflare"}
+	}{Server: "qflare", PublicURL: s.opt.PublicURL}
 	var newest *coord.Run
 	for _, run := range s.c.Runs() {
 		v := run.View()

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -55,12 +56,74 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn := link.FromSocket(ws, link.SocketOptions{PongWait: pongWait, MessageWait: s.opt.MessageWait,
 		WriteWait: wsWriteWait, ReadLimit: wsReadLimit})
-	err = s.c.Serve(r.Context(), conn, coord.PeerInfo{Remote: r.RemoteAddr})
+	defer s.opt.Metrics.ConnOpened()()
+	pc := &participantConn{Conn: conn, ws: ws, s: s}
+	err = s.c.Serve(r.Context(), pc, coord.PeerInfo{Remote: r.RemoteAddr})
 	if errors.Is(err, coord.ErrAuth) {
 		s.hellos.fail(ip)
 	}
 	if err != nil {
 		s.log.Info("participant connection ended", "remote", r.RemoteAddr, "err", err)
+	}
+}
+
+// Close codes and the bye a participant gets when the server shuts down.
+const (
+	closeServiceRestart = 1012 // RFC 6455 registry: the server is restarting
+	restartReason       = "the server is shutting down for a restart; reconnect in a few seconds"
+	byeWait             = 2 * time.Second
+)
+
+// participantConn is a participant's connection as the coordinator sees
+// it: it counts the traffic for metrics, and when the coordinator closes it
+// while the server drains it first sends a bye and closes the WebSocket
+// with code 1012 (service restart), so that the client knows to reconnect.
+type participantConn struct {
+	link.Conn
+	ws   *websocket.Conn
+	s    *Server
+	once sync.Once
+}
+
+func (c *participantConn) Send(ctx context.Context, m link.Message) error {
+	err := c.Conn.Send(ctx, m)
+	if err == nil {
+		c.s.opt.Metrics.Message(false, m.Binary, len(m.Data))
+	}
+	return err
+}
+
+func (c *participantConn) Recv(ctx context.Context) (link.Message, error) {
+	m, err := c.Conn.Recv(ctx)
+	if err == nil {
+		c.s.opt.Metrics.Message(true, m.Binary, len(m.Data))
+	}
+	return m, err
+}
+
+// Close closes the connection; see participantConn.
+func (c *participantConn) Close() error {
+	if c.s.draining.Load() {
+		c.once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), byeWait)
+			defer cancel()
+			if b, err := wire.Marshal(&wire.Bye{Reason: restartReason}); err == nil {
+				c.Send(ctx, link.Message{Data: b})
+			}
+			// Safe concurrently with a blocked write; the inner Close's own
+			// close frame then fails quietly.
+			c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeServiceRestart, "server restarting"),
+				time.Now().Add(byeWait))
+		})
+	}
+	return c.Conn.Close()
+}
+
+// SetReadLimit passes the run's frame limit on to the socket (the
+// coordinator raises it once the client has joined).
+func (c *participantConn) SetReadLimit(n int64) {
+	if l, ok := c.Conn.(interface{ SetReadLimit(int64) }); ok {
+		l.SetReadLimit(n)
 	}
 }
 

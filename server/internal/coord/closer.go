@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/qflare/qflare/server/internal/store"
 	"github.com/qflare/qflare/shared/fl"
@@ -92,7 +93,9 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 		}
 	}
 	next := make([]float32, sp.numParams)
+	start := time.Now()
 	ares, err := o.agg.Finish(ctx, next)
+	r.c.deps.Observer.ObserveAggregate(time.Since(start))
 	switch {
 	case ctx.Err() != nil:
 		res.abandoned = true
@@ -111,7 +114,7 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 		}
 	}
 	if res.failed != "" {
-		if err := st.Do(durable, func(t *store.Tx) error {
+		if err := st.Do(durable, "fail_round", func(t *store.Tx) error {
 			return t.FailRound(&store.Failure{RunID: sp.id, Round: o.n, Reason: res.failed,
 				BytesDown: o.bytesDown.Load(), Clients: j.stats})
 		}); err != nil {
@@ -119,7 +122,9 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 		}
 		return res
 	}
+	start = time.Now()
 	loss, acc, err := sp.evaluate(ctx, next)
+	r.c.deps.Observer.ObserveEvaluate(time.Since(start))
 	switch {
 	case ctx.Err() != nil:
 		res.abandoned = true
@@ -161,7 +166,7 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 		return res
 	}
 	res.final = int(ver.v) >= sp.cfg.Rounds
-	err = st.Do(durable, func(t *store.Tx) error {
+	err = st.Do(durable, "commit_round", func(t *store.Tx) error {
 		return t.CommitRound(&store.Commit{RunID: sp.id, Round: o.n, FinishedAt: r.c.now(),
 			TestAccuracy: acc, TestLoss: loss, Epsilon: res.epsilon, Metrics: metrics, Verdicts: verdicts,
 			Model: store.Model{Version: int(ver.v), Params: sp.numParams, Codec: store.CodecFloat32,
@@ -215,6 +220,7 @@ func (r *Run) closed(ctx context.Context, res *closeResult) {
 		r.fail(res.err)
 		return
 	case res.failed != "":
+		r.c.deps.Observer.RoundEnded(r.c.now().Sub(o.started), true)
 		r.c.deps.Log.Warn("round failed", "run", sp.id, "round", o.n, "why", res.failed)
 		v := o.view(r.c.now())
 		v.Failed, v.Why = res.failed, res.why
@@ -228,6 +234,14 @@ func (r *Run) closed(ctx context.Context, res *closeResult) {
 	}
 	r.models.put(res.next)
 	st.current, st.lastAcc, st.failed = res.next, res.acc, 0
+	excluded := 0
+	for _, v := range res.verdicts {
+		if v.Excluded {
+			excluded++
+		}
+	}
+	r.c.deps.Observer.RoundEnded(r.c.now().Sub(o.started), false)
+	r.c.deps.Observer.Excluded(excluded)
 	r.c.deps.Log.Info("round aggregated", "run", sp.id, "round", o.n, "version", res.next.v, "accepted", o.accepted,
 		"test_accuracy", res.acc, "test_loss", res.loss, "why", res.why, "seconds", r.c.now().Sub(o.started).Seconds())
 	r.broadcast(&wire.RoundEnd{Round: o.n, TestAccuracy: res.acc, TestLoss: res.loss, Received: o.received,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"time"
 
@@ -244,6 +245,10 @@ func (c *Config) Normalize() error {
 	}
 	return c.validate()
 }
+
+// Same reports whether c and o configure the same run (pointer fields
+// compared by what they point at).
+func (c Config) Same(o Config) bool { return reflect.DeepEqual(c, o) }
 
 // Detecting reports whether the run scores and excludes anomalous updates.
 func (c *Config) Detecting() bool { return c.Detect != nil && *c.Detect }

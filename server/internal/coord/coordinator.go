@@ -42,6 +42,8 @@ type Deps struct {
 	// SliceURL returns the URL a client fetches its slice from, given the
 	// run and client ids (default "/api/runs/RUN/slice?client=ID").
 	SliceURL func(run, client string) string
+	// Observer is told what the engine does, for metrics (default: no one).
+	Observer Observer
 }
 
 // Coordinator runs federated-learning runs: the live ones, in memory; a
@@ -70,6 +72,9 @@ func New(deps Deps) *Coordinator {
 	}
 	if deps.Clock == nil {
 		deps.Clock = realClock{}
+	}
+	if deps.Observer == nil {
+		deps.Observer = nopObserver{}
 	}
 	if deps.EvalWorkers <= 0 {
 		deps.EvalWorkers = runtime.GOMAXPROCS(0)
@@ -151,7 +156,7 @@ func (c *Coordinator) CreateRun(ctx context.Context, cfg Config) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = c.deps.Store.Do(ctx, func(t *store.Tx) error {
+	err = c.deps.Store.Do(ctx, "create_run", func(t *store.Tx) error {
 		if err := t.CreateRun(&store.Run{ID: sp.id, Name: cfg.Name, Config: cfgJSON, JoinToken: sp.token,
 			Status: StatusWaiting, CreatedAt: now}); err != nil {
 			return err

@@ -234,7 +234,7 @@ func (r *Run) join(p *peer, h *wire.Hello) joinReply {
 		row := &store.Client{RunID: sp.id, ID: cl.id, Kind: cl.kind, Device: dev, SliceIndex: cl.slice,
 			Samples: len(sp.parts[cl.slice]), LabelCounts: sp.labels[cl.slice], FirstSeen: cl.firstSeen, LastSeen: now,
 			SecretHash: cl.secretHash}
-		r.submit(func(t *store.Tx) error { return t.UpsertClient(row) }, "storing a client")
+		r.submit("upsert_client", func(t *store.Tx) error { return t.UpsertClient(row) })
 	}
 	r.c.deps.Log.Info("client joined", "run", sp.id, "client", cl.id, "slice", cl.slice, "kind", cl.kind)
 	w := &wire.Welcome{ClientID: cl.id, Secret: secret, Run: sp.runInfo(),
@@ -267,7 +267,7 @@ func (r *Run) release(cl *client) {
 	stats := cl.stats()
 	stats.Released = true
 	runID := r.sp.id
-	r.submit(func(t *store.Tx) error { return t.SaveClientStats(runID, []store.ClientStats{stats}) }, "releasing a slice")
+	r.submit("release_slice", func(t *store.Tx) error { return t.SaveClientStats(runID, []store.ClientStats{stats}) })
 	r.c.deps.Log.Info("slice returned to the pool", "run", runID, "client", cl.id, "slice", cl.slice,
 		"away", r.c.now().Sub(cl.lastSeen).Round(time.Second))
 }
@@ -333,7 +333,7 @@ func (r *Run) open(o *round) error {
 	first := st.status == StatusWaiting
 	st.status = StatusRunning
 	resumed := o.resumed
-	r.submit(func(t *store.Tx) error {
+	r.submit("open_round", func(t *store.Tx) error {
 		if first {
 			if err := t.SetRunStatus(row.RunID, StatusRunning, ""); err != nil {
 				return err
@@ -343,7 +343,7 @@ func (r *Run) open(o *round) error {
 			return err
 		}
 		return nil
-	}, "opening a round")
+	})
 	r.c.deps.Log.Info("round started", "run", sp.id, "round", o.n, "selected", len(o.order), "target", o.target,
 		"version", o.version())
 	r.publish(Event{Type: EvRoundStarted, Round: o.view(r.c.now())})
@@ -452,12 +452,14 @@ func (r *Run) folded(ev evFolded) {
 		r.c.deps.Log.Error("storing an accepted update", "run", r.sp.id, "client", ev.rec.ClientID, "err", ev.err)
 		ev.rec.Accepted, ev.rec.Blob = false, nil
 		ev.rec.Code, ev.rec.Reason = wire.CodeStore, "the server could not store the update: "+ev.err.Error()
+		r.c.deps.Observer.Update("rejected", wire.CodeStore)
 		if ev.p != nil {
 			ev.p.sendMsg(&wire.Rejected{Round: ev.round, Reason: ev.rec.Reason, Code: ev.rec.Code})
 		}
 		r.publish(Event{Type: EvUpdate, Update: updateView(ev.rec)})
 		return
 	}
+	r.c.deps.Observer.Update("accepted", "")
 	if cl != nil {
 		cl.accepted++
 		cl.missed, cl.skipUntil = 0, 0
@@ -499,8 +501,9 @@ func (r *Run) refuse(p *peer, rec *store.Update, rej *rejection) {
 	}
 	if stored && rec.Round >= 1 {
 		row := *rec
-		r.submit(func(t *store.Tx) error { _, err := t.AddUpdate(&row); return err }, "storing a refused update")
+		r.submit("add_update", func(t *store.Tx) error { _, err := t.AddUpdate(&row); return err })
 	}
+	r.c.deps.Observer.Update("rejected", rej.code)
 	r.c.deps.Log.Warn("update refused", "run", r.sp.id, "client", p.clientID, "round", rec.Round, "code", rej.code, "reason", rej.reason)
 	p.sendMsg(&wire.Rejected{Round: rec.Round, Reason: rej.reason, Code: rej.code})
 	if p.reject() {
@@ -525,7 +528,8 @@ func (r *Run) decline(p *peer, m *wire.Decline) {
 	o.answer(cl.id)
 	p.task.Store(nil)
 	row := *rec // the writer sets its ID; the loop goes on reading rec
-	r.submit(func(t *store.Tx) error { _, err := t.AddUpdate(&row); return err }, "storing a declined round")
+	r.submit("add_update", func(t *store.Tx) error { _, err := t.AddUpdate(&row); return err })
+	r.c.deps.Observer.Update("declined", "")
 	r.c.deps.Log.Warn("client declined the round", "run", r.sp.id, "client", cl.id, "round", o.n, "reason", m.Reason)
 	cl.updates++
 	cl.missed, cl.skipUntil, cl.dirty = 0, 0, true
@@ -546,7 +550,7 @@ func (r *Run) stop(reason string, reply chan error) {
 	stats := st.dirtyStats()
 	// The one place the loop waits for the disk: the run ends here, and the
 	// answer must say that the stop is durable.
-	err := r.c.deps.Store.Do(context.Background(), func(t *store.Tx) error {
+	err := r.c.deps.Store.Do(context.Background(), "stop_run", func(t *store.Tx) error {
 		if o != nil {
 			if err := t.FailRound(&store.Failure{RunID: sp.id, Round: o.n, Reason: "run stopped: " + reason,
 				BytesDown: o.bytesDown.Load()}); err != nil {
@@ -570,12 +574,18 @@ func (r *Run) fail(err error) {
 	st.status = StatusFailed
 	if o := st.round; o != nil {
 		st.round = nil
-		r.submit(func(t *store.Tx) error {
+		r.submit("fail_round", func(t *store.Tx) error {
 			return t.FailRound(&store.Failure{RunID: sp.id, Round: o.n, Reason: "run failed: " + err.Error()})
-		}, "failing the open round")
+		})
+	}
+	// Synchronous, as stop: the run ends here, and once it has left memory
+	// the store must already say it failed.
+	if err := r.c.deps.Store.Do(context.Background(), "set_run_status", func(t *store.Tx) error {
+		return t.SetRunStatus(sp.id, StatusFailed, err.Error())
+	}); err != nil {
+		r.c.deps.Log.Error("storing a run's failure", "run", sp.id, "err", err)
 	}
 	msg := err.Error()
-	r.submit(func(t *store.Tx) error { return t.SetRunStatus(sp.id, StatusFailed, msg) }, "failing a run")
 	r.broadcast(&wire.RunEnd{Reason: "the run failed on the server: " + msg, FinalAccuracy: st.lastAcc})
 	r.publishStatus()
 }
@@ -589,7 +599,7 @@ func (r *Run) end() {
 	st := r.st
 	if stats := st.dirtyStats(); len(stats) > 0 {
 		runID := r.sp.id
-		r.submit(func(t *store.Tx) error { return t.SaveClientStats(runID, stats) }, "saving client telemetry")
+		r.submit("save_client_stats", func(t *store.Tx) error { return t.SaveClientStats(runID, stats) })
 	}
 	for _, cl := range st.clients {
 		if cl.peer != nil {
@@ -598,6 +608,9 @@ func (r *Run) end() {
 	}
 	r.publishView()
 	v := r.View()
+	if !st.active() {
+		r.c.deps.Observer.RunEnded(st.status)
+	}
 	r.hub.close(Event{Type: EvEnd, Run: r.sp.id, Time: r.c.now(), Status: &v})
 	close(r.done)
 }
@@ -611,13 +624,13 @@ func (r *Run) broadcast(m wire.Message) {
 	}
 }
 
-// submit queues a write whose failure is only worth a log line (the loop
-// never waits for the disk).
-func (r *Run) submit(fn func(*store.Tx) error, what string) {
+// submit queues a write, named op, whose failure is only worth a log line
+// (the loop never waits for the disk).
+func (r *Run) submit(op string, fn func(*store.Tx) error) {
 	runID, log := r.sp.id, r.c.deps.Log
-	r.c.deps.Store.Submit(context.Background(), fn, func(err error) {
+	r.c.deps.Store.Submit(context.Background(), op, fn, func(err error) {
 		if err != nil {
-			log.Error(what, "run", runID, "err", err)
+			log.Error("a write failed", "op", op, "run", runID, "err", err)
 		}
 	})
 }

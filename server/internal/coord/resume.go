@@ -113,7 +113,7 @@ func (r *Run) resumeOpenRound(ctx context.Context) error {
 			// restored without its payload files): the client answers again.
 			r.c.deps.Log.Warn("an accepted update's payload is lost; its client may send it again",
 				"run", sp.id, "round", o.n, "client", u.ClientID, "err", u.Lost)
-			if err := db.Do(ctx, func(t *store.Tx) error { return t.LoseUpdate(u.ID, "payload lost: "+u.Lost.Error()) }); err != nil {
+			if err := db.Do(ctx, "lose_update", func(t *store.Tx) error { return t.LoseUpdate(u.ID, "payload lost: "+u.Lost.Error()) }); err != nil {
 				return err
 			}
 			continue

@@ -225,7 +225,9 @@ func (r *Run) decode(ctx context.Context, u *decoded) *rejection {
 		return &rejection{code: wire.CodeShutdown, reason: "the server is shutting down"}
 	}
 	buf := r.deltaBuf()
+	start := time.Now()
 	w, err := wire.Decode(p, u.payload, r.sp.shapes, u.base, *buf, r.sp.limits)
+	r.c.deps.Observer.ObserveDecode(time.Since(start))
 	if err != nil {
 		r.deltas.Put(buf)
 		return &rejection{code: wire.RejectCode(err), reason: err.Error()}

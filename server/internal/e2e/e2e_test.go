@@ -2,10 +2,9 @@
 // runs in-process (coordinator, store, API and the www pages), the pages
 // load the freshly built client.wasm, and tabs train in Web Workers.
 //
-// The tests need chromium (or $QFLARE_CHROME) and npm's packages for the
-// dashboard (build/vendor.sh runs npm ci when www/node_modules is missing);
-// without a browser they skip. TestMain builds client.wasm into a temporary
-// folder with build/wasm.sh.
+// The tests need chromium (or $QFLARE_CHROME); without a browser they skip.
+// TestMain builds client.wasm into a temporary folder with build/wasm.sh
+// (the pages' libraries are committed in www/static/vendor).
 //
 // Screenshots go to $QFLARE_ARTIFACTS (default out/screenshots); with
 // QFLARE_UPDATE_SCREENSHOTS=1 they are also copied to www/screenshots.
@@ -354,6 +353,24 @@ func (tb *tab) screenshot(name string) {
 		tb.t.Errorf("%s: screenshot: %v", tb.name, err)
 		return
 	}
+	tb.save(name, buf)
+}
+
+// screenshotViewport writes what the tab's screen shows (a phone's first
+// screen, say), as screenshot does.
+func (tb *tab) screenshotViewport(name string) {
+	tb.t.Helper()
+	eval[bool](tb, `window.scrollTo(0, 0), true`)
+	buf, err := chromedp.Run(tb.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		tb.t.Errorf("%s: screenshot: %v", tb.name, err)
+		return
+	}
+	tb.save(name, buf)
+}
+
+func (tb *tab) save(name string, buf []byte) {
+	tb.t.Helper()
 	dirs := []string{artifacts}
 	if os.Getenv("QFLARE_UPDATE_SCREENSHOTS") == "1" {
 		dirs = append(dirs, filepath.Join(repoRoot, "www", "screenshots"))

@@ -89,11 +89,7 @@ func TestTabsTrainTogether(t *testing.T) {
 	if _, err := chromedp.Call(tabs[0].ctx, page.BringToFront, cdp.Empty{}); err != nil {
 		t.Fatal(err)
 	}
-	tabs[0].screenshot("join")
-	if err := chromedp.Do(tabs[0].ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
-		t.Fatal(err)
-	}
-	tabs[0].screenshot("join-phone")
+	tabs[0].screenshot("join") // the phone layout: TestPhoneAndPresenter
 
 	startAndStopFromDashboard(t, e, dash)
 }

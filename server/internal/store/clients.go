@@ -52,7 +52,7 @@ func validKind(kind string) bool {
 // samples_per_s). On insert a zero LastSeen is now and a zero FirstSeen is
 // LastSeen. An unknown run gives ErrNotFound.
 func (s *Store) UpsertClient(ctx context.Context, c *Client) error {
-	return s.tx(ctx, func(t *Tx) error { return t.UpsertClient(c) })
+	return s.tx(ctx, "upsert_client", func(t *Tx) error { return t.UpsertClient(c) })
 }
 
 // UpsertClient is Store.UpsertClient inside a group commit.
@@ -104,7 +104,7 @@ type ClientStats struct {
 // SaveClientStats writes the telemetry of clients of a run. Clients that
 // do not exist are skipped.
 func (s *Store) SaveClientStats(ctx context.Context, runID string, stats []ClientStats) error {
-	return s.tx(ctx, func(t *Tx) error { return wrap("save client stats", t.saveClientStats(runID, stats)) })
+	return s.tx(ctx, "save_client_stats", func(t *Tx) error { return wrap("save client stats", t.saveClientStats(runID, stats)) })
 }
 
 // SaveClientStats is Store.SaveClientStats inside a group commit.

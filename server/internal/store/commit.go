@@ -52,7 +52,7 @@ type Commit struct {
 // accepted update of the round ErrNotFound. The same transaction writes the
 // round's downlink bytes, the clients' telemetry and prunes old models.
 func (s *Store) CommitRound(ctx context.Context, c *Commit) error {
-	return s.tx(ctx, func(t *Tx) error { return t.CommitRound(c) })
+	return s.tx(ctx, "commit_round", func(t *Tx) error { return t.CommitRound(c) })
 }
 
 // CommitRound is Store.CommitRound inside a group commit.

@@ -35,12 +35,26 @@
 //
 // A Store is safe for concurrent use. Writes go through the writer
 // goroutine's one connection, so they queue in Go instead of contending for
-// SQLite's write lock (a job whose context is done before it starts is
-// skipped; once started, it runs to the end, because an interrupted
-// statement would roll back the whole shared transaction); reads use a
-// separate pool of query-only connections and, in WAL mode, never wait for
-// writers. A busy
-// timeout of 10 s covers other processes (a sqlite3 shell) holding locks.
+// SQLite's write lock; reads use a separate pool of query-only connections
+// and, in WAL mode, never wait for writers. A busy timeout of 10 s covers
+// other processes (a sqlite3 shell) holding locks.
+//
+// A synchronous write (the methods, Do) does not stop when its caller's
+// context is cancelled: a request whose client hung up, or a coordinator
+// shutting down between evaluating a round and committing it, must not leave
+// a multi-step change half done or turn a good commit into a failed one; the
+// wait is bounded by its own timeout instead. A write queued with Submit is
+// skipped when its context is done before it starts; once started it runs to
+// the end (an interrupted statement would roll back the whole shared
+// transaction). WithWriteObserver reports every write's latency, from
+// submission to durability.
+//
+// # Backups
+//
+// BackupFile (and Store.Backup) copy a database that a server is using,
+// as one read transaction (VACUUM INTO), checked and renamed into place,
+// with the payload files of its open rounds; Restore puts a backup back,
+// refusing a database file that is still open.
 //
 // # Values
 //

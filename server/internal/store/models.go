@@ -69,7 +69,7 @@ func (t *Tx) insertModel(m *Model) error {
 // CodecFloat32, Weights must hold exactly 4*Params bytes. A zero CreatedAt
 // means now.
 func (s *Store) SaveModel(ctx context.Context, m *Model) error {
-	return s.tx(ctx, func(t *Tx) error { return t.SaveModel(m) })
+	return s.tx(ctx, "save_model", func(t *Tx) error { return t.SaveModel(m) })
 }
 
 // SaveModel is Store.SaveModel inside a group commit.
@@ -126,7 +126,7 @@ func (s *Store) ModelVersions(ctx context.Context, runID string) ([]Model, error
 // many versions it deleted.
 func (s *Store) PruneModels(ctx context.Context, runID string, keepLast, keepEvery int) (int, error) {
 	var n int
-	err := s.tx(ctx, func(t *Tx) (err error) {
+	err := s.tx(ctx, "prune_models", func(t *Tx) (err error) {
 		n, err = t.PruneModels(runID, keepLast, keepEvery)
 		return err
 	})

@@ -80,7 +80,7 @@ func TestPayloadLost(t *testing.T) {
 	if err != nil || len(got) != 2 || got[0].Lost != nil || got[1].Lost == nil {
 		t.Fatalf("PendingUpdates over a cut file = %+v, %v; want a readable and a lost update", got, err)
 	}
-	if err := s.Do(ctx, func(t *Tx) error { return t.LoseUpdate(id, "payload lost") }); err != nil {
+	if err := s.Do(ctx, "lose_update", func(t *Tx) error { return t.LoseUpdate(id, "payload lost") }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.AddUpdate(ctx, &Update{RunID: "r", Round: 1, ClientID: "b", Accepted: true, Blob: blob(3, 10)}); err != nil {
@@ -107,5 +107,35 @@ func TestPayloadSweep(t *testing.T) {
 	s = openPath(t, path)
 	if _, err := os.Stat(stray); !os.IsNotExist(err) {
 		t.Errorf("a closed round's payload file survived Open: %v", err)
+	}
+}
+
+// TestBackupCarriesPayloads: a backup taken while a round is open carries
+// the round's payload file, and a restore puts it back: the open round's
+// accepted updates survive both.
+func TestBackupCarriesPayloads(t *testing.T) {
+	ctx := context.Background()
+	path := tempDB(t)
+	s := openPath(t, path)
+	mustRun(t, s, "r")
+	mustOpenRound(t, s, "r", 1)
+	want := blob(7, 3000)
+	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Blob: want})
+	backupPath := filepath.Join(t.TempDir(), "backup.db")
+	if _, err := s.Backup(ctx, backupPath); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	restored := filepath.Join(t.TempDir(), "restored.db")
+	if _, _, err := Restore(ctx, backupPath, restored, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{backupPath, restored} {
+		b := openPath(t, p)
+		got, err := b.PendingUpdates(ctx, "r", 1)
+		if err != nil || len(got) != 1 || got[0].Lost != nil || !bytes.Equal(got[0].Blob, want) {
+			t.Errorf("%s: the open round's update = %+v, %v; want its payload", filepath.Base(p), got, err)
+		}
+		b.Close()
 	}
 }

@@ -48,7 +48,7 @@ type Round struct {
 // ErrResumed. If it exists but is closed it returns ErrDuplicate; an unknown
 // run gives ErrNotFound.
 func (s *Store) OpenRound(ctx context.Context, r *Round) error {
-	return s.tx(ctx, func(t *Tx) error { return t.OpenRound(r) })
+	return s.tx(ctx, "open_round", func(t *Tx) error { return t.OpenRound(r) })
 }
 
 // OpenRound is Store.OpenRound inside a group commit.
@@ -182,7 +182,7 @@ func (t *Tx) requireOpen(runID string, round int) error {
 // never aggregated), in one transaction. A round that is not open gives
 // ErrNotOpen; an unknown one ErrNotFound.
 func (s *Store) FailRound(ctx context.Context, runID string, round int, reason string) error {
-	return s.tx(ctx, func(t *Tx) error { return t.FailRound(&Failure{RunID: runID, Round: round, Reason: reason}) })
+	return s.tx(ctx, "fail_round", func(t *Tx) error { return t.FailRound(&Failure{RunID: runID, Round: round, Reason: reason}) })
 }
 
 // Failure is what closes a round without a model; FailRound writes it.

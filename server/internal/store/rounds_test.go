@@ -131,7 +131,7 @@ func TestRoundsAndRoundBytes(t *testing.T) {
 	for _, n := range []int{3, 1, 2} {
 		mustOpenRound(t, s, "r", n)
 	}
-	if err := s.tx(ctx, func(t *Tx) error { return t.FailRound(&Failure{RunID: "r", Round: 2, Reason: "test", BytesDown: 1234}) }); err != nil {
+	if err := s.tx(ctx, "fail_round", func(t *Tx) error { return t.FailRound(&Failure{RunID: "r", Round: 2, Reason: "test", BytesDown: 1234}) }); err != nil {
 		t.Fatal(err)
 	}
 	rounds, err := s.Rounds(ctx, "r")

@@ -47,7 +47,7 @@ func validRunStatus(status string) bool {
 // CreatedAt as now; r itself is not modified. A run with the same ID gives
 // ErrDuplicate.
 func (s *Store) CreateRun(ctx context.Context, r *Run) error {
-	return s.tx(ctx, func(t *Tx) error { return t.CreateRun(r) })
+	return s.tx(ctx, "create_run", func(t *Tx) error { return t.CreateRun(r) })
 }
 
 // CreateRun is Store.CreateRun inside a group commit.
@@ -127,7 +127,7 @@ func (s *Store) Runs(ctx context.Context) ([]Run, error) {
 // or RunFailed sets finished_at, and entering RunWaiting or RunRunning clears
 // it. Both times come from the store's clock. An unknown run gives ErrNotFound.
 func (s *Store) SetRunStatus(ctx context.Context, id, status, errText string) error {
-	return s.tx(ctx, func(t *Tx) error { return t.SetRunStatus(id, status, errText) })
+	return s.tx(ctx, "set_run_status", func(t *Tx) error { return t.SetRunStatus(id, status, errText) })
 }
 
 // SetRunStatus is Store.SetRunStatus inside a group commit.

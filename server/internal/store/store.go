@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -48,10 +47,16 @@ type Store struct {
 	wr      *writer // group commit of every write
 	r       *sql.DB // reads: query-only connections
 	now     func() time.Time
-	observe func(op string, d time.Duration)
+	observe func(op string, d time.Duration, err error)
+	base    url.URL     // the database's "file:" URI, without pragmas
 	memName string      // memdb name of an in-memory database, deleted by Close
 	log     *payloadLog // payloads of accepted updates; nil in memory
 }
+
+// writeTimeout bounds how long a synchronous write waits for its group
+// commit. Writes do not stop when their caller's context is cancelled (see
+// Do), so this is what ends a wait for a write that cannot finish.
+const writeTimeout = busyTimeoutMS*time.Millisecond + 20*time.Second
 
 // Option configures Open.
 type Option func(*Store)
@@ -65,10 +70,15 @@ func WithClock(now func() time.Time) Option {
 	return func(s *Store) { s.now = now }
 }
 
-// WithObserver makes the store report the latency of each group commit
-// (op "commit"), for metrics. observe is called from the writer goroutine
-// and must not block.
-func WithObserver(observe func(op string, d time.Duration)) Option {
+// WithWriteObserver makes the store call observe after every write, once
+// it is durable (or failed), with the operation's name (such as
+// "commit_round" or "add_update"), how long it took from submission to the
+// end of its group commit, and its error. observe is called from the writer
+// goroutine: it must be quick; metrics use it.
+func WithWriteObserver(observe func(op string, d time.Duration, err error)) Option {
+	if observe == nil {
+		panic("store: WithWriteObserver(nil)")
+	}
 	return func(s *Store) { s.observe = observe }
 }
 
@@ -89,6 +99,7 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.base = base
 	if err := s.openPools(ctx, base); err != nil {
 		s.Close()
 		return nil, err
@@ -132,11 +143,7 @@ func (s *Store) baseURI(path string) (url.URL, error) {
 		return url.URL{Scheme: "file", OmitHost: true, Path: "/" + s.memName,
 			RawQuery: url.Values{"vfs": {"memdb"}}.Encode()}, nil
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return url.URL{}, fmt.Errorf("store: database path %q: %w", path, err)
-	}
-	return url.URL{Scheme: "file", OmitHost: true, Path: filepath.ToSlash(abs)}, nil
+	return fileURI(path)
 }
 
 // dsn adds pragmas to base. busy_timeout comes first: once any _pragma is
@@ -178,7 +185,7 @@ func (s *Store) openPools(ctx context.Context, base url.URL) error {
 	if err := migrate(ctx, w, migrations); err != nil {
 		return err
 	}
-	s.wr = newWriter(s, w, s.observe)
+	s.wr = newWriter(s, w)
 	r, err := sql.Open("sqlite3", dsn(base, "query_only(on)"))
 	if err != nil {
 		return fmt.Errorf("store: open: %w", err)
@@ -223,6 +230,17 @@ func (s *Store) Close() error {
 		memdb.Delete(s.memName)
 	}
 	return errors.Join(errs...)
+}
+
+// Ping checks that the database answers: it reads the schema version
+// through a read connection, which touches the file (or the in-memory
+// database). Health checks use it.
+func (s *Store) Ping(ctx context.Context) error {
+	var v int
+	if err := s.r.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
 }
 
 // wrap prefixes err with the operation and maps SQLite constraint errors to

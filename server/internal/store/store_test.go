@@ -155,17 +155,71 @@ func TestOpenOddFileNames(t *testing.T) {
 	}
 }
 
-func TestCanceledContext(t *testing.T) {
+// TestWriteOutlivesCancellation: a write whose caller's context is
+// cancelled (a request whose client hung up, a coordinator shutting down
+// between evaluating a round and committing it) still completes.
+func TestWriteOutlivesCancellation(t *testing.T) {
 	t.Parallel()
 	s := openMem(t)
 	mustRun(t, s, "r")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.AddUpdate(ctx, &Update{RunID: "r", Round: 1, ClientID: "a"}); err == nil {
-		t.Errorf("AddUpdate(canceled context) succeeded; want an error")
+	if _, err := s.AddUpdate(ctx, &Update{RunID: "r", Round: 1, ClientID: "a"}); err != nil {
+		t.Errorf("AddUpdate(canceled context) = %v; want the write done", err)
 	}
-	if list, err := s.Updates(context.Background(), "r", -1); err != nil || len(list) != 0 {
-		t.Errorf("Updates after a canceled AddUpdate = %d, %v; want none", len(list), err)
+	if list, err := s.Updates(context.Background(), "r", -1); err != nil || len(list) != 1 {
+		t.Errorf("Updates after AddUpdate(canceled context) = %d, %v; want 1", len(list), err)
+	}
+	if err := s.SetRunStatus(ctx, "r", RunRunning, ""); err != nil {
+		t.Errorf("SetRunStatus(canceled context) = %v; want the write done", err)
+	}
+}
+
+func TestWriteObserver(t *testing.T) {
+	t.Parallel()
+	type call struct {
+		op  string
+		err bool
+	}
+	var mu sync.Mutex
+	var calls []call
+	s, err := Open(context.Background(), MemoryPath, WithWriteObserver(func(op string, d time.Duration, err error) {
+		if d <= 0 {
+			t.Errorf("observer: %s took %v; want > 0", op, d)
+		}
+		mu.Lock()
+		calls = append(calls, call{op, err != nil})
+		mu.Unlock()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	mustRun(t, s, "r")
+	s.CreateRun(ctx, &Run{ID: "r"}) // a duplicate: observed with its error
+	s.AddUpdate(ctx, &Update{RunID: "r", Round: 1, ClientID: "a"})
+	want := []call{{"create_run", false}, {"create_run", true}, {"add_update", false}}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Errorf("observed writes %v; want %v", calls, want)
+	}
+}
+
+func TestPing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := Open(ctx, tempDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("Ping = %v; want nil", err)
+	}
+	s.Close()
+	if err := s.Ping(ctx); err == nil {
+		t.Errorf("Ping after Close = nil; want an error")
 	}
 }
 

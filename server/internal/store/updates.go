@@ -49,7 +49,7 @@ type Update struct {
 // ErrDuplicate, and nothing is written). A zero ReceivedAt means now.
 func (s *Store) AddUpdate(ctx context.Context, u *Update) (int64, error) {
 	var id int64
-	err := s.tx(ctx, func(t *Tx) (err error) {
+	err := s.tx(ctx, "add_update", func(t *Tx) (err error) {
 		id, err = t.AddUpdate(u)
 		return err
 	})

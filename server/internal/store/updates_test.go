@@ -303,9 +303,9 @@ func TestGroupCommit(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(len(results))
 	// Hold the writer with a slow first job so the rest queue up behind it.
-	s.Submit(ctx, func(t *Tx) error { time.Sleep(50 * time.Millisecond); return nil }, nil)
+	s.Submit(ctx, "test", func(t *Tx) error { time.Sleep(50 * time.Millisecond); return nil }, nil)
 	submit := func(i int, fn func(*Tx) error) {
-		s.Submit(ctx, func(t *Tx) error {
+		s.Submit(ctx, "test", func(t *Tx) error {
 			mu.Lock()
 			order = append(order, i)
 			mu.Unlock()
@@ -333,7 +333,7 @@ func TestGroupCommit(t *testing.T) {
 	})
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	s.Submit(cancelled, func(t *Tx) error { t.SetRunStatus("r", RunFailed, "must not happen"); return nil },
+	s.Submit(cancelled, "test", func(t *Tx) error { t.SetRunStatus("r", RunFailed, "must not happen"); return nil },
 		func(err error) { results[5] = err; wg.Done() })
 	wg.Wait()
 	wantErr(t, "OpenRound", results[0], nil)

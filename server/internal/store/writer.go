@@ -37,6 +37,8 @@ var ErrClosed = errors.New("store: closed")
 // job is one queued write.
 type job struct {
 	ctx  context.Context
+	op   string // its name, for the observer
+	at   time.Time
 	fn   func(*Tx) error
 	done func(error) // called from the writer goroutine
 	err  error
@@ -49,9 +51,8 @@ type job struct {
 // submitted. The queue is unbounded so that submitting never blocks: callers
 // that must not wait (the coordinator's loop) use Submit.
 type writer struct {
-	s       *Store
-	db      *sql.DB
-	observe func(op string, d time.Duration)
+	s  *Store
+	db *sql.DB
 
 	mu     sync.Mutex
 	queue  []*job
@@ -60,8 +61,8 @@ type writer struct {
 	done   chan struct{}
 }
 
-func newWriter(s *Store, db *sql.DB, observe func(string, time.Duration)) *writer {
-	w := &writer{s: s, db: db, observe: observe, wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newWriter(s *Store, db *sql.DB) *writer {
+	w := &writer{s: s, db: db, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	go w.loop()
 	return w
 }
@@ -129,7 +130,6 @@ func (w *writer) loop() {
 // own outcome. Jobs fail rarely (the engine checks before it writes), so
 // batches almost always commit in one go.
 func (w *writer) run(batch []*job) {
-	start := time.Now()
 	// The jobs' own contexts are checked before each starts but not passed
 	// down: an interrupted statement inside an explicit transaction makes
 	// SQLite roll back the whole transaction, the other jobs' writes too.
@@ -151,12 +151,12 @@ func (w *writer) run(batch []*job) {
 		}
 		err = nil
 	}
-	if w.observe != nil {
-		w.observe("commit", time.Since(start))
-	}
 	for _, j := range batch {
 		if err != nil && j.err == nil {
 			j.err = err
+		}
+		if obs := w.s.observe; obs != nil {
+			obs(j.op, time.Since(j.at), j.err)
 		}
 		j.done(j.err)
 	}
@@ -210,32 +210,41 @@ func runJob(t *Tx, j *job) (err error) {
 	return j.fn(t)
 }
 
-// Submit queues fn to run in the next group commit and returns at once.
-// done, when not nil, is called with fn's error (or the commit's) once the
-// write is durable, from the store's writer goroutine: it must not block or
-// call the store synchronously. Writes run in the order they are submitted.
-func (s *Store) Submit(ctx context.Context, fn func(*Tx) error, done func(error)) {
+// Submit queues fn, named op (for the observer, "add_update", say), to
+// run in the next group commit and returns at once. done, when not nil,
+// is called with fn's error (or the commit's) once the write is durable,
+// from the store's writer goroutine: it must not block or call the store
+// synchronously. Writes run in the order they are submitted; one whose
+// ctx is done before it starts is skipped (done gets ctx's error).
+func (s *Store) Submit(ctx context.Context, op string, fn func(*Tx) error, done func(error)) {
 	if done == nil {
 		done = func(error) {}
 	}
-	s.wr.submit(&job{ctx: ctx, fn: fn, done: done})
+	s.wr.submit(&job{ctx: ctx, op: op, at: time.Now(), fn: fn, done: done})
 }
 
-// Do runs fn as one write of a group commit (its own savepoint: fn's
-// writes commit together or not at all) and waits until it is durable, or
-// failed, or ctx is done (the write may then still commit later).
-func (s *Store) Do(ctx context.Context, fn func(*Tx) error) error { return s.tx(ctx, fn) }
-
-// tx is Do.
-func (s *Store) tx(ctx context.Context, fn func(*Tx) error) error {
+// Do runs fn, named op, as one write of a group commit (fn's writes commit
+// together or not at all) and waits until it is durable or failed. The
+// write is not cancelled with ctx: a caller going away (a request whose
+// client hung up, a server shutting down between evaluating a round and
+// committing it) must not turn a good write into a failed one. Do stops
+// waiting after writeTimeout.
+func (s *Store) Do(ctx context.Context, op string, fn func(*Tx) error) error {
 	res := make(chan error, 1)
-	s.Submit(ctx, fn, func(err error) { res <- err })
+	s.Submit(context.WithoutCancel(ctx), op, fn, func(err error) { res <- err })
+	t := time.NewTimer(writeTimeout)
+	defer t.Stop()
 	select {
 	case err := <-res:
 		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("store: %s: no answer from the writer within %v", op, writeTimeout)
 	}
+}
+
+// tx is Do.
+func (s *Store) tx(ctx context.Context, op string, fn func(*Tx) error) error {
+	return s.Do(ctx, op, fn)
 }
 
 // exec runs a statement of the write.
