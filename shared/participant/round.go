@@ -112,11 +112,15 @@ func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 	return c.upload(ctx, conn, rs, st)
 }
 
-// between hands back what a round used: the trained model and, unless the
-// run sends model deltas (whose base it is), the global model.
+// between hands back what a round used: the trained model, the encoder's
+// scratch and, unless the run sends model deltas (whose base it is), the
+// global model.
 func (c *Client) between() {
 	putFloats(c.local)
 	c.local = nil
+	if c.enc != nil {
+		c.enc.Release()
+	}
 	if c.welcome != nil && !strings.HasPrefix(c.welcome.Run.DownCodec, "delta") {
 		putFloats(c.global)
 		c.global, c.version = nil, 0

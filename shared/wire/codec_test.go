@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -521,6 +522,36 @@ func TestEncodeGolden(t *testing.T) {
 		b := encodeOnce(t, tc.pipeline, testShapes, x, nil, 12345)
 		if got := crc32.Checksum(b, castagnoli); got != tc.crc {
 			t.Errorf("crc32c(Encode(%q)) = %#08x; want %#08x", tc.pipeline, got, tc.crc)
+		}
+	}
+}
+
+// TestEncoderRelease: an encoder that drops its scratch between calls
+// encodes the same bytes, and keeps its top-k residual.
+func TestEncoderRelease(t *testing.T) {
+	shapes := [][]int{{300}, {7, 11}}
+	n := 377
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, spec := range []string{"float32+zstd", "float16+shuffle+zstd", "delta+topk:0.1+int8+zstd"} {
+		p, _ := ParsePipeline(spec)
+		a, b := NewEncoder(p, shapes, 1), NewEncoder(p, shapes, 1)
+		for range 3 {
+			x, ref := make([]float32, n), make([]float32, n)
+			for i := range x {
+				x[i], ref[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+			}
+			wa, err := a.Encode(nil, x, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Release()
+			wb, err := b.Encode(nil, x, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(wa, wb) {
+				t.Errorf("%s: an encoder released between calls encodes other bytes", spec)
+			}
 		}
 	}
 }

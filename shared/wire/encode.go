@@ -66,6 +66,14 @@ func (e *Encoder) Seed(seed uint64) { e.rng.Seed(seed, 0x9e3779b97f4a7c15) }
 // after rejoining a run).
 func (e *Encoder) Reset() { clear(e.residual) }
 
+// Release drops the encoder's scratch buffers (they come back, sized, with
+// the next Encode), keeping only its state: the top-k residual. A client
+// that encodes once a round and idles in between (a simulation holds
+// hundreds) holds no model-sized scratch while it idles.
+func (e *Encoder) Release() {
+	e.work, e.mag, e.idx, e.scales, e.raw, e.plain = nil, nil, nil, nil, nil, nil
+}
+
 // Residual returns the top-k error-feedback residual: what earlier calls
 // did not send, quantization error included. It is nil without a topk
 // stage. The slice is the encoder's own; callers must not modify it.
