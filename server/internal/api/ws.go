@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -58,10 +57,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		WriteWait: wsWriteWait, ReadLimit: wsReadLimit})
 	defer s.opt.Metrics.ConnOpened()()
 	pc := &participantConn{Conn: conn, ws: ws, s: s}
-	err = s.c.Serve(r.Context(), pc, coord.PeerInfo{Remote: r.RemoteAddr})
-	if errors.Is(err, coord.ErrAuth) {
-		s.hellos.fail(ip)
-	}
+	err = s.c.Serve(r.Context(), pc, coord.PeerInfo{Remote: r.RemoteAddr, Refused: func() { s.hellos.fail(ip) }})
 	if err != nil {
 		s.log.Info("participant connection ended", "remote", r.RemoteAddr, "err", err)
 	}

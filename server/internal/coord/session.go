@@ -22,6 +22,17 @@ type PeerInfo struct {
 	// Kind overrides the device kind the client claims (store.KindVirtual
 	// for simulated clients).
 	Kind string
+	// Refused, when set, is called when the hello is refused for a wrong
+	// join token or a run that does not exist, before the client is told
+	// (so that a limit on failed hellos counts it before the client can try
+	// again).
+	Refused func()
+}
+
+func (i PeerInfo) refused() {
+	if i.Refused != nil {
+		i.Refused()
+	}
 }
 
 // progressEvery is the most often a client's progress reports are passed on.
@@ -45,10 +56,12 @@ func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) 
 			sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeRunOver, Reason: fmt.Sprintf("run %s is %s", sr.ID, sr.Status)})
 			return fmt.Errorf("coord: run %s is %s", sr.ID, sr.Status)
 		}
+		info.refused()
 		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeAuth, Reason: fmt.Sprintf("there is no active run %q on this server", h.Run)})
 		return fmt.Errorf("%w: %w", ErrAuth, err)
 	}
 	if subtle.ConstantTimeCompare([]byte(h.Token), []byte(r.sp.token)) != 1 {
+		info.refused()
 		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeAuth, Reason: "wrong join token for this run: open the join link the host shared"})
 		return fmt.Errorf("%w: wrong join token for run %s from %s", ErrAuth, r.sp.id, info.Remote)
 	}
