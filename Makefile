@@ -82,6 +82,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFrame$$' -fuzztime $(FUZZTIME) ./shared/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./shared/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzParseMessage$$' -fuzztime $(FUZZTIME) ./shared/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSecAgg$$' -fuzztime $(FUZZTIME) ./shared/wire
 	$(GO) test -run '^$$' -fuzz '^FuzzReadSet$$' -fuzztime $(FUZZTIME) ./shared/data
 	$(GO) test -run '^$$' -fuzz '^FuzzReadIDX$$' -fuzztime $(FUZZTIME) ./shared/data
 	$(GO) test -run '^$$' -fuzz '^FuzzReadCIFAR10$$' -fuzztime $(FUZZTIME_SLOW) ./shared/data

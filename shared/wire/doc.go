@@ -26,6 +26,14 @@
 // The header carries the payload's CRC-32C (Castagnoli). AppendFrame
 // writes frames and ParseFrame checks them (see Limits).
 //
+// # Secure aggregation frames
+//
+// The messages of a secure round (SAKeys … SAReveal, see secagg.go) travel
+// in binary frames of their own that start with "QFS": fixed-size keys and
+// ciphertexts, counts checked against SecAggLimits before allocation.
+// AppendSecAgg writes them and ParseSecAgg reads them; IsSecAgg tells them
+// from update and model frames.
+//
 // # Codec pipelines
 //
 // A pipeline string names stages joined by '+', in this order:

@@ -60,6 +60,35 @@ type RunInfo struct {
 	Strategy    string  `json:"strategy"`
 	Mu          float64 `json:"mu"` // FedProx proximal term, 0 for none
 	Seed        uint64  `json:"seed"`
+	// SecureAgg, when set, says that every round of the run aggregates
+	// securely: the client sends masked inputs (SA* messages) instead of
+	// update frames.
+	SecureAgg *SecureAggInfo `json:"secure_agg,omitempty"`
+}
+
+// SecureAggInfo is how a run aggregates securely (package secagg).
+type SecureAggInfo struct {
+	Threshold float64 `json:"threshold"`  // fraction of a member's share holders needed, in (0.5, 1]
+	Graph     string  `json:"graph"`      // "complete" or "k:K"
+	Clip      float64 `json:"clip"`       // deltas are clipped to [-clip, clip]
+	Bits      int     `json:"bits"`       // the masked sums are in Z_2^bits (32)
+	MaxWeight int     `json:"max_weight"` // a member's sample count is capped at this
+}
+
+func (s *SecureAggInfo) validate() error {
+	if s == nil {
+		return nil
+	}
+	if s.Threshold <= 0.5 {
+		return errorf(ErrMalformed, "wire: welcome.run.secure_agg.threshold = %g; want more than 0.5", s.Threshold)
+	}
+	return firstErr(
+		checkFloat("welcome.run.secure_agg.threshold", s.Threshold, 0.5, 1),
+		checkSpec("welcome.run.secure_agg.graph", s.Graph),
+		checkFloat("welcome.run.secure_agg.clip", s.Clip, 1e-9, maxHyper),
+		checkInt("welcome.run.secure_agg.bits", int64(s.Bits), 32, 32),
+		checkInt("welcome.run.secure_agg.max_weight", int64(s.MaxWeight), 1, maxCount),
+	)
 }
 
 // SliceInfo tells a client which part of the data set is its own.
@@ -245,6 +274,7 @@ func (w *Welcome) Validate() error {
 		checkInt("welcome.slice.samples", int64(s.Samples), 0, maxCount),
 		checkRelURL("welcome.slice.url", s.URL),
 		checkInt("welcome.limits.max_update_bytes", int64(w.Limits.MaxUpdateBytes), 1, maxUpdateCap),
+		r.SecureAgg.validate(),
 	); err != nil {
 		return err
 	}
