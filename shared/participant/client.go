@@ -13,6 +13,7 @@ import (
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/secagg"
 	"github.com/qflare/qflare/shared/wire"
 )
 
@@ -64,6 +65,11 @@ type Options struct {
 	Events func(Event)
 	// Log receives diagnostics (default: discarded).
 	Log *slog.Logger
+	// IdentitySeed is the seed of the client's long-term identity key
+	// (secure aggregation signs each round's keys with it), kept by a tab
+	// beside its id. Empty: a new identity is made at the first secure
+	// round and announced with an EventIdentity.
+	IdentitySeed []byte
 }
 
 // Client is one participant. See the package documentation.
@@ -90,6 +96,13 @@ type Client struct {
 	rng     *rand.Rand
 
 	items <-chan item // the current session's messages
+
+	// Secure aggregation (secure.go): the identity that signs round keys,
+	// the identity keys seen first for other client ids, and whether this
+	// round's emulated drop happens during training.
+	identity     *secagg.Identity
+	pins         map[string][]byte
+	dropTraining bool
 
 	// Cancelling training: read numbers each round_start it reads (starts,
 	// counted across sessions). The server ending that round, the run ending
@@ -194,6 +207,22 @@ func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
 			}
 			return
 		}
+		if m.Binary && wire.IsSecAgg(m.Data) { // a secure round's message (secure.go)
+			msg, err := wire.ParseSecAgg(m.Data, wire.SecAggLimits{})
+			if err != nil {
+				msg, err = nil, fmt.Errorf("participant: bad secure aggregation message from server: %w", err)
+			}
+			select {
+			case items <- item{msg: msg, err: err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				c.cancelTraining(-1)
+				return
+			}
+			continue
+		}
 		if m.Binary {
 			select {
 			case items <- item{frame: m.Data}:
@@ -281,6 +310,10 @@ func (c *Client) handle(ctx context.Context, conn link.Conn, it item) error {
 		return ErrRunEnded
 	case *wire.Bye:
 		return fmt.Errorf("participant: server closed the connection: %s", m.Reason)
+	case wire.SecAggMessage:
+		// A secure round this client is no longer in (it declined, or the
+		// round ended while the message was on its way).
+		c.opt.Log.Debug("ignoring a secure aggregation message outside its round", "type", m.Type(), "round", m.RoundNo())
 	default:
 		return fmt.Errorf("participant: unexpected %s message from server", m.Type())
 	}

@@ -15,6 +15,10 @@ const (
 	EventRoundEnd   = "round_end"   // round aggregated: TestAccuracy, TestLoss
 	EventRunEnd     = "run_end"     // run over: Message, TestAccuracy
 	EventError      = "error"       // something failed: Message
+	// EventIdentity: the client made its long-term identity key (secure
+	// aggregation): IdentitySeed (keep it secret, beside the client id)
+	// and its public Fingerprint.
+	EventIdentity = "identity"
 )
 
 // States a client passes through.
@@ -58,4 +62,6 @@ type Event struct {
 	Params        int     `json:"params,omitempty"`
 	Rounds        int     `json:"rounds,omitempty"`
 	Local         bool    `json:"local_data,omitempty"` // training on the person's own data
+	IdentitySeed  []byte  `json:"identity_seed,omitempty"`
+	Fingerprint   string  `json:"fingerprint,omitempty"`
 }

@@ -79,6 +79,9 @@ func (c *Client) numParams() int {
 // round downloads the round's model, trains and uploads the update; then
 // it hands back the round's buffers.
 func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart, seq uint64) error {
+	if c.welcome.Run.SecureAgg != nil {
+		return c.secureRound(ctx, conn, rs, seq) // secure aggregation (secure.go)
+	}
 	defer c.between()
 	c.state(StateDownloading, rs.Round)
 	c.emit(Event{Type: EventRoundStart, Round: rs.Round})
@@ -181,7 +184,10 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 	}()
 	c.state(StateTraining, rs.Round)
 	dropAt := -1.0
-	if c.opt.DropProb > 0 && c.rng.Float64() < c.opt.DropProb {
+	switch {
+	case c.dropTraining: // a secure round drew this drop already (secure.go)
+		dropAt = c.rng.Float64()
+	case c.welcome.Run.SecureAgg == nil && c.opt.DropProb > 0 && c.rng.Float64() < c.opt.DropProb:
 		dropAt = c.rng.Float64()
 	}
 	var dropped bool

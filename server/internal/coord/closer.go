@@ -92,6 +92,16 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 			return res
 		}
 	}
+	if o.sec != nil { // secure aggregation: the unmasked sum goes into the aggregation (secagg.go)
+		failed, err := r.secureFinish(ctx, o)
+		if err != nil {
+			res.abandoned = true
+			return res
+		}
+		if res.failed = failed; failed != "" {
+			return r.failSecure(ctx, j, res)
+		}
+	}
 	next := make([]float32, sp.numParams)
 	start := time.Now()
 	ares, err := o.agg.Finish(ctx, next)

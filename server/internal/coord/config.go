@@ -118,6 +118,9 @@ type Config struct {
 	// NoDeadline makes RoundDeadline 0 mean "no deadline" rather than the
 	// default; set by simulations.
 	NoDeadline bool `json:"no_deadline,omitempty"`
+	// SecureAgg, when set, aggregates every round securely: the server
+	// learns only the sum of the updates (secagg_config.go).
+	SecureAgg *SecureAggSettings `json:"secure_agg,omitempty"`
 }
 
 // DPSettings configure user-level differential privacy (DP-FedAvg).
@@ -229,10 +232,12 @@ func (c *Config) Normalize() error {
 	if c.SliceGrace == 0 {
 		c.SliceGrace = Duration(DefaultSliceGrace)
 	}
+	c.SecureAgg.normalize() // secure aggregation's defaults (secagg_config.go)
 	// Public runs (anyone who opens the server's URL joins) are defended by
 	// default: a norm bound and anomaly detection. A run that is not public
-	// keeps exactly what its creator chose.
-	if c.Public {
+	// keeps exactly what its creator chose. A secure run cannot see updates
+	// to bound or score them: it clips each coordinate instead.
+	if c.Public && c.SecureAgg == nil {
 		if c.MaxUpdateNorm == 0 {
 			c.MaxUpdateNorm = PublicMaxUpdateNorm
 		}
@@ -328,6 +333,7 @@ func (c *Config) validate() error {
 	if g := time.Duration(c.SliceGrace); g < time.Second || g > 7*24*time.Hour {
 		bad("slice_grace %v is not in 1s..168h", g)
 	}
+	c.validateSecure(bad) // secure aggregation (secagg_config.go)
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrBadConfig, strings.Join(errs, "; "))
 	}

@@ -132,6 +132,9 @@ func (c *Coordinator) newRun(sp *spec) *Run {
 	r := &Run{c: c, sp: sp, policy: SyncPolicy{cfg: &sp.cfg}, models: newModels(sp), hub: newHub(),
 		done: make(chan struct{}), mbWake: make(chan struct{}, 1),
 		st: &state{status: StatusWaiting, clients: map[string]*client{}, bySlice: make([]string, len(sp.parts))}}
+	if sp.cfg.SecureAgg != nil { // secure aggregation (secagg.go)
+		r.policy = SecurePolicy{SyncPolicy{cfg: &sp.cfg}}
+	}
 	return r
 }
 

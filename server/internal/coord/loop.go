@@ -140,6 +140,7 @@ func (r *Run) step(ctx context.Context) {
 	st := r.st
 	now := r.c.now()
 	if o := st.round; o != nil {
+		r.secureStep(o, now) // secure aggregation's phases (secagg.go)
 		if due, why := r.policy.Due(o, now); due {
 			r.closeRound(ctx, o, why)
 		}
@@ -175,6 +176,8 @@ func (r *Run) handle(ctx context.Context, ev event) {
 		r.closed(ctx, ev.res)
 	case evSnapshot:
 		ev.reply <- r.snapshot()
+	case evSecure: // secure aggregation (secagg.go)
+		r.secureEvent(ev)
 	}
 }
 

@@ -84,6 +84,9 @@ func (r *Run) resumeOpenRound(ctx context.Context) error {
 	if err != nil || sr.Status != store.RoundOpen {
 		return nil // no round row yet, or the round was closed
 	}
+	if sp.cfg.SecureAgg != nil { // a secure round cannot resume (secagg.go)
+		return r.dropSecureRound(sr)
+	}
 	// Resumed runs keep only the latest version in memory: clients get the
 	// whole model once, then deltas again.
 	grace := time.Duration(sp.cfg.RoundDeadline)

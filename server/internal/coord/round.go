@@ -55,6 +55,7 @@ type round struct {
 	bytesUp                     int64
 	bytesDown                   atomic.Int64
 	resumed                     bool
+	sec                         *secRound // secure aggregation's phases (secagg.go); nil in a plain round
 }
 
 func newRound(n int, base *version, started, deadline time.Time, order []string, target int, agg fl.Aggregation) *round {
@@ -195,5 +196,6 @@ func (o *round) view(now time.Time) *RoundView {
 		d := o.deadline
 		v.Deadline = &d
 	}
+	v.Secure = o.sec.view() // secure aggregation (secagg.go)
 	return v
 }

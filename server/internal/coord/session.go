@@ -135,6 +135,12 @@ func (r *Run) session(ctx context.Context, p *peer) error {
 			}
 			continue
 		}
+		if wire.IsSecAgg(m.Data) { // secure aggregation (secagg.go)
+			if err := r.secureFrame(ctx, p, m.Data); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := r.takeFrame(ctx, p, m.Data, &answered); err != nil {
 			return err
 		}
@@ -195,6 +201,8 @@ func (r *Run) precheck(p *peer, frame []byte, answered int) (*decoded, *rejectio
 	switch {
 	case h.Kind != wire.KindUpdate:
 		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("expected an update frame, got %q", h.Kind)}
+	case r.sp.cfg.SecureAgg != nil: // secure aggregation (secagg.go)
+		return u, &rejection{code: wire.CodeBadFrame, reason: "this run aggregates securely: send masked inputs, not update frames"}
 	case h.Run != r.sp.id:
 		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("update for run %q sent to run %q", h.Run, r.sp.id)}
 	case answered > 0 && h.Round == answered:

@@ -75,6 +75,8 @@ func newSpec(cfg Config, id, token string, created time.Time, deps *Deps) (*spec
 	// An update frame can hold at most 4 bytes a parameter plus headers and
 	// per-row scales; anything larger is refused before it is read.
 	sp.limits = wire.Limits{MaxParams: sp.numParams, MaxFrameBytes: 5*sp.numParams + 1<<20}
+	// A secure round's messages (secagg_config.go) may be larger.
+	sp.limits.MaxFrameBytes = max(sp.limits.MaxFrameBytes, secureFrameLimit(&cfg, sp.numParams))
 	init := m.Params
 	m.Params = nil // evaluate swaps weights in; the structure stays shared
 	return sp, init, nil
@@ -99,7 +101,7 @@ func (sp *spec) runInfo() wire.RunInfo {
 	return wire.RunInfo{ID: sp.id, Name: c.Name, Model: c.Model, Dataset: c.Dataset, Rounds: c.Rounds,
 		LocalEpochs: c.LocalEpochs, Batch: c.Batch, LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay,
 		Codec: sp.upPipe.String(), DownCodec: sp.downPipe.String(), Strategy: c.Strategy,
-		Mu: sp.strategy.ConfigureFit(1, sp.fitBase()).Mu, Seed: c.Seed}
+		Mu: sp.strategy.ConfigureFit(1, sp.fitBase()).Mu, Seed: c.Seed, SecureAgg: sp.secureInfo()}
 }
 
 // sliceSet returns slice i of the training set.

@@ -84,6 +84,8 @@ type RoundView struct {
 	// anomaly score, cosine to the round's median update, norm ratio, and
 	// whether (and why) it was excluded.
 	Verdicts []VerdictView `json:"verdicts,omitempty"`
+	// Secure is a secure round's progress (secagg.go); nil for a plain round.
+	Secure *SecureView `json:"secure,omitempty"`
 }
 
 // VerdictView is the aggregator's judgement of one update.
