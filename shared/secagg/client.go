@@ -145,8 +145,9 @@ func (c *Client) Share(r *wire.SARoster) (*wire.SAShares, error) {
 	if uint64(n)*uint64(o.MaxWeight) >= 1<<32 {
 		return nil, c.protocol("%d members of weight up to %d could wrap the weight sum", n, o.MaxWeight)
 	}
-	c.me = r.Self
-	if !bytes.Equal(r.Digests[c.me], digest(o.ClientID, &c.keys)) {
+	own := digest(o.ClientID, &c.keys)
+	c.me = slices.IndexFunc(r.Digests, func(d []byte) bool { return bytes.Equal(d, own) })
+	if c.me < 0 {
 		return nil, fmt.Errorf("%w: the roster does not list this member's own keys", ErrSignature)
 	}
 	var err error

@@ -24,17 +24,19 @@ type Server struct {
 	keys  map[string]*wire.RoundKeys // advertised, by client id
 	order []string                   // client ids in the order they advertised
 
-	members []member
-	index   map[string]int
-	digests [][]byte
-	topo    *topology
-	exp     int
+	members  []member
+	index    map[string]int
+	digests  [][]byte
+	topo     *topology
+	exp      int
+	complete *wire.SARoster // the roster of a complete graph, shared by every member
 
 	inbox  [][]wire.SAEnvelope // per recipient, by sender
 	seeds  map[[2]int][]byte   // sealed pair seeds by (owner, recipient): needed if the recipient drops
 	shared []bool              // U2
 
 	masked    []bool // U3
+	unmask    *wire.SAUnmask
 	survivors []int
 	asked     []bool           // members asked to reveal (survivors)
 	shares    []map[int][]byte // shares revealed of member i's secret, by holder
@@ -152,9 +154,20 @@ func (s *Server) Exponent() int { return s.exp }
 func (s *Server) Degree(i int) int { return s.topo.degree(i) }
 
 // RosterFor returns member i's roster: every digest, and the keys of its
-// neighbours.
+// neighbours. With the complete graph every member gets the same roster
+// (the same pointer, so that a caller encodes it once), with every
+// member's keys.
 func (s *Server) RosterFor(i int) *wire.SARoster {
-	r := &wire.SARoster{Round: s.r.Round, Self: i, Digests: s.digests}
+	if s.topo.adj == nil {
+		if s.complete == nil {
+			s.complete = &wire.SARoster{Round: s.r.Round, Digests: s.digests}
+			for j, m := range s.members {
+				s.complete.Members = append(s.complete.Members, wire.SAMember{Index: j, ClientID: m.id, Keys: *m.keys})
+			}
+		}
+		return s.complete
+	}
+	r := &wire.SARoster{Round: s.r.Round, Digests: s.digests}
 	for _, j := range s.topo.neighbours(i) {
 		m := s.members[j]
 		r.Members = append(r.Members, wire.SAMember{Index: j, ClientID: m.id, Keys: *m.keys})
@@ -332,12 +345,15 @@ func (s *Server) liveHolders(v int) int {
 }
 
 // UnmaskFor returns the unmask request for member i (a survivor): the
-// survivors.
+// survivors. Every survivor gets the same request (the same pointer).
 func (s *Server) UnmaskFor(i int) *wire.SAUnmask {
 	if s.phase != srvUnmask || !s.asked[i] {
 		return nil
 	}
-	return &wire.SAUnmask{Round: s.r.Round, Survivors: s.survivors}
+	if s.unmask == nil {
+		s.unmask = &wire.SAUnmask{Round: s.r.Round, Survivors: s.survivors}
+	}
+	return s.unmask
 }
 
 // Survivors returns the members whose masked inputs are in the sum.

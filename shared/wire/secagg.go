@@ -126,15 +126,14 @@ type SAMember struct {
 }
 
 // SARoster tells a member who is in the round: every member's key digest
-// (from which the neighbour graph is derived) and the full keys of the
-// members it shares with.
+// (from which the neighbour graph is derived; a member finds its own index
+// by its digest) and the full keys of the members it shares with (with the
+// complete graph, every member's, so that one roster serves all).
 //
-// Body: self uint32, n uint32, n digests of DigestSize, m uint32, then m
-// entries: index uint32, id length uint8, id, EncKey, MaskKey, Identity,
-// Sig.
+// Body: n uint32, n digests of DigestSize, m uint32, then m entries: index
+// uint32, id length uint8, id, EncKey, MaskKey, Identity, Sig.
 type SARoster struct {
 	Round   int
-	Self    int      // the receiver's index
 	Digests [][]byte // every member's key digest, by index (len N)
 	Members []SAMember
 }
@@ -446,7 +445,6 @@ func (m *SAKeys) parseBody(r *reader, _ SecAggLimits) error {
 }
 
 func (m *SARoster) appendBody(b []byte) []byte {
-	b = binary.LittleEndian.AppendUint32(b, uint32(m.Self))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.Digests)))
 	for _, d := range m.Digests {
 		b = append(b, d...)
@@ -463,7 +461,6 @@ func (m *SARoster) appendBody(b []byte) []byte {
 }
 
 func (m *SARoster) parseBody(r *reader, lim SecAggLimits) error {
-	m.Self = int(r.u32())
 	n := r.count("digests", lim.MaxMembers, DigestSize)
 	if n > 0 {
 		m.Digests = make([][]byte, n)
@@ -636,15 +633,14 @@ func (m *SAKeys) Validate() error {
 	return firstErr(checkSARound("sa_keys.round", m.Round), m.Keys.validate("sa_keys.keys"))
 }
 
-// Validate checks the round, that Self and every member index are below
-// the number of digests, that member indices strictly increase, and every
-// digest's and key's size and client id.
+// Validate checks the round, that every member index is below the number
+// of digests and that they strictly increase, and every digest's and key's
+// size and client id.
 func (m *SARoster) Validate() error {
 	n := len(m.Digests)
 	if err := firstErr(
 		checkSARound("sa_roster.round", m.Round),
 		checkInt("sa_roster.digests", int64(n), 1, MaxSecAggMembers),
-		checkInt("sa_roster.self", int64(m.Self), 0, int64(n)-1),
 		checkInt("sa_roster.members", int64(len(m.Members)), 0, int64(n)),
 	); err != nil {
 		return err

@@ -19,7 +19,7 @@ func testKeys(b byte) RoundKeys {
 func validSecAgg() []SecAggMessage {
 	return []SecAggMessage{
 		&SAKeys{Round: 3, Keys: testKeys(1)},
-		&SARoster{Round: 3, Self: 1, Digests: [][]byte{filled(32, 1), filled(32, 2), filled(32, 3)},
+		&SARoster{Round: 3, Digests: [][]byte{filled(32, 1), filled(32, 2), filled(32, 3)},
 			Members: []SAMember{{Index: 0, ClientID: "c-a", Keys: testKeys(4)}, {Index: 2, ClientID: "c-c", Keys: testKeys(8)}}},
 		&SAShares{Round: 3, Envelopes: []SAEnvelope{{Peer: 0, Shares: filled(SealedSharesSize, 5), Seed: filled(SealedSeedSize, 6)},
 			{Peer: 2, Shares: filled(SealedSharesSize, 7)}}},
@@ -84,14 +84,14 @@ func TestSecAggHostile(t *testing.T) {
 			t.Errorf("ParseSecAgg(%s) = %v, %v; want an error matching %v", c.name, m, err, c.want)
 		}
 	}
-	// A roster whose member indices do not increase, or whose self is out
-	// of range, does not validate.
+	// A roster whose member indices do not increase, or exceed its
+	// members, does not validate.
 	r := validSecAgg()[1].(*SARoster)
-	r.Self = 3
+	r.Members[1].Index = 3
 	if _, err := AppendSecAgg(nil, r); err == nil {
-		t.Error("AppendSecAgg(roster with self 3 of 3) = nil error")
+		t.Error("AppendSecAgg(roster with member index 3 of 3) = nil error")
 	}
-	r.Self, r.Members[1].Index = 1, 0
+	r.Members[1].Index = 0
 	if _, err := AppendSecAgg(nil, r); err == nil {
 		t.Error("AppendSecAgg(roster with repeated member index) = nil error")
 	}

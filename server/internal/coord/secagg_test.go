@@ -3,17 +3,17 @@ package coord_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
-	"math"
-	"math/rand/v2"
-	"slices"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,9 +42,9 @@ const (
 // member is a scripted client of a secure run.
 type member struct {
 	*client
-	sa    *secagg.Client
-	rs    *wire.RoundStart
-	base  []float32
+	sa     *secagg.Client
+	rs     *wire.RoundStart
+	base   []float32
 	input  []uint32 // its quantized input, unmasked
 	drop   int
 	silent bool // at its drop phase it stays connected and says nothing
@@ -329,7 +329,10 @@ func TestSecurePhaseTimeout(t *testing.T) {
 		defer close(done)
 		secureRound(t, e, run, ms, 3)
 	}()
-	waitFor(t, "the roster", func() bool { v := run.View(); return v.Open != nil && v.Open.Secure != nil && v.Open.Secure.Phase == "shares" })
+	waitFor(t, "the roster", func() bool {
+		v := run.View()
+		return v.Open != nil && v.Open.Secure != nil && v.Open.Secure.Phase == "shares"
+	})
 	time.Sleep(50 * time.Millisecond)
 	e.clock.Advance(2 * time.Minute)
 	<-done
