@@ -39,6 +39,8 @@ type simRound struct {
 	Accepted     int      `json:"accepted"`
 	Epsilon      *float64 `json:"epsilon,omitempty"`
 	Failed       string   `json:"failed,omitempty"`
+	// Secure is a secure round's members, survivors, drops and traffic.
+	Secure *coord.SecureView `json:"secure,omitempty"`
 }
 
 // simSummary is the last line of `sim --json`.
@@ -52,6 +54,27 @@ type simSummary struct {
 	Seconds        float64  `json:"seconds"`
 	Epsilon        *float64 `json:"epsilon,omitempty"`
 	Run            string   `json:"run"`
+	// SecureAgg summarises secure aggregation (sim --secure-agg).
+	SecureAgg *secureSummary `json:"secure_agg,omitempty"`
+}
+
+// secureSummary is sim's summary of its secure rounds.
+type secureSummary struct {
+	Threshold float64 `json:"threshold"`
+	Graph     string  `json:"graph"`
+	// Dropped counts the members that left a round after its roster was
+	// fixed, over all rounds; Aborted the rounds that fell below the
+	// threshold (they failed, and the run went on).
+	Dropped int `json:"dropped"`
+	Aborted int `json:"aborted"`
+	// ClientMS is a member's mean secure aggregation computation per round
+	// (keys, sharing, masking, unmasking; not training), and BytesUp and
+	// BytesDown its mean traffic per round: everything it sent (keys,
+	// envelopes, masked input, shares) and received (model, roster, inbox,
+	// unmask request).
+	ClientMS  float64 `json:"client_ms"`
+	BytesUp   float64 `json:"bytes_up"`
+	BytesDown float64 `json:"bytes_down"`
 }
 
 // simFlags are the simulation flags sim and study share.
@@ -68,6 +91,7 @@ type simFlags struct {
 	dp           coord.DPSettings
 	verbose      bool
 	memEvery     int
+	secure       coord.SecureAggSettings // Graph "" = off
 }
 
 func (f *simFlags) register(fs *flag.FlagSet) {
@@ -109,6 +133,9 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.opt.DropProb, "drop", 0, "chance per round that a client drops its connection mid-training")
 	fs.BoolVar(&f.verbose, "v", false, "log the coordinator's events to stderr")
 	fs.IntVar(&f.memEvery, "mem-every", 0, "every N rounds, print the process's live Go heap and RSS (a soak check; 0 = never)")
+	fs.StringVar(&f.secure.Graph, "secure-agg", "", "aggregate securely (the server learns only the sum): complete, or k:K for a SecAgg+ K-regular graph")
+	fs.Float64Var(&f.secure.Threshold, "secure-threshold", 0, "with --secure-agg: fraction of a member's share holders needed (default 2/3)")
+	fs.Float64Var(&f.secure.Clip, "secure-clip", 0, "with --secure-agg: clip of each update coordinate (default 1)")
 }
 
 // simResult is what a simulation produced, for studies.
@@ -117,7 +144,10 @@ type simResult struct {
 	Lines []simRound
 	// AttackerIDs are the client ids of the attacking clients.
 	AttackerIDs map[string]bool
-	Updates     []store.Update // every update of the run, without payloads
+	// secure sums the members' secure aggregation costs (EventSecure) and
+	// model downloads.
+	secure  secureCosts
+	Updates []store.Update // every update of the run, without payloads
 }
 
 func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -165,6 +195,10 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 		dp := f.dp
 		cfg.DP = &dp
 	}
+	if f.secure.Graph != "" {
+		s := f.secure
+		cfg.SecureAgg = &s
+	}
 	attack, err := adversary.Parse(f.attack)
 	if err != nil {
 		return nil, err
@@ -204,11 +238,13 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	opt := f.opt
 	opt.Seed, opt.Log = cfg.Seed, log
 	opt.Configure = func(i int, po *participant.Options) {
+		po.Events = res.secure.observe
 		if !attackers[i] {
 			return
 		}
 		po.Attack = attack
 		po.Events = func(e participant.Event) {
+			res.secure.observe(e)
 			if e.Type == participant.EventWelcome && e.ClientID != "" {
 				idMu.Lock()
 				res.AttackerIDs[e.ClientID] = true
@@ -264,6 +300,9 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 			}
 			if !ok {
 				sum.Seconds = time.Since(start).Seconds()
+				if c := cfg.SecureAgg; c != nil {
+					sum.SecureAgg = res.secure.summary(c, res.Lines)
+				}
 				if res.Updates, err = st.Updates(ctx, run.ID(), -1); err != nil {
 					return nil, err
 				}
@@ -280,7 +319,7 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 func roundLine(rv *coord.RoundView) simRound {
 	line := simRound{Round: rv.Round, version: rv.ModelVersion, TestAccuracy: rv.TestAccuracy, TestLoss: rv.TestLoss,
 		BytesUp: rv.BytesUp, BytesDown: rv.BytesDown, Seconds: rv.Seconds, Selected: len(rv.Selected),
-		Accepted: rv.Accepted, Epsilon: rv.Epsilon, Failed: rv.Failed}
+		Accepted: rv.Accepted, Epsilon: rv.Epsilon, Failed: rv.Failed, Secure: rv.Secure}
 	if rv.Failed == "" {
 		line.Round = int(rv.ModelVersion)
 	}
@@ -354,4 +393,56 @@ func memNow(round int) memLine {
 		}
 	}
 	return m
+}
+
+// secureCosts sums what secure rounds cost the virtual clients. Safe for
+// concurrent use.
+type secureCosts struct {
+	mu                     sync.Mutex
+	rounds                 int // EventSecure count: a member's completed secure round
+	ms                     float64
+	up, down               int64
+	downloaded, downloadsN int64
+}
+
+func (s *secureCosts) observe(e participant.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch e.Type {
+	case participant.EventSecure:
+		s.rounds++
+		s.ms += e.SecureMS
+		s.up += int64(e.BytesUp)
+		s.down += int64(e.BytesDown)
+	case participant.EventDownload:
+		s.downloaded += int64(e.Bytes)
+		s.downloadsN++
+	}
+}
+
+// summary returns the run's secure aggregation summary.
+func (s *secureCosts) summary(c *coord.SecureAggSettings, lines []simRound) *secureSummary {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sum := &secureSummary{Threshold: c.Threshold, Graph: c.Graph}
+	for _, l := range lines {
+		if l.Secure != nil {
+			sum.Dropped += l.Secure.Dropped
+			if l.Secure.Aborted != "" {
+				sum.Aborted++
+			}
+		} else if strings.Contains(l.Failed, "secure aggregation aborted") {
+			sum.Aborted++
+		}
+	}
+	if s.rounds > 0 {
+		n := float64(s.rounds)
+		sum.ClientMS = s.ms / n
+		sum.BytesUp = float64(s.up) / n
+		sum.BytesDown = float64(s.down) / n
+		if s.downloadsN > 0 {
+			sum.BytesDown += float64(s.downloaded) / float64(s.downloadsN)
+		}
+	}
+	return sum
 }

@@ -19,9 +19,10 @@ import (
 //	                      entry PIPELINE@STRATEGY also sets the strategy)
 //	server study robust   final accuracy per attack and strategy, and detection rates
 //	server study dp       epsilon and accuracy per DP noise multiplier
+//	server study secagg   secure aggregation's cost per round size and graph (secagg_study.go)
 func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("study: say which: codecs, robust or dp")
+		return fmt.Errorf("study: say which: codecs, robust, dp or secagg")
 	}
 	which, args := args[0], args[1:]
 	fs := flag.NewFlagSet("study "+which, flag.ContinueOnError)
@@ -31,14 +32,18 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	list := fs.String("grid", "", "comma-separated values to compare (default depends on the study; codecs: PIPELINE or PIPELINE@STRATEGY)")
 	strategies := fs.String("strategies", "fedavg,trimmed-mean:0.3,median,multi-krum", "robust: strategies to compare (\"none\": only the detection runs)")
 	withDetect := fs.Bool("detect-runs", true, "robust: also run fedavg with anomaly detection and report its detection rates")
+	graphs := fs.String("graphs", "complete,k:8", "secagg: graphs to compare")
+	asJSON := fs.Bool("json", false, "secagg: print JSON lines instead of a table")
 	switch which {
 	case "codecs", "dp":
 		fs.Lookup("rounds").DefValue, f.cfg.Rounds = "100", 100
 	case "robust":
 		fs.Lookup("rounds").DefValue, f.cfg.Rounds = "60", 60
 		f.attackers = 0.2
+	case "secagg":
+		fs.Lookup("rounds").DefValue, f.cfg.Rounds = "3", 3
 	default:
-		return fmt.Errorf("study: unknown study %q (codecs, robust or dp)", which)
+		return fmt.Errorf("study: unknown study %q (codecs, robust, dp or secagg)", which)
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -51,6 +56,8 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	switch which {
+	case "secagg":
+		return studySecAgg(ctx, &f, split(*list, "10,100,1000"), split(*graphs, ""), *asJSON, stdout, stderr)
 	case "codecs":
 		return studyCodecs(ctx, &f, split(*list, defaultCodecGrid), stdout, stderr, progress)
 	case "robust":

@@ -153,6 +153,7 @@ type item struct {
 	frame []byte
 	err   error
 	seq   uint64 // a round_start's number (see Client.starts)
+	size  int    // a secure aggregation message's frame size
 }
 
 // Session runs one connection: it says hello, then follows the server until
@@ -213,7 +214,7 @@ func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
 				msg, err = nil, fmt.Errorf("participant: bad secure aggregation message from server: %w", err)
 			}
 			select {
-			case items <- item{msg: msg, err: err}:
+			case items <- item{msg: msg, err: err, size: len(m.Data)}:
 			case <-ctx.Done():
 				return
 			}

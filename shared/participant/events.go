@@ -19,6 +19,12 @@ const (
 	// aggregation): IdentitySeed (keep it secret, beside the client id)
 	// and its public Fingerprint.
 	EventIdentity = "identity"
+	// EventSecure: a secure round's cost to this client, after it revealed
+	// its shares: SecureMS of its own computation (keys, sharing, masking,
+	// unmasking; training excluded), and the bytes of the secure
+	// aggregation messages it sent (masked input included) and received
+	// (the model excluded).
+	EventSecure = "secure"
 )
 
 // States a client passes through.
@@ -64,4 +70,7 @@ type Event struct {
 	Local         bool    `json:"local_data,omitempty"` // training on the person's own data
 	IdentitySeed  []byte  `json:"identity_seed,omitempty"`
 	Fingerprint   string  `json:"fingerprint,omitempty"`
+	SecureMS      float64 `json:"secure_ms,omitempty"`
+	BytesUp       int     `json:"bytes_up,omitempty"`
+	BytesDown     int     `json:"bytes_down,omitempty"`
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
@@ -86,19 +87,34 @@ func (c *Client) pin(id string, pub []byte) error {
 // maxPins bounds the identities a client remembers.
 const maxPins = 10000
 
+// secCost is what a secure round costs the client.
+type secCost struct {
+	work     time.Duration
+	up, down int
+}
+
+// timed adds the time f takes to the round's work.
+func (k *secCost) timed(f func() error) error {
+	start := time.Now()
+	err := f()
+	k.work += time.Since(start)
+	return err
+}
+
 // sendSA writes a secure aggregation message.
-func (c *Client) sendSA(ctx context.Context, conn link.Conn, m wire.SecAggMessage) error {
-	b, err := wire.AppendSecAgg(nil, m)
-	if err != nil {
+func (c *Client) sendSA(ctx context.Context, conn link.Conn, m wire.SecAggMessage, cost *secCost) error {
+	var b []byte
+	if err := cost.timed(func() (err error) { b, err = wire.AppendSecAgg(nil, m); return err }); err != nil {
 		return err
 	}
+	cost.up += len(b)
 	return conn.Send(ctx, link.Message{Binary: true, Data: b})
 }
 
 // awaitSA returns the secure round's next message, which must be a T for
 // round. Accepted messages are reported on the way; a message that ends
 // the round is handled and gives errSecureOver (or the handler's error).
-func awaitSA[T wire.SecAggMessage](ctx context.Context, c *Client, conn link.Conn, round int) (T, error) {
+func awaitSA[T wire.SecAggMessage](ctx context.Context, c *Client, conn link.Conn, round int, cost *secCost) (T, error) {
 	var zero T
 	for {
 		it, err := c.next(ctx)
@@ -108,6 +124,7 @@ func awaitSA[T wire.SecAggMessage](ctx context.Context, c *Client, conn link.Con
 		switch m := it.msg.(type) {
 		case T:
 			if m.RoundNo() == round {
+				cost.down += it.size
 				return m, nil
 			}
 			continue // a stale message of an earlier round
@@ -163,14 +180,19 @@ func (c *Client) secureRound(ctx context.Context, conn link.Conn, rs *wire.Round
 	if err != nil {
 		return err
 	}
-	sa, keys, err := secagg.NewClient(secagg.ClientOptions{
-		Round: secagg.Round{Run: c.welcome.Run.ID, Round: rs.Round, Length: c.numParams() + 1, Threshold: info.Threshold,
-			Graph: graph, Clip: info.Clip, MaxWeight: info.MaxWeight},
-		ClientID: c.id, Identity: id, Pin: c.pin})
-	if err != nil {
+	cost := &secCost{}
+	var sa *secagg.Client
+	var keys *wire.SAKeys
+	if err := cost.timed(func() (err error) {
+		sa, keys, err = secagg.NewClient(secagg.ClientOptions{
+			Round: secagg.Round{Run: c.welcome.Run.ID, Round: rs.Round, Length: c.numParams() + 1, Threshold: info.Threshold,
+				Graph: graph, Clip: info.Clip, MaxWeight: info.MaxWeight},
+			ClientID: c.id, Identity: id, Pin: c.pin})
+		return err
+	}); err != nil {
 		return err
 	}
-	if err := c.sendSA(ctx, conn, keys); err != nil {
+	if err := c.sendSA(ctx, conn, keys, cost); err != nil {
 		return err
 	}
 	it, err := c.next(ctx)
@@ -184,15 +206,19 @@ func (c *Client) secureRound(ctx context.Context, conn link.Conn, rs *wire.Round
 		return err
 	}
 	c.emit(Event{Type: EventDownload, Round: rs.Round, Bytes: len(it.frame)})
-	err = c.secureShare(ctx, conn, sa, rs, drop)
+	err = c.secureShare(ctx, conn, sa, rs, drop, cost)
 	if err == nil {
-		err = c.secureMask(ctx, conn, sa, rs, seq, drop)
+		err = c.secureMask(ctx, conn, sa, rs, seq, drop, cost)
 	}
 	if err == nil {
 		if dropNow(dropBeforeReveal) {
 			return errDropped
 		}
-		err = c.secureReveal(ctx, conn, sa, rs)
+		err = c.secureReveal(ctx, conn, sa, rs, cost)
+	}
+	if err == nil {
+		c.emit(Event{Type: EventSecure, Round: rs.Round, SecureMS: float64(cost.work.Microseconds()) / 1000,
+			BytesUp: cost.up, BytesDown: cost.down})
 	}
 	switch {
 	case errors.Is(err, errSecureOver):
@@ -206,8 +232,8 @@ func (c *Client) secureRound(ctx context.Context, conn link.Conn, rs *wire.Round
 
 // secureShare takes the roster and sends the sealed shares, then opens
 // the inbox.
-func (c *Client) secureShare(ctx context.Context, conn link.Conn, sa *secagg.Client, rs *wire.RoundStart, drop int) error {
-	roster, err := awaitSA[*wire.SARoster](ctx, c, conn, rs.Round)
+func (c *Client) secureShare(ctx context.Context, conn link.Conn, sa *secagg.Client, rs *wire.RoundStart, drop int, cost *secCost) error {
+	roster, err := awaitSA[*wire.SARoster](ctx, c, conn, rs.Round, cost)
 	if err != nil {
 		return err
 	}
@@ -215,22 +241,22 @@ func (c *Client) secureShare(ctx context.Context, conn link.Conn, sa *secagg.Cli
 		conn.Close()
 		return errDropped
 	}
-	shares, err := sa.Share(roster)
+	var shares *wire.SAShares
+	if err := cost.timed(func() (err error) { shares, err = sa.Share(roster); return err }); err != nil {
+		return err
+	}
+	if err := c.sendSA(ctx, conn, shares, cost); err != nil {
+		return err
+	}
+	inbox, err := awaitSA[*wire.SAInbox](ctx, c, conn, rs.Round, cost)
 	if err != nil {
 		return err
 	}
-	if err := c.sendSA(ctx, conn, shares); err != nil {
-		return err
-	}
-	inbox, err := awaitSA[*wire.SAInbox](ctx, c, conn, rs.Round)
-	if err != nil {
-		return err
-	}
-	return sa.Receive(inbox)
+	return cost.timed(func() error { return sa.Receive(inbox) })
 }
 
 // secureMask trains, quantizes the delta and sends it masked.
-func (c *Client) secureMask(ctx context.Context, conn link.Conn, sa *secagg.Client, rs *wire.RoundStart, seq uint64, drop int) error {
+func (c *Client) secureMask(ctx context.Context, conn link.Conn, sa *secagg.Client, rs *wire.RoundStart, seq uint64, drop int, cost *secCost) error {
 	if drop == dropWhileTraining {
 		c.dropTraining = true
 	}
@@ -248,23 +274,20 @@ func (c *Client) secureMask(ctx context.Context, conn link.Conn, sa *secagg.Clie
 		return err
 	}
 	c.state(StateUploading, rs.Round)
-	values, err := c.quantize(sa, rs, st)
-	if err != nil {
-		return err
-	}
-	if err := sa.Mask(values); err != nil {
+	var values []uint32
+	if err := cost.timed(func() error {
+		values = c.quantize(sa, rs, st)
+		return sa.Mask(values)
+	}); err != nil {
 		return err
 	}
 	m := &wire.SAMasked{Round: rs.Round, ModelVersion: c.version, Loss: finite(st.Loss), Accuracy: st.Accuracy,
 		TrainMS: st.Duration.Milliseconds(), SamplesPerS: st.SamplesPerSecond(), Values: values}
-	b, err := wire.AppendSecAgg(nil, m)
-	if err != nil {
+	up := cost.up
+	if err := c.sendSA(ctx, conn, m, cost); err != nil {
 		return err
 	}
-	if err := conn.Send(ctx, link.Message{Binary: true, Data: b}); err != nil {
-		return err
-	}
-	c.emit(Event{Type: EventUpload, Round: rs.Round, Bytes: len(b), LocalLoss: st.Loss,
+	c.emit(Event{Type: EventUpload, Round: rs.Round, Bytes: cost.up - up, LocalLoss: st.Loss,
 		LocalAccuracy: st.Accuracy, SamplesPerS: st.SamplesPerSecond()})
 	return nil
 }
@@ -273,7 +296,7 @@ func (c *Client) secureMask(ctx context.Context, conn link.Conn, sa *secagg.Clie
 // the round's model, clipped, weighted and stochastically rounded (seeded
 // with the round's seed, as the other codecs' rounding is), then its
 // weight.
-func (c *Client) quantize(sa *secagg.Client, rs *wire.RoundStart, st nn.FitStats) ([]uint32, error) {
+func (c *Client) quantize(sa *secagg.Client, rs *wire.RoundStart, st nn.FitStats) []uint32 {
 	info := c.welcome.Run.SecureAgg
 	delta := getFloats(len(c.local))
 	defer putFloats(delta)
@@ -283,19 +306,19 @@ func (c *Client) quantize(sa *secagg.Client, rs *wire.RoundStart, st nn.FitStats
 	weight := max(1, st.Samples/max(1, rs.Epochs))
 	values := make([]uint32, len(delta)+1)
 	secagg.Quantize(values, delta, weight, info.MaxWeight, info.Clip, sa.Exponent(), rand.New(rand.NewPCG(rs.Seed, 0x5ec0a99)))
-	return values, nil
+	return values
 }
 
 // secureReveal answers the unmask request.
-func (c *Client) secureReveal(ctx context.Context, conn link.Conn, sa *secagg.Client, rs *wire.RoundStart) error {
-	req, err := awaitSA[*wire.SAUnmask](ctx, c, conn, rs.Round)
+func (c *Client) secureReveal(ctx context.Context, conn link.Conn, sa *secagg.Client, rs *wire.RoundStart, cost *secCost) error {
+	req, err := awaitSA[*wire.SAUnmask](ctx, c, conn, rs.Round, cost)
 	if err != nil {
 		return err
 	}
-	rv, err := sa.Unmask(req)
-	if err != nil {
+	var rv *wire.SAReveal
+	if err := cost.timed(func() (err error) { rv, err = sa.Unmask(req); return err }); err != nil {
 		return err
 	}
 	c.state(StateWaiting, rs.Round)
-	return c.sendSA(ctx, conn, rv)
+	return c.sendSA(ctx, conn, rv, cost)
 }

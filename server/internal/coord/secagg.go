@@ -60,15 +60,18 @@ func (p secPhase) String() string { return secPhaseNames[p] }
 // secRound is a secure round's state, owned by the run's loop like its
 // round (round.sec); sum is the one part sessions touch (it locks).
 type secRound struct {
-	srv      *secagg.Server
-	cfg      *SecureAggSettings
-	phase    secPhase
-	until    time.Time // the phase's deadline; zero: none
-	armed    time.Time
-	timer    Timer
-	sum      *secagg.Sum
-	abort    string // why the round aborted; "" while it goes on
-	members  []string
+	srv     *secagg.Server
+	cfg     *SecureAggSettings
+	phase   secPhase
+	until   time.Time // the phase's deadline; zero: none
+	armed   time.Time
+	timer   Timer
+	sum     *secagg.Sum
+	abort   string // why the round aborted; "" while it goes on
+	members []string
+	// peers are the members' connections when the roster was fixed: a
+	// member that reconnected since holds no round keys and is gone.
+	peers    []*peer
 	shared   int
 	survived int
 	closed   bool // the masked-input phase is closed: survived is known
@@ -180,12 +183,19 @@ func (r *Run) secureStep(o *round, now time.Time) {
 	}
 }
 
-// waiting reports whether the phase still waits for client id: it is
+// waiting reports whether the keys phase still waits for client id: it is
 // connected, holds its seat, and has not answered the phase.
 func (r *Run) waiting(o *round, id string, answered bool) bool {
 	cl := r.st.clients[id]
 	st := o.seat(id)
 	return !answered && cl != nil && cl.peer != nil && st != nil && st.state == seatPending
+}
+
+// present reports whether member i is still on the connection it had when
+// the roster was fixed.
+func (r *Run) present(s *secRound, i int) bool {
+	cl := r.st.clients[s.members[i]]
+	return cl != nil && cl.peer != nil && cl.peer == s.peers[i]
 }
 
 // phaseComplete reports whether no member the phase waits for is left.
@@ -199,20 +209,19 @@ func (r *Run) phaseComplete(o *round, s *secRound) bool {
 		}
 	case secShares:
 		for i, id := range s.members {
-			if r.waiting(o, id, s.srv.Shared(i)) {
+			if r.present(s, i) && r.waiting(o, id, s.srv.Shared(i)) {
 				return false
 			}
 		}
 	case secMasked:
 		for i, id := range s.members {
-			if s.srv.MayMask(i) && r.waiting(o, id, false) {
+			if s.srv.MayMask(i) && r.present(s, i) && r.waiting(o, id, false) {
 				return false
 			}
 		}
 	case secUnmask:
 		for _, i := range s.srv.Survivors() {
-			id := s.members[i]
-			if cl := r.st.clients[id]; cl != nil && cl.peer != nil && !s.srv.Revealed(i) {
+			if r.present(s, i) && !s.srv.Revealed(i) {
 				return false
 			}
 		}
@@ -230,8 +239,14 @@ func (r *Run) nextPhase(o *round, s *secRound, now time.Time) error {
 			return err
 		}
 		s.members = s.srv.Members()
-		frames := map[*wire.SARoster][]byte{}
+		s.peers = make([]*peer, len(s.members))
 		for i, id := range s.members {
+			if cl := r.st.clients[id]; cl != nil {
+				s.peers[i] = cl.peer
+			}
+		}
+		frames := map[*wire.SARoster][]byte{}
+		for i := range s.members {
 			ros := s.srv.RosterFor(i)
 			if frames[ros] == nil {
 				b, err := wire.AppendSecAgg(nil, ros)
@@ -240,21 +255,21 @@ func (r *Run) nextPhase(o *round, s *secRound, now time.Time) error {
 				}
 				frames[ros] = b
 			}
-			r.sendSecure(s, id, frames[ros])
+			r.sendSecure(s, i, frames[ros])
 		}
 		s.setPhase(secShares, now.Add(timeout))
 	case secShares:
 		if err := s.srv.CloseShares(); err != nil {
 			return err
 		}
-		for i, id := range s.members {
+		for i := range s.members {
 			if in := s.srv.InboxFor(i); in != nil {
 				s.shared++
 				b, err := wire.AppendSecAgg(nil, in)
 				if err != nil {
 					return err
 				}
-				r.sendSecure(s, id, b)
+				r.sendSecure(s, i, b)
 			}
 		}
 		// Members train now: the phase waits for the round's deadline.
@@ -274,7 +289,7 @@ func (r *Run) nextPhase(o *round, s *secRound, now time.Time) error {
 				}
 				frame = b
 			}
-			r.sendSecure(s, s.members[i], frame)
+			r.sendSecure(s, i, frame)
 		}
 		s.setPhase(secUnmask, now.Add(timeout))
 	case secUnmask:
@@ -286,12 +301,13 @@ func (r *Run) nextPhase(o *round, s *secRound, now time.Time) error {
 	return nil
 }
 
-// sendSecure queues a secure aggregation frame to client id, if connected.
-func (r *Run) sendSecure(s *secRound, id string, frame []byte) {
-	cl := r.st.clients[id]
-	if cl == nil || cl.peer == nil {
+// sendSecure queues a secure aggregation frame to member i, if it is still
+// on the connection it joined the round with.
+func (r *Run) sendSecure(s *secRound, i int, frame []byte) {
+	if !r.present(s, i) {
 		return
 	}
+	cl := r.st.clients[s.members[i]]
 	s.bytesDown += int64(len(frame))
 	cl.down.Add(int64(len(frame)))
 	cl.peer.send(outMsg{msg: link.Message{Binary: true, Data: frame}})

@@ -401,6 +401,9 @@ func TestSecureRoundAtRestart(t *testing.T) {
 	for _, m := range ms {
 		m.task()
 	}
+	// The round's row is written through the store's queue: let it land
+	// before the restart reads the store.
+	waitFor(t, "round 1 in the store", func() bool { return len(e.rounds(run)) == 1 })
 	e.restart()
 	if r1 := e.waitRound(run, 1); r1.Status != store.RoundFailed || !strings.Contains(r1.Error, "restarted") {
 		t.Fatalf("round 1 after a restart is %s (%q); want failed", r1.Status, r1.Error)
