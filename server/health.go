@@ -2,13 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -45,20 +46,36 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
 	defer cancel()
-	url := "http://" + net.JoinHostPort(host, port) + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
+	status, body, err := healthGet(ctx, http.DefaultClient, "http://"+net.JoinHostPort(host, port)+path)
+	if err == nil && status == http.StatusBadRequest && strings.Contains(string(body), "HTTPS") {
+		// The server serves TLS (--tls-cert or --tls-self-signed): ask again
+		// over HTTPS. This checks the local server is alive, not who it is,
+		// so the certificate is not verified.
+		insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		status, body, err = healthGet(ctx, insecure, "https://"+net.JoinHostPort(host, port)+path)
 	}
-	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return errors.New("health: " + url + ": " + resp.Status + ": " + string(body))
+	if status != http.StatusOK {
+		return fmt.Errorf("health: %s: %d %s: %s", path, status, http.StatusText(status), body)
 	}
 	fmt.Fprintf(stdout, "%s", body)
 	return nil
+}
+
+// healthGet gets url and returns the status and the first 4 KiB of the
+// body.
+func healthGet(ctx context.Context, c *http.Client, url string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, body, nil
 }

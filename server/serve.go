@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,6 +40,8 @@ type serveConfig struct {
 	addr, db, adminToken, publicURL, origins, hosts, dataDir string
 	demo, logJSON                                            bool
 	grace                                                    time.Duration
+	tlsCert, tlsKey                                          string
+	tlsSelfSigned                                            bool
 }
 
 // parseServe reads serve's flags, then the environment (lookup) for the
@@ -57,6 +60,9 @@ func parseServe(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&c.dataDir, "data-dir", "", "dataset `DIR` (default: MNIST from the GoMNIST module)")
 	fs.BoolVar(&c.logJSON, "log-json", false, "log as JSON lines")
 	fs.DurationVar(&c.grace, "grace", 20*time.Second, "on SIGTERM or SIGINT, how long to finish the open step and tell clients before exiting anyway")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS with this certificate chain `FILE` (PEM; with --tls-key)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "the certificate's private key `FILE` (PEM)")
+	fs.BoolVar(&c.tlsSelfSigned, "tls-self-signed", false, "serve HTTPS with a fresh self-signed certificate (LAN demos: browsers warn once; its SHA-256 fingerprint is printed)")
 	envUsage(fs, "usage: server serve [flags]\n\nStarts the server: pages, API, participant WebSockets, rounds, SQLite.")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -72,6 +78,9 @@ func parseServe(args []string, lookup func(string) (string, bool), stderr io.Wri
 	}
 	if c.db == "" || c.addr == "" {
 		return nil, errors.New("serve: --addr and --db must not be empty")
+	}
+	if err := checkTLSFlags(&c); err != nil {
+		return nil, err
 	}
 	return &c, nil
 }
@@ -114,11 +123,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		st.Close()
 		return err
 	}
+	tlsCfg, fingerprint, err := serverTLS(cfg, interfaceAddrs())
+	if err != nil {
+		ln.Close()
+		c.Close()
+		st.Close()
+		return err
+	}
+	scheme := "http://"
+	if tlsCfg != nil {
+		scheme = "https://"
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 	publicURL := strings.TrimRight(cfg.publicURL, "/")
 	if publicURL == "" && ln.Addr().(*net.TCPAddr).IP.IsUnspecified() {
 		// Listening on every interface: the QR code needs an address
 		// phones reach, not 0.0.0.0.
-		publicURL = "http://" + reachableAddr(ln.Addr().(*net.TCPAddr), interfaceAddrs())
+		publicURL = scheme + reachableAddr(ln.Addr().(*net.TCPAddr), interfaceAddrs())
 	}
 	a := api.New(api.Options{Coord: c, AdminToken: cfg.adminToken, Assets: www.Handler(), Log: log,
 		AllowedOrigins: allowed, AllowedHosts: names, Metrics: m, Starting: true, PublicURL: publicURL,
@@ -143,7 +164,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		base := publicURL
 		if base == "" {
-			base = "http://" + ln.Addr().String()
+			base = scheme + ln.Addr().String()
 		}
 		var demoRun *coord.Run
 		if cfg.demo {
@@ -159,6 +180,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		a.MarkReady()
 		fmt.Fprintf(stdout, "QFLARE is serving on %s (database %s)\n", base, cfg.db)
+		if tlsCfg != nil {
+			fmt.Fprintf(stdout, "  TLS:         certificate SHA-256 %s; each connection's key exchange is recorded (X25519MLKEM768: post-quantum)\n", fingerprint)
+		}
 		if demoRun != nil {
 			fmt.Fprintf(stdout, "  join:        %s%s\n", base, api.JoinPath(demoRun.ID(), demoRun.Token()))
 			fmt.Fprintf(stdout, "               (or just %s/ : the demo run is public)\n", base)

@@ -8,7 +8,11 @@
 package headless
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,6 +56,11 @@ type Options struct {
 	Log *slog.Logger
 	// Events, when set, also receives every client's events.
 	Events func(client int, e participant.Event)
+	// TLSFingerprint, when set, accepts exactly the server certificate of
+	// that SHA-256 fingerprint (hex, colons optional: what serve
+	// --tls-self-signed prints) instead of verifying it against the
+	// system's roots.
+	TLSFingerprint string
 }
 
 // ParseFlags reads the command line of the headless client.
@@ -69,6 +78,7 @@ func ParseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error)
 	attack := fs.String("attack", "none", "attack of the malicious clients: sign-flip, gaussian, scale:K, label-flip")
 	fs.Float64Var(&o.Attackers, "attackers", 0, "fraction of the clients that attack")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed for drops, attacks and the choice of attackers")
+	fs.StringVar(&o.TLSFingerprint, "tls-fingerprint", "", "accept the https server whose certificate has this SHA-256 `FINGERPRINT` (as serve --tls-self-signed prints it)")
 	quiet := fs.Bool("q", false, "log only warnings and errors")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -144,7 +154,40 @@ func (o *Options) validate() error {
 	case !(o.Drop >= 0 && o.Drop <= 1), !(o.Attackers >= 0 && o.Attackers <= 1):
 		return fmt.Errorf("--drop %g and --attackers %g must be in [0, 1]", o.Drop, o.Attackers)
 	}
+	if _, err := o.tlsConfig(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// ErrPinned reports a server whose certificate is not the one
+// Options.TLSFingerprint pins: reconnecting cannot help.
+var ErrPinned = errors.New("headless: the server's certificate is not the pinned one")
+
+// tlsConfig is the TLS configuration of the clients' connections: nil (the
+// system's roots) unless a certificate fingerprint is pinned.
+func (o *Options) tlsConfig() (*tls.Config, error) {
+	if o.TLSFingerprint == "" {
+		return nil, nil
+	}
+	want, err := hex.DecodeString(strings.ReplaceAll(o.TLSFingerprint, ":", ""))
+	if err != nil || len(want) != sha256.Size {
+		return nil, fmt.Errorf("--tls-fingerprint %q is not a SHA-256 fingerprint (64 hex digits, colons optional)", o.TLSFingerprint)
+	}
+	return &tls.Config{
+		// The chain is not verified against roots: the pinned fingerprint
+		// is checked instead, below.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the server presented no certificate")
+			}
+			if got := sha256.Sum256(cs.PeerCertificates[0].Raw); !bytes.Equal(got[:], want) {
+				return fmt.Errorf("%w: the server's certificate has SHA-256 %X, not the pinned %X", ErrPinned, got, want)
+			}
+			return nil
+		},
+	}, nil
 }
 
 func parseSlowdown(s string) (lo, hi float64, err error) {
@@ -221,7 +264,7 @@ func Run(ctx context.Context, o *Options) error {
 func (o *Options) keepConnected(ctx context.Context, cl *participant.Client, log *slog.Logger) error {
 	backoff := 500 * time.Millisecond
 	for {
-		conn, err := Dial(ctx, o.Server)
+		conn, err := o.dial(ctx)
 		if err == nil {
 			start := time.Now()
 			err = cl.Session(ctx, conn)
@@ -233,7 +276,7 @@ func (o *Options) keepConnected(ctx context.Context, cl *participant.Client, log
 		switch {
 		case errors.Is(err, participant.ErrRunEnded):
 			return nil
-		case errors.As(err, &refused), ctx.Err() != nil:
+		case errors.As(err, &refused), errors.Is(err, ErrPinned), ctx.Err() != nil:
 			return err
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
@@ -249,7 +292,16 @@ func (o *Options) keepConnected(ctx context.Context, cl *participant.Client, log
 
 // Dial opens a participant WebSocket to the server at base URL server.
 func Dial(ctx context.Context, server string) (link.Conn, error) {
-	u, err := url.Parse(server)
+	return (&Options{Server: server}).dial(ctx)
+}
+
+// dial opens a participant WebSocket to o.Server.
+func (o *Options) dial(ctx context.Context) (link.Conn, error) {
+	tc, err := o.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(o.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +311,9 @@ func Dial(ctx context.Context, server string) (link.Conn, error) {
 		u.Scheme = "ws"
 	}
 	u.Path = "/ws"
-	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), nil)
+	d := *websocket.DefaultDialer
+	d.TLSClientConfig = tc
+	ws, resp, err := d.DialContext(ctx, u.String(), nil)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("connecting to %s: %s", u, resp.Status)
@@ -276,7 +330,13 @@ func (o *Options) Fetch(ctx context.Context, w *wire.Welcome) (*data.Set, error)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := http.DefaultClient
+	if tc, err := o.tlsConfig(); err != nil {
+		return nil, err
+	} else if tc != nil {
+		hc = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -301,6 +361,10 @@ func eventLogger(log *slog.Logger, name string, slowdown float64, attacker bool)
 				"accuracy", round4(e.LocalAccuracy), "samples_per_s", math.Round(e.SamplesPerS))
 		case participant.EventRejected:
 			log.Warn("update rejected", "round", e.Round, "code", e.Code, "reason", e.Message)
+		case participant.EventIdentity:
+			log.Info("made an identity key for secure aggregation", "fingerprint", e.Fingerprint)
+		case participant.EventSecure:
+			log.Info("secure round done", "round", e.Round, "secure_ms", e.SecureMS, "bytes_up", e.BytesUp, "bytes_down", e.BytesDown)
 		case participant.EventError:
 			log.Warn(e.Message, "round", e.Round)
 		case participant.EventRoundEnd:

@@ -187,6 +187,7 @@
       ['Rounds', c.rounds], ['Per round', c.clients_per_round ? `${c.clients_per_round} clients` : `${ui.pct(c.fraction, 0)} of connected, at least ${c.min_clients}`],
       ['Local training', `${c.local_epochs} epoch${c.local_epochs > 1 ? 's' : ''}, batch ${c.batch}, lr ${c.lr}` + (c.momentum ? `, momentum ${c.momentum}` : '')],
       ['Strategy', c.strategy + (c.mu ? ` (mu ${c.mu})` : '')], ['Codecs', `up ${c.codec} · down ${c.down_codec}`],
+      ['Aggregation', c.secure_agg ? `secure: the server sees only the sum (${c.secure_agg.graph} graph, threshold ${ui.pct(c.secure_agg.threshold, 0)}, clip ±${c.secure_agg.clip})` : 'plain: the server sees each update'],
       ['Deadline', c.round_deadline || 'none'], ['Evaluation', c.eval_limit ? `first ${c.eval_limit} test images` : 'whole test set'],
       ['Parameters', r.live ? ui.num(r.live.params) : '–'], ['Run id', r.id],
     ];
@@ -217,7 +218,8 @@
     const connected = clients.filter((c) => c.connected);
     ui.setText('n-clients', connected.length);
     ui.setText('n-speed', ui.num(connected.reduce((s, c) => s + (c.state === 'training' ? c.samples_per_s || 0 : 0), 0)));
-    ui.setText('n-phase', v ? `Phase: ${v.phase}` : '');
+    const sec = v && v.open_round && v.open_round.secure;
+    ui.setText('n-phase', v ? `Phase: ${v.phase}` + (sec ? ` · secure aggregation: ${sec.phase}, ${sec.members} members` : '') : '');
     const eps = aggregated.filter((x) => x.epsilon != null);
     ui.setText('n-privacy', eps.length ? `Differential privacy: ε = ${eps[eps.length - 1].epsilon.toPrecision(3)} spent (δ from the run's configuration)` : '');
     renderTimeline();
@@ -276,8 +278,16 @@
         ui.el('td', { class: 'num', text: `${c.accepted || 0}/${c.updates || 0}` }),
         ui.el('td', { class: 'num', text: ui.bytes(c.bytes_up || 0) }),
         ui.el('td', { class: 'num', text: ui.bytes(c.bytes_down || 0) }),
-        ui.el('td', { class: 'small', text: c.connected ? 'now' : ui.ago(c.last_seen) }));
+        ui.el('td', { class: 'small', text: c.connected ? 'now' : ui.ago(c.last_seen) }),
+        kexCell(c.key_exchange || (c.live && c.live.key_exchange)));
     }));
+  }
+
+  // kexCell shows a connection's TLS key exchange, marking post-quantum ones.
+  function kexCell(kex) {
+    if (!kex) return ui.el('td', { class: 'small muted', text: 'no TLS' });
+    const pq = /MLKEM/i.test(kex);
+    return ui.el('td', { class: 'small ' + (pq ? 'ok' : ''), title: pq ? 'post-quantum (hybrid ML-KEM)' : 'not post-quantum', text: kex });
   }
 
   function resultText(u) {

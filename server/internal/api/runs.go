@@ -251,6 +251,7 @@ type clientJSON struct {
 	BytesUp     int64             `json:"bytes_up"`
 	BytesDown   int64             `json:"bytes_down"`
 	SamplesPerS float64           `json:"samples_per_s"`
+	KeyExchange string            `json:"key_exchange,omitempty"` // TLS key exchange of its latest connection
 	Live        *coord.ClientView `json:"live,omitempty"`
 }
 
@@ -274,7 +275,8 @@ func (s *Server) listClients(w http.ResponseWriter, r *http.Request) {
 		index[c.ID] = len(out)
 		out = append(out, clientJSON{ID: c.ID, Kind: c.Kind, Device: c.Device, Slice: c.SliceIndex, Samples: c.Samples,
 			LabelCounts: c.LabelCounts, FirstSeen: c.FirstSeen, LastSeen: c.LastSeen, Updates: c.Updates,
-			Accepted: c.Accepted, BytesUp: c.BytesUp, BytesDown: c.BytesDown, SamplesPerS: c.SamplesPerS})
+			Accepted: c.Accepted, BytesUp: c.BytesUp, BytesDown: c.BytesDown, SamplesPerS: c.SamplesPerS,
+			KeyExchange: c.KeyExchange})
 	}
 	// A live run knows its clients first: one that joined a moment ago may
 	// not be in the store yet, and the counters there lag by up to a round.
@@ -291,6 +293,9 @@ func (s *Server) listClients(w http.ResponseWriter, r *http.Request) {
 				j := &out[i]
 				j.LastSeen, j.Updates, j.Accepted, j.BytesUp, j.BytesDown, j.SamplesPerS =
 					cv.LastSeen, cv.Updates, cv.Accepted, cv.BytesUp, cv.BytesDown, cv.SamplesPerS
+				if cv.KeyExchange != "" {
+					j.KeyExchange = cv.KeyExchange
+				}
 				live := cv
 				j.Live = &live
 			}

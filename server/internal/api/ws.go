@@ -57,7 +57,8 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		WriteWait: wsWriteWait, ReadLimit: wsReadLimit})
 	defer s.opt.Metrics.ConnOpened()()
 	pc := &participantConn{Conn: conn, ws: ws, s: s}
-	err = s.c.Serve(r.Context(), pc, coord.PeerInfo{Remote: r.RemoteAddr, Refused: func() { s.hellos.fail(ip) }})
+	err = s.c.Serve(r.Context(), pc, coord.PeerInfo{Remote: r.RemoteAddr, KeyExchange: KeyExchange(r),
+		Refused: func() { s.hellos.fail(ip) }})
 	if err != nil {
 		s.log.Info("participant connection ended", "remote", r.RemoteAddr, "err", err)
 	}
@@ -139,4 +140,17 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 
 func tokenOK(got, want string) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// KeyExchange names the TLS key exchange r's connection negotiated, such as
+// X25519MLKEM768 (post-quantum hybrid, what Go and current browsers agree
+// on by default); "" for plain HTTP.
+func KeyExchange(r *http.Request) string {
+	if r.TLS == nil {
+		return ""
+	}
+	if r.TLS.CurveID == 0 {
+		return "unknown"
+	}
+	return r.TLS.CurveID.String()
 }

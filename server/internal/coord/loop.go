@@ -225,6 +225,7 @@ func (r *Run) join(p *peer, h *wire.Hello) joinReply {
 		old.closeWith(&wire.Bye{Reason: "replaced by a newer connection of the same client"})
 	}
 	cl.peer, cl.device, cl.lastSeen, cl.kind = p, h.Device, now, p.kind(h)
+	cl.keyExchange = p.info.KeyExchange
 	cl.dirty = true
 	st.online++
 	cl.version = 0
@@ -236,10 +237,11 @@ func (r *Run) join(p *peer, h *wire.Hello) joinReply {
 		dev, _ := json.Marshal(h.Device)
 		row := &store.Client{RunID: sp.id, ID: cl.id, Kind: cl.kind, Device: dev, SliceIndex: cl.slice,
 			Samples: len(sp.parts[cl.slice]), LabelCounts: sp.labels[cl.slice], FirstSeen: cl.firstSeen, LastSeen: now,
-			SecretHash: cl.secretHash}
+			SecretHash: cl.secretHash, KeyExchange: cl.keyExchange}
 		r.submit("upsert_client", func(t *store.Tx) error { return t.UpsertClient(row) })
 	}
-	r.c.deps.Log.Info("client joined", "run", sp.id, "client", cl.id, "slice", cl.slice, "kind", cl.kind)
+	r.c.deps.Log.Info("client joined", "run", sp.id, "client", cl.id, "slice", cl.slice, "kind", cl.kind,
+		"key_exchange", cl.keyExchange)
 	w := &wire.Welcome{ClientID: cl.id, Secret: secret, Run: sp.runInfo(),
 		Limits: wire.UploadLimits{MaxUpdateBytes: sp.limits.MaxFrameBytes},
 		Slice: wire.SliceInfo{Index: cl.slice, Samples: len(sp.parts[cl.slice]), LabelCounts: sp.labels[cl.slice],

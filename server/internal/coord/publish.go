@@ -70,7 +70,7 @@ func (r *Run) clientView(cl *client) ClientView {
 	v := ClientView{ID: cl.id, Slice: cl.slice, Samples: len(r.sp.parts[cl.slice]), LabelCounts: r.sp.labels[cl.slice], Kind: cl.kind, Device: cl.device, Connected: cl.peer != nil,
 		FirstSeen: cl.firstSeen, LastSeen: cl.lastSeen, SamplesPerS: cl.speed, Progress: cl.progress,
 		Updates: cl.updates, Accepted: cl.accepted, BytesUp: cl.bytesUp, BytesDown: cl.bytesDown + cl.down.Load(),
-		State: ClientOffline, Missed: cl.missed, SkipUntil: cl.skipUntil}
+		State: ClientOffline, Missed: cl.missed, SkipUntil: cl.skipUntil, KeyExchange: cl.keyExchange}
 	if cl.peer != nil {
 		v.State = ClientIdle
 		if o := r.st.round; o != nil {

@@ -61,7 +61,7 @@ func (c *Coordinator) resumeRun(ctx context.Context, sr *store.Run) (*Run, error
 		}
 		cl := &client{id: sc.ID, secretHash: sc.SecretHash, slice: sc.SliceIndex, kind: sc.Kind, firstSeen: sc.FirstSeen,
 			lastSeen: sc.LastSeen, speed: sc.SamplesPerS, updates: sc.Updates, accepted: sc.Accepted,
-			bytesUp: sc.BytesUp, bytesDown: sc.BytesDown}
+			bytesUp: sc.BytesUp, bytesDown: sc.BytesDown, keyExchange: sc.KeyExchange}
 		json.Unmarshal(sc.Device, &cl.device)
 		st.clients[cl.id] = cl
 		st.bySlice[cl.slice] = cl.id

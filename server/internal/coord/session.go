@@ -22,6 +22,10 @@ type PeerInfo struct {
 	// Kind overrides the device kind the client claims (store.KindVirtual
 	// for simulated clients).
 	Kind string
+	// KeyExchange is the TLS key exchange the connection negotiated (a
+	// tls.CurveID name such as X25519MLKEM768); empty without TLS. It is
+	// recorded with the client and shown.
+	KeyExchange string
 	// Refused, when set, is called when the hello is refused for a wrong
 	// join token or a run that does not exist, before the client is told
 	// (so that a limit on failed hellos counts it before the client can try

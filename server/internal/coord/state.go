@@ -53,8 +53,9 @@ type client struct {
 	missed     int          // rounds in a row selected for and not answered
 	// refusedRows counts the refused updates stored for refusedRound.
 	refusedRound, refusedRows int
-	skipUntil                 int  // passed over up to this round
-	dirty                     bool // telemetry changed since it was last written
+	skipUntil                 int    // passed over up to this round
+	dirty                     bool   // telemetry changed since it was last written
+	keyExchange               string // TLS key exchange of its latest connection
 }
 
 // secretOK reports whether secret is the client's (in constant time).
@@ -71,7 +72,7 @@ func (cl *client) secretOK(secret string) bool {
 func (cl *client) stats() store.ClientStats {
 	cl.bytesDown += cl.down.Swap(0)
 	return store.ClientStats{ID: cl.id, LastSeen: cl.lastSeen, Updates: cl.updates, Accepted: cl.accepted,
-		BytesUp: cl.bytesUp, BytesDown: cl.bytesDown, SamplesPerS: cl.speed}
+		BytesUp: cl.bytesUp, BytesDown: cl.bytesDown, SamplesPerS: cl.speed, KeyExchange: cl.keyExchange}
 }
 
 // connected returns the ids of connected clients in slice order, so that

@@ -57,6 +57,9 @@ type ClientView struct {
 	// did not answer; SkipUntil the last round it is passed over for.
 	Missed    int `json:"missed,omitempty"`
 	SkipUntil int `json:"skip_until,omitempty"`
+	// KeyExchange is the TLS key exchange of its latest connection
+	// (X25519MLKEM768 is post-quantum); empty without TLS.
+	KeyExchange string `json:"key_exchange,omitempty"`
 }
 
 // RoundView is a round's state or result.

@@ -39,6 +39,9 @@ type Client struct {
 	// Released reports that the client's slice went back to the pool (it
 	// was gone longer than the run's grace period): it holds no slice.
 	Released bool
+	// KeyExchange is the TLS key exchange of its latest connection (a
+	// tls.CurveID name such as X25519MLKEM768); empty without TLS.
+	KeyExchange string
 }
 
 // validKind reports whether kind is one the schema allows.
@@ -74,16 +77,16 @@ func (t *Tx) UpsertClient(c *Client) error {
 	}
 	_, err = t.exec(`INSERT INTO clients
 		(run_id, id, kind, device, slice_index, samples, label_counts, first_seen, last_seen,
-		 updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		 updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released, key_exchange)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (run_id, id) DO UPDATE SET
 		kind = excluded.kind, device = excluded.device, slice_index = excluded.slice_index,
 		samples = excluded.samples, label_counts = excluded.label_counts,
 		secret_hash = excluded.secret_hash, released = excluded.released,
-		last_seen = max(last_seen, excluded.last_seen)`,
+		key_exchange = excluded.key_exchange, last_seen = max(last_seen, excluded.last_seen)`,
 		c.RunID, c.ID, c.Kind, device, c.SliceIndex, c.Samples, marshalList(c.LabelCounts),
 		first, last, c.Updates, c.Accepted, c.BytesUp, c.BytesDown, c.SamplesPerS,
-		blobOrNull(c.SecretHash), boolInt(c.Released))
+		blobOrNull(c.SecretHash), boolInt(c.Released), textOrNull(c.KeyExchange))
 	return wrap("upsert client", err)
 }
 
@@ -99,6 +102,7 @@ type ClientStats struct {
 	BytesDown   int64
 	SamplesPerS float64
 	Released    bool
+	KeyExchange string // TLS key exchange of the latest connection ("" keeps the stored one)
 }
 
 // SaveClientStats writes the telemetry of clients of a run. Clients that
@@ -118,7 +122,8 @@ func (t *Tx) saveClientStats(runID string, stats []ClientStats) error {
 	}
 	stmt, err := t.tx.PrepareContext(t.ctx, `UPDATE clients SET last_seen = max(last_seen, ?),
 		updates = ?, accepted = ?, bytes_up = ?, bytes_down = ?,
-		samples_per_s = CASE WHEN ? > 0 THEN ? ELSE samples_per_s END, released = ?
+		samples_per_s = CASE WHEN ? > 0 THEN ? ELSE samples_per_s END, released = ?,
+		key_exchange = coalesce(?, key_exchange)
 		WHERE run_id = ? AND id = ?`)
 	if err != nil {
 		return err
@@ -129,7 +134,7 @@ func (t *Tx) saveClientStats(runID string, stats []ClientStats) error {
 			return fmt.Errorf("client %q: negative counter", c.ID)
 		}
 		if _, err := stmt.ExecContext(t.ctx, t.s.msOrNow(c.LastSeen), c.Updates, c.Accepted, c.BytesUp,
-			c.BytesDown, c.SamplesPerS, c.SamplesPerS, boolInt(c.Released), runID, c.ID); err != nil {
+			c.BytesDown, c.SamplesPerS, c.SamplesPerS, boolInt(c.Released), textOrNull(c.KeyExchange), runID, c.ID); err != nil {
 			return err
 		}
 	}
@@ -137,16 +142,16 @@ func (t *Tx) saveClientStats(runID string, stats []ClientStats) error {
 }
 
 const clientColumns = `run_id, id, kind, device, slice_index, samples, label_counts,
-	first_seen, last_seen, updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released`
+	first_seen, last_seen, updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released, key_exchange`
 
 // scanClient reads one row of clientColumns.
 func scanClient(row interface{ Scan(...any) error }) (*Client, error) {
 	var c Client
-	var device, labels sql.NullString
+	var device, labels, kex sql.NullString
 	var first, last sql.NullInt64
 	var speed sql.NullFloat64
 	err := row.Scan(&c.RunID, &c.ID, &c.Kind, &device, &c.SliceIndex, &c.Samples, &labels,
-		&first, &last, &c.Updates, &c.Accepted, &c.BytesUp, &c.BytesDown, &speed, &c.SecretHash, &c.Released)
+		&first, &last, &c.Updates, &c.Accepted, &c.BytesUp, &c.BytesDown, &speed, &c.SecretHash, &c.Released, &kex)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +161,7 @@ func scanClient(row interface{ Scan(...any) error }) (*Client, error) {
 	}
 	c.FirstSeen, c.LastSeen = fromMS(first), fromMS(last)
 	c.SamplesPerS = speed.Float64
+	c.KeyExchange = kex.String
 	return &c, nil
 }
 

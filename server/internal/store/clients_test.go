@@ -127,6 +127,15 @@ func TestSaveClientStats(t *testing.T) {
 	if err := s.SaveClientStats(ctx, "r", []ClientStats{{ID: "c", BytesDown: -1}}); err == nil {
 		t.Errorf("SaveClientStats(-1 bytes) succeeded; want an error")
 	}
+	// The key exchange of the latest connection is kept; "" keeps it.
+	for _, kex := range []string{"X25519MLKEM768", ""} {
+		if err := s.SaveClientStats(ctx, "r", []ClientStats{{ID: "c", KeyExchange: kex}}); err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := s.Client(ctx, "r", "c"); c.KeyExchange != "X25519MLKEM768" {
+			t.Errorf("after SaveClientStats(key exchange %q): %q; want X25519MLKEM768", kex, c.KeyExchange)
+		}
+	}
 }
 
 func TestClients(t *testing.T) {

@@ -127,11 +127,16 @@ ALTER TABLE updates ADD COLUMN payload_len INTEGER;
 ALTER TABLE updates ADD COLUMN payload_crc INTEGER;
 CREATE INDEX updates_by_run ON updates (run_id, id);
 `,
+	// 4: the TLS key exchange of each client's latest connection (e.g.
+	// X25519MLKEM768), so that a post-quantum path can be seen.
+	`
+ALTER TABLE clients ADD COLUMN key_exchange TEXT;
+`,
 }
 
 // SchemaVersion is the user_version of a database that Open has migrated:
 // the number of schema migrations this package knows.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // userVersion reads PRAGMA user_version.
 func userVersion(ctx context.Context, q interface {
