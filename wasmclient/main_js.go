@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
@@ -151,7 +152,8 @@ func (l *lead) options() (participant.Options, error) {
 	dev := b.Get("device")
 	opt := participant.Options{
 		Run: b.Get("run").String(), Token: b.Get("token").String(), ClientID: b.Get("client_id").String(),
-		Secret: jsString(b.Get("secret")),
+		Secret:       jsString(b.Get("secret")),
+		IdentitySeed: identitySeed(b.Get("identity_seed")),
 		Device: wire.Device{Kind: wire.DeviceBrowser, UserAgent: clip(dev.Get("user_agent").String(), 512),
 			Platform: clip(dev.Get("platform").String(), 64), Cores: min(dev.Get("cores").Int(), 1024),
 			MemoryGB: dev.Get("memory_gb").Float(), Workers: 1 + len(l.ports)},
@@ -254,4 +256,15 @@ func jsString(v js.Value) string {
 		return ""
 	}
 	return v.String()
+}
+
+// identitySeed decodes the identity seed the page kept (base64, as the
+// identity event gave it); anything else gives none, and the participant
+// makes a new identity.
+func identitySeed(v js.Value) []byte {
+	b, err := base64.StdEncoding.DecodeString(jsString(v))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return b
 }

@@ -50,16 +50,19 @@ func (c *Client) identityKey() (*secagg.Identity, error) {
 	if c.identity != nil {
 		return c.identity, nil
 	}
-	var err error
-	if len(c.opt.IdentitySeed) > 0 {
-		c.identity, err = secagg.NewIdentity(c.opt.IdentitySeed)
-	} else {
-		c.identity, err = secagg.GenerateIdentity(crand.Reader)
-		if err == nil {
-			c.emit(Event{Type: EventIdentity, IdentitySeed: c.identity.Seed(), Fingerprint: secagg.Fingerprint(c.identity.Public())})
-		}
+	if id, err := secagg.NewIdentity(c.opt.IdentitySeed); err == nil {
+		c.identity = id
+		return id, nil
+	} else if len(c.opt.IdentitySeed) > 0 {
+		c.opt.Log.Warn("the kept identity seed is unusable; making a new identity", "err", err)
 	}
-	return c.identity, err
+	id, err := secagg.GenerateIdentity(crand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	c.identity = id
+	c.emit(Event{Type: EventIdentity, IdentitySeed: id.Seed(), Fingerprint: secagg.Fingerprint(id.Public())})
+	return id, nil
 }
 
 // pin checks a member's identity key against the one this client saw first

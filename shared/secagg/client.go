@@ -145,7 +145,7 @@ func (c *Client) Share(r *wire.SARoster) (*wire.SAShares, error) {
 	if uint64(n)*uint64(o.MaxWeight) >= 1<<32 {
 		return nil, c.protocol("%d members of weight up to %d could wrap the weight sum", n, o.MaxWeight)
 	}
-	own := digest(o.ClientID, &c.keys)
+	own := Digest(o.ClientID, &c.keys)
 	c.me = slices.IndexFunc(r.Digests, func(d []byte) bool { return bytes.Equal(d, own) })
 	if c.me < 0 {
 		return nil, fmt.Errorf("%w: the roster does not list this member's own keys", ErrSignature)
@@ -166,7 +166,7 @@ func (c *Client) Share(r *wire.SARoster) (*wire.SAShares, error) {
 		if !c.topo.adjacent(c.me, m.Index) {
 			return nil, c.protocol("the roster gives the keys of member %d, not a neighbour", m.Index)
 		}
-		if !bytes.Equal(r.Digests[m.Index], digest(m.ClientID, &m.Keys)) {
+		if !bytes.Equal(r.Digests[m.Index], Digest(m.ClientID, &m.Keys)) {
 			return nil, fmt.Errorf("%w: member %d's keys do not match its digest", ErrSignature, m.Index)
 		}
 		if err := verifyKeys(o.Run, o.Round.Round, m.ClientID, &m.Keys); err != nil {

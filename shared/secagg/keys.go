@@ -97,10 +97,10 @@ func verifyKeys(run string, round int, clientID string, k *wire.RoundKeys) error
 	return nil
 }
 
-// digest is a member's key digest: SHA3-256 of its client id and keys
+// Digest is a member's key digest: SHA3-256 of its client id and keys
 // (with its identity key; the signature over them is checked apart). The
 // roster lists every member's; the graph derives from them.
-func digest(clientID string, k *wire.RoundKeys) []byte {
+func Digest(clientID string, k *wire.RoundKeys) []byte {
 	h := sha3.New256()
 	for _, f := range [][]byte{[]byte(clientID), k.EncKey, k.MaskKey, k.Identity} {
 		var n [4]byte

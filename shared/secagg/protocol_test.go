@@ -327,7 +327,7 @@ func TestSwappedKeyCaught(t *testing.T) {
 					if r.Members[i].ClientID == "c-001" {
 						c.swap(&r.Members[i].Keys)
 						r.Digests = slices.Clone(r.Digests)
-						r.Digests[r.Members[i].Index] = digest("c-001", &r.Members[i].Keys)
+						r.Digests[r.Members[i].Index] = Digest("c-001", &r.Members[i].Keys)
 					}
 				}
 			}

@@ -121,7 +121,7 @@ func (s *Server) FixRoster(order []string) error {
 	s.digests = make([][]byte, n)
 	for i, m := range s.members {
 		s.index[m.id] = i
-		s.digests[i] = digest(m.id, m.keys)
+		s.digests[i] = Digest(m.id, m.keys)
 	}
 	s.topo = newTopology(s.r.Graph, n, graphSeed(s.r.Run, s.r.Round, s.digests))
 	s.inbox = make([][]wire.SAEnvelope, n)

@@ -64,6 +64,14 @@
       renew(run, true);
     }
     const secret = (run, id) => (id ? read(secretKey(run, id), '') : '');
+    // The seed of the tab's long-term identity key (base64): secure
+    // aggregation signs each round's keys with it, and the other members
+    // pin it for this client id, so it must survive a reload.
+    const identityKey = (run, id) => `qflare.identity.${run}.${id}`;
+    const identity = (run, id) => (id ? read(identityKey(run, id), '') : '');
+    function keepIdentity(run, id, seed) {
+      if (id && seed) localStorage.setItem(identityKey(run, id), JSON.stringify(seed));
+    }
     function renew(run, now) {
       if (!held || (!now && Date.now() - renewed < 5000)) return;
       renewed = Date.now();
@@ -74,7 +82,7 @@
       const l = read(leaseKey(run, held), null);
       if (l && l.tab === tab) localStorage.removeItem(leaseKey(run, held));
     }
-    return { claim, keep, renew, release, secret };
+    return { claim, keep, renew, release, secret, identity, keepIdentity };
   })();
 
   // ---- helpers ------------------------------------------------------------
@@ -148,6 +156,7 @@
     const clientId = S.clientId || ids.claim(S.runId);
     lead.postMessage({
       type: 'boot', role: 'lead', module, run: S.runId, token, client_id: clientId, secret: ids.secret(S.runId, clientId),
+      identity_seed: ids.identity(S.runId, clientId),
       ws_url: wsURL, origin: location.origin, device: device(), ports,
       own: own ? own.own : null, shape: shape ? { dataset: S.run.config.dataset, ...shape } : null,
     }, ports);
@@ -300,6 +309,16 @@
         break;
       case 'error':
         ui.setText('subline', e.message);
+        break;
+      case 'identity':
+        ids.keepIdentity(S.runId, S.clientId, e.identity_seed);
+        S.fingerprint = e.fingerprint;
+        break;
+      case 'secure':
+        if (!r) break;
+        r.secure = { ms: e.secure_ms || 0, up: e.bytes_up || 0, down: e.bytes_down || 0 };
+        ui.setText('subline', `Round ${e.round}: your update left this tab masked; the server learns only the sum ` +
+          `(secure aggregation: ${ui.num(Math.round(r.secure.ms))} ms of work here).`);
         break;
     }
     if (r) renderRounds();
