@@ -157,7 +157,8 @@ func (l *lead) options() (participant.Options, error) {
 		Device: wire.Device{Kind: wire.DeviceBrowser, UserAgent: clip(dev.Get("user_agent").String(), 512),
 			Platform: clip(dev.Get("platform").String(), 64), Cores: min(dev.Get("cores").Int(), 1024),
 			MemoryGB: dev.Get("memory_gb").Float(), Workers: 1 + len(l.ports)},
-		Events: l.event,
+		Events:   l.event,
+		Slowdown: min(max(jsFloat(b.Get("slowdown")), 1), 100),
 		NewTrainer: func(m *nn.Model, set *data.Set) (participant.Trainer, error) {
 			if l.trainer != nil {
 				l.trainer.close()
@@ -267,4 +268,12 @@ func identitySeed(v js.Value) []byte {
 		return nil
 	}
 	return b
+}
+
+// jsFloat returns v's number value, or 0 when v is not a number.
+func jsFloat(v js.Value) float64 {
+	if v.Type() != js.TypeNumber {
+		return 0
+	}
+	return v.Float()
 }

@@ -157,6 +157,9 @@
     lead.postMessage({
       type: 'boot', role: 'lead', module, run: S.runId, token, client_id: clientId, secret: ids.secret(S.runId, clientId),
       identity_seed: ids.identity(S.runId, clientId),
+      // ?slowdown=F makes training F times slower (a slow device, for demos
+      // and tests), as the headless client's --slowdown does.
+      slowdown: Math.min(Math.max(parseFloat(params.get('slowdown')) || 1, 1), 100),
       ws_url: wsURL, origin: location.origin, device: device(), ports,
       own: own ? own.own : null, shape: shape ? { dataset: S.run.config.dataset, ...shape } : null,
     }, ports);

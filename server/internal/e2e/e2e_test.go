@@ -134,8 +134,10 @@ var loadData = sync.OnceValues(func() (*data.Set, error) {
 })
 
 // newEnv starts the server in-process on a temporary database, with the
-// participant WebSocket instrumented and slice downloads counted.
-func newEnv(t *testing.T) *env {
+// participant WebSocket instrumented and slice downloads counted; with
+// withTLS it serves HTTPS (httptest's certificate; Go's default key
+// exchanges, X25519MLKEM768 first).
+func newEnv(t *testing.T, withTLS ...bool) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "e2e.db"))
@@ -148,7 +150,12 @@ func newEnv(t *testing.T) *env {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", e.websocket)
 	mux.Handle("/", e.rec.http(apiHandler))
-	e.srv = httptest.NewServer(mux)
+	e.srv = httptest.NewUnstartedServer(mux)
+	if len(withTLS) > 0 && withTLS[0] {
+		e.srv.StartTLS()
+	} else {
+		e.srv.Start()
+	}
 	t.Cleanup(func() {
 		e.srv.CloseClientConnections()
 		e.srv.Close()
@@ -166,7 +173,7 @@ func (e *env) websocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn := link.FromSocket(ws, link.SocketOptions{PongWait: 60 * time.Second, WriteWait: 30 * time.Second, ReadLimit: wire.DefaultMaxFrameBytes})
-	e.c.Serve(r.Context(), e.rec.wrap(conn), coord.PeerInfo{Remote: r.RemoteAddr})
+	e.c.Serve(r.Context(), e.rec.wrap(conn), coord.PeerInfo{Remote: r.RemoteAddr, KeyExchange: api.KeyExchange(r)})
 }
 
 // createRun creates a run through the API and returns its id and join URL.
@@ -197,7 +204,7 @@ func (e *env) api(method, path string, body, out any) {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := e.srv.Client().Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -236,8 +243,9 @@ func (e *env) aggregated(run string) int {
 	return int(r.View().ModelVersion)
 }
 
-// browser starts a headless Chromium for the test and returns its context.
-func browser(t *testing.T) context.Context {
+// browser starts a headless Chromium for the test and returns its context;
+// extra adds launch options.
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chrome),
@@ -253,6 +261,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-renderer-backgrounding", true),
 		chromedp.Flag("disable-backgrounding-occluded-windows", true),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() {
