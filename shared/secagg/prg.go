@@ -2,7 +2,6 @@ package secagg
 
 import (
 	"crypto/sha3"
-	"encoding/binary"
 	"math/rand/v2"
 )
 
@@ -32,23 +31,29 @@ func maskKey(kind byte, seed []byte) [32]byte {
 }
 
 // addMask adds (sub false) or subtracts (sub true) the mask of key to dst,
-// modulo 2^32.
+// modulo 2^32: each 64-bit output of the generator gives two values, low
+// half first.
 func addMask(dst []uint32, key [32]byte, sub bool) {
 	g := rand.NewChaCha8(key)
-	var buf [512]byte
-	for len(dst) > 0 {
-		n := min(len(dst), len(buf)/4)
-		g.Read(buf[:4*n])
-		if sub {
-			for i := range n {
-				dst[i] -= binary.LittleEndian.Uint32(buf[4*i:])
-			}
-		} else {
-			for i := range n {
-				dst[i] += binary.LittleEndian.Uint32(buf[4*i:])
-			}
+	n := len(dst) &^ 1
+	if sub {
+		for i := 0; i < n; i += 2 {
+			x := g.Uint64()
+			dst[i] -= uint32(x)
+			dst[i+1] -= uint32(x >> 32)
 		}
-		dst = dst[n:]
+		if n < len(dst) {
+			dst[n] -= uint32(g.Uint64())
+		}
+		return
+	}
+	for i := 0; i < n; i += 2 {
+		x := g.Uint64()
+		dst[i] += uint32(x)
+		dst[i+1] += uint32(x >> 32)
+	}
+	if n < len(dst) {
+		dst[n] += uint32(g.Uint64())
 	}
 }
 

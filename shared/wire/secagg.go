@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 )
 
 // Secure aggregation messages. They travel in WebSocket binary frames of
@@ -282,6 +283,9 @@ func IsSecAgg(b []byte) bool { return len(b) >= 3 && [3]byte(b[:3]) == secAggMag
 func AppendSecAgg(dst []byte, m SecAggMessage) ([]byte, error) {
 	if err := m.Validate(); err != nil {
 		return dst, err
+	}
+	if mi, ok := m.(*SAMasked); ok {
+		dst = slices.Grow(dst, secAggPrefix+44+4*len(mi.Values))
 	}
 	dst = append(dst, secAggMagic[:]...)
 	dst = append(dst, Version, byte(m.SecAggType()))
