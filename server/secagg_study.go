@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"syscall"
+	"time"
 )
 
 // secaggLine is one line of `study secagg --json`: what a secure round
@@ -12,9 +14,16 @@ import (
 type secaggLine struct {
 	N     int    `json:"n"`
 	Graph string `json:"graph"`
-	// ClientMS is a client's mean secure aggregation computation per round
-	// (keys, sharing, masking, unmasking; training excluded), natively.
+	// ClientMS is the CPU a secure round costs per client beyond a plain
+	// one, natively: the process's CPU time (user + system) of the secure
+	// run minus that of the plain run, over clients × rounds. It holds the
+	// clients' secure aggregation work (keys, signatures, sharing, masking,
+	// unmasking) and the server's (relaying, unmasking), free of the
+	// waiting that wall time shows when a hundred clients share two cores.
 	ClientMS float64 `json:"client_ms"`
+	// ClientWallMS is the wall time of a client's secure aggregation work
+	// per round as the clients measured it (waiting for a core included).
+	ClientWallMS float64 `json:"client_wall_ms"`
 	// BytesUp and BytesDown are a client's mean traffic per secure round:
 	// keys, envelopes, masked input and shares up; model, roster, inbox and
 	// unmask request down. PlainBytesUp and PlainBytesDown are a plain
@@ -33,9 +42,9 @@ type secaggLine struct {
 	Aborted           int     `json:"aborted"`
 }
 
-// studySecAgg runs, for each round size n, a plain simulation and a secure
-// one per graph, every client selected every round (fraction 1, n slices),
-// and reports the costs.
+// studySecAgg runs, for each round size n, a secure simulation per graph
+// between two plain ones, every client selected every round (fraction 1,
+// n slices), and reports the costs.
 func studySecAgg(ctx context.Context, f *simFlags, sizes, graphs []string, asJSON bool, stdout, stderr io.Writer) error {
 	if !asJSON {
 		fmt.Fprintln(stdout, "| n | graph | client ms | bytes up | bytes down | round s | plain round s | ratio |")
@@ -50,24 +59,50 @@ func studySecAgg(ctx context.Context, f *simFlags, sizes, graphs []string, asJSO
 		g := *f
 		g.cfg.Clients, g.cfg.Fraction, g.perRound, g.join = n, 1, 0, 0
 		g.secure.Graph = ""
-		fmt.Fprintf(stderr, "study secagg: n=%d, plain\n", n)
-		plain, err := simulate(ctx, &g, stderr, quiet)
-		if err != nil {
-			return fmt.Errorf("n=%d plain: %w", n, err)
+		// Plain runs before and after the secure ones, averaged: the
+		// machine's load drifts.
+		var plain []*simResult
+		var plainCPU float64
+		runPlain := func() error {
+			fmt.Fprintf(stderr, "study secagg: n=%d, plain\n", n)
+			start := cpuSeconds()
+			res, err := simulate(ctx, &g, stderr, quiet)
+			if err != nil {
+				return fmt.Errorf("n=%d plain: %w", n, err)
+			}
+			plain = append(plain, res)
+			plainCPU += cpuSeconds() - start
+			return nil
 		}
-		pUp, pDown := perClient(plain)
+		if err := runPlain(); err != nil {
+			return err
+		}
+		var lines []secaggLine
+		var cpu []float64
 		for _, graph := range graphs {
 			h := g
 			h.secure.Graph = graph
 			fmt.Fprintf(stderr, "study secagg: n=%d, %s\n", n, graph)
+			start := cpuSeconds()
 			res, err := simulate(ctx, &h, stderr, quiet)
 			if err != nil {
 				return fmt.Errorf("n=%d %s: %w", n, graph, err)
 			}
+			cpu = append(cpu, cpuSeconds()-start)
 			sum := res.SecureAgg
-			l := secaggLine{N: n, Graph: graph, ClientMS: round1(sum.ClientMS), BytesUp: round1(sum.BytesUp), BytesDown: round1(sum.BytesDown),
-				PlainBytesUp: round1(pUp), PlainBytesDown: round1(pDown), RoundSeconds: round3(meanSeconds(res)),
-				PlainRoundSeconds: round3(meanSeconds(plain)), Rounds: len(res.Lines), Aborted: sum.Aborted}
+			lines = append(lines, secaggLine{N: n, Graph: graph, ClientWallMS: round1(sum.ClientMS), BytesUp: round1(sum.BytesUp),
+				BytesDown: round1(sum.BytesDown), RoundSeconds: round3(meanSeconds(res)), Rounds: len(res.Lines), Aborted: sum.Aborted})
+		}
+		if err := runPlain(); err != nil {
+			return err
+		}
+		plainCPU /= 2
+		pUp, pDown := perClient(plain[0])
+		plainSecs := (meanSeconds(plain[0]) + meanSeconds(plain[1])) / 2
+		for i := range lines {
+			l := &lines[i]
+			l.PlainBytesUp, l.PlainBytesDown, l.PlainRoundSeconds = round1(pUp), round1(pDown), round3(plainSecs)
+			l.ClientMS = round1(1000 * (cpu[i] - plainCPU) / float64(n*max(1, l.Rounds)))
 			if l.PlainRoundSeconds > 0 {
 				l.Ratio = round3(l.RoundSeconds / l.PlainRoundSeconds)
 			}
@@ -76,6 +111,15 @@ func studySecAgg(ctx context.Context, f *simFlags, sizes, graphs []string, asJSO
 		}
 	}
 	return nil
+}
+
+// cpuSeconds is the process's CPU time so far, user and system.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // meanSeconds is the mean wall time of a run's rounds after its first

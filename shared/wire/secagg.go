@@ -297,7 +297,9 @@ func AppendSecAgg(dst []byte, m SecAggMessage) ([]byte, error) {
 // version and type, then reads the body strictly (every count against lim
 // and the bytes left before anything is allocated, no trailing bytes),
 // then validates the message. Errors wrap ErrMalformed, ErrVersion or
-// ErrTooLarge.
+// ErrTooLarge. The message's keys, digests, envelopes and shares are
+// subslices of b (as ParseFrame's payload is): one roster frame delivered
+// to many members is held once; b must not change afterwards.
 func ParseSecAgg(b []byte, lim SecAggLimits) (SecAggMessage, error) {
 	lim = lim.withDefaults()
 	switch {
@@ -418,14 +420,8 @@ func (r *reader) count(field string, limit, minItem int) int {
 	return int(n)
 }
 
-// bytes copies n bytes, so that a parsed message does not keep the frame.
-func (r *reader) bytes(n int) []byte {
-	b := r.take(n)
-	if b == nil {
-		return nil
-	}
-	return append([]byte(nil), b...)
-}
+// bytes returns the next n bytes, aliasing the frame (see ParseSecAgg).
+func (r *reader) bytes(n int) []byte { return r.take(n) }
 
 func appendKeys(b []byte, k *RoundKeys) []byte {
 	b = append(b, k.EncKey...)

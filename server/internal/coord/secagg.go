@@ -169,6 +169,8 @@ func (r *Run) secureStep(o *round, now time.Time) {
 		if o.storing > 0 {
 			break // a masked input is being folded: the sum must hold it
 		}
+		r.c.deps.Log.Debug("secure phase done", "run", r.sp.id, "round", o.n, "phase", s.phase.String(),
+			"seconds", r.c.now().Sub(o.started).Seconds())
 		if err := r.nextPhase(o, s, now); err != nil {
 			s.abort = fmt.Sprintf("in the %s phase: %v", s.phase, err)
 			r.c.deps.Log.Warn("secure round aborted", "run", r.sp.id, "round", o.n, "why", s.abort)
