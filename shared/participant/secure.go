@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
@@ -228,9 +229,23 @@ func (c *Client) secureRound(ctx context.Context, conn link.Conn, rs *wire.Round
 		return nil
 	case errors.Is(err, secagg.ErrBelowThreshold), errors.Is(err, secagg.ErrSignature),
 		errors.Is(err, secagg.ErrProtocol), errors.Is(err, secagg.ErrBadShare):
-		return c.decline(ctx, conn, rs.Round, "secure aggregation: "+err.Error())
+		return c.decline(ctx, conn, rs.Round, clipReason("secure aggregation: "+err.Error()))
 	}
 	return err
+}
+
+// clipReason shortens a reason to what a message may carry.
+func clipReason(s string) string {
+	const max = 250 // wire's limit on reasons is 256 bytes
+	if len(s) <= max {
+		return s
+	}
+	for i := max; i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i]
+		}
+	}
+	return ""
 }
 
 // secureShare takes the roster and sends the sealed shares, then opens
