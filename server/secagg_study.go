@@ -38,8 +38,15 @@ type secaggLine struct {
 	RoundSeconds      float64 `json:"round_seconds"`
 	PlainRoundSeconds float64 `json:"plain_round_seconds"`
 	Ratio             float64 `json:"ratio"` // RoundSeconds / PlainRoundSeconds
-	Rounds            int     `json:"rounds"`
-	Aborted           int     `json:"aborted"`
+	// RoundCPU and PlainRoundCPU are the process's CPU seconds per round
+	// (all rounds), and CPURatio their ratio: on a shared machine, whose
+	// load drifts between runs, the steadier measure of how much longer a
+	// secure round keeps the cores busy.
+	RoundCPU      float64 `json:"round_cpu_seconds"`
+	PlainRoundCPU float64 `json:"plain_round_cpu_seconds"`
+	CPURatio      float64 `json:"cpu_ratio"`
+	Rounds        int     `json:"rounds"`
+	Aborted       int     `json:"aborted"`
 }
 
 // studySecAgg runs, for each round size n, a secure simulation per graph
@@ -102,6 +109,11 @@ func studySecAgg(ctx context.Context, f *simFlags, sizes, graphs []string, asJSO
 		for i := range lines {
 			l := &lines[i]
 			l.PlainBytesUp, l.PlainBytesDown, l.PlainRoundSeconds = round1(pUp), round1(pDown), round3(plainSecs)
+			rounds := float64(max(1, l.Rounds))
+			l.RoundCPU, l.PlainRoundCPU = round3(cpu[i]/rounds), round3(plainCPU/rounds)
+			if plainCPU > 0 {
+				l.CPURatio = round3(cpu[i] / plainCPU)
+			}
 			l.ClientMS = round1(1000 * (cpu[i] - plainCPU) / float64(n*max(1, l.Rounds)))
 			if l.PlainRoundSeconds > 0 {
 				l.Ratio = round3(l.RoundSeconds / l.PlainRoundSeconds)
