@@ -23,6 +23,15 @@
 // the policy: a client's session holds its task (which model version to
 // train for which round), checks updates against it, and asks the loop.
 //
+// # Secure rounds
+//
+// A run with secure_agg (secagg.go) runs each round as a phase machine on
+// the synchronous round: advertise keys, share keys, masked input, unmask
+// (package secagg). Sessions fold masked inputs into a running sum modulo
+// 2^32 instead of decoding updates; the closer unmasks the sum and folds it
+// into the strategy's aggregation as one exact partial. The hooks into the
+// loop, sessions, closer and resume are marked where they are.
+//
 // # Concurrency
 //
 // The loop only decides. Everything that takes disk or CPU time happens
