@@ -113,6 +113,7 @@ func (r *Run) session(ctx context.Context, p *peer) error {
 		}
 		if !m.Binary {
 			msg, err := wire.ParseMessage(m.Data, wire.MaxMessageBytes)
+			m.Release() // parsed into msg
 			if err != nil {
 				p.closeWith(&wire.Bye{Reason: "bad message: " + err.Error()})
 				return err
@@ -135,7 +136,11 @@ func (r *Run) session(ctx context.Context, p *peer) error {
 			}
 			continue
 		}
-		if err := r.takeFrame(ctx, p, m.Data, &answered); err != nil {
+		// takeFrame is done with the frame when it returns (an accepted
+		// payload is durable by then), so its buffer goes back.
+		err = r.takeFrame(ctx, p, m.Data, &answered)
+		m.Release()
+		if err != nil {
 			return err
 		}
 		if p.isClosed() {
@@ -177,6 +182,7 @@ func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *in
 		u.release()
 		_, err = r.c.deps.Store.AddUpdate(keep, v.rec)
 	}
+	v.rec.Blob = nil // the frame's buffer is reused once this returns
 	return r.post(evFolded{p: p, round: u.h.Round, rec: v.rec, err: err})
 }
 
