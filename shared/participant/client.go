@@ -219,7 +219,9 @@ func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
 			seq, c.startRound = c.starts, msg.Round
 			c.mu.Unlock()
 		case *wire.RoundEnd:
-			c.cancelTraining(msg.Round)
+			if !msg.Async { // an async step ends no task
+				c.cancelTraining(msg.Round)
+			}
 		case *wire.RunEnd, *wire.Bye:
 			c.cancelTraining(-1)
 		}

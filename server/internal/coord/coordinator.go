@@ -129,9 +129,12 @@ func newToken() string { return rand.Text()[:20] }
 
 // newRun builds a run around its spec and the given global model.
 func (c *Coordinator) newRun(sp *spec) *Run {
-	r := &Run{c: c, sp: sp, policy: SyncPolicy{cfg: &sp.cfg}, models: newModels(sp), hub: newHub(),
+	r := &Run{c: c, sp: sp, policy: newPolicy(&sp.cfg), models: newModels(sp), hub: newHub(),
 		done: make(chan struct{}), mbWake: make(chan struct{}, 1),
 		st: &state{status: StatusWaiting, clients: map[string]*client{}, bySlice: make([]string, len(sp.parts))}}
+	if sp.cfg.Async() {
+		r.staleness, _ = ParseStaleness(sp.cfg.Staleness) // Normalize checked it
+	}
 	return r
 }
 

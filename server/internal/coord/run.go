@@ -32,13 +32,15 @@ type Run struct {
 	c      *Coordinator
 	sp     *spec
 	policy Policy
-	models *models
-	hub    *hub
-	done   chan struct{}
-	view   atomic.Pointer[RunView]
-	slices sync.Map  // client id → slice index, for the slice handler
-	deltas sync.Pool // *[]float32 decode buffers of the model's size
-	st     *state    // the loop's
+	// staleness weighs async updates by how stale they are.
+	staleness Staleness
+	models    *models
+	hub       *hub
+	done      chan struct{}
+	view      atomic.Pointer[RunView]
+	slices    sync.Map  // client id → slice index, for the slice handler
+	deltas    sync.Pool // *[]float32 decode buffers of the model's size
+	st        *state    // the loop's
 	// closers counts the goroutines aggregating a round off the loop; the
 	// loop waits for them before it ends.
 	closers sync.WaitGroup

@@ -173,6 +173,11 @@ func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *in
 	// holds exactly what is durable. Neither step is cancelled with the
 	// connection: the loop must hear how both went.
 	keep := context.WithoutCancel(ctx)
+	if v.scale != 1 {
+		for i := range u.delta {
+			u.delta[i] *= v.scale
+		}
+	}
 	if err = v.agg.Add(keep, fl.Update{Client: p.clientID, Samples: u.h.Samples, Delta: u.delta}); err != nil {
 		// decode validated the update; Add can only refuse what it let
 		// through by mistake, or a round stopped under it.
@@ -183,7 +188,7 @@ func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *in
 		_, err = r.c.deps.Store.AddUpdate(keep, v.rec)
 	}
 	v.rec.Blob = nil // the frame's buffer is reused once this returns
-	return r.post(evFolded{p: p, round: u.h.Round, rec: v.rec, err: err})
+	return r.post(evFolded{p: p, round: v.rec.Round, task: u.h.Round, rec: v.rec, err: err})
 }
 
 // precheck parses an update frame and checks it against the client's task
@@ -203,7 +208,7 @@ func (r *Run) precheck(p *peer, frame []byte, answered int) (*decoded, *rejectio
 		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("expected an update frame, got %q", h.Kind)}
 	case h.Run != r.sp.id:
 		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("update for run %q sent to run %q", h.Run, r.sp.id)}
-	case answered > 0 && h.Round == answered:
+	case answered > 0 && h.Round == answered && !r.sp.cfg.Async():
 		return u, &rejection{code: wire.CodeDuplicate, reason: fmt.Sprintf("this client already sent an update for round %d", h.Round)}
 	case t == nil || h.Round < t.round:
 		switch last := int(p.lastTask.Load()); {

@@ -96,10 +96,14 @@ func (sp *spec) fitBase() fl.FitConfig {
 
 func (sp *spec) runInfo() wire.RunInfo {
 	c := sp.cfg
-	return wire.RunInfo{ID: sp.id, Name: c.Name, Model: c.Model, Dataset: c.Dataset, Rounds: c.Rounds,
+	info := wire.RunInfo{ID: sp.id, Name: c.Name, Model: c.Model, Dataset: c.Dataset, Rounds: c.Rounds,
 		LocalEpochs: c.LocalEpochs, Batch: c.Batch, LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay,
 		Codec: sp.upPipe.String(), DownCodec: sp.downPipe.String(), Strategy: c.Strategy,
 		Mu: sp.strategy.ConfigureFit(1, sp.fitBase()).Mu, Seed: c.Seed}
+	if c.Async() {
+		info.Mode, info.Buffer = ModeAsync, c.Buffer
+	}
+	return info
 }
 
 // sliceSet returns slice i of the training set.
