@@ -16,12 +16,12 @@ type Hello struct {
 
 // Device describes the machine a client runs on, as far as it can tell.
 type Device struct {
-	Kind      string  `json:"kind"`       // DeviceBrowser or DeviceHeadless
-	UserAgent string  `json:"user_agent"` // navigator.userAgent or the headless client's name
-	Platform  string  `json:"platform"`   // e.g. "Linux x86_64", "js/wasm"
-	Cores     int     `json:"cores"`      // logical cores, 0 if unknown
-	MemoryGB  float64 `json:"memory_gb"`  // device memory in GB, 0 if unknown
-	Workers   int     `json:"workers"`    // training workers the client runs
+	Kind      string  `json:"kind"`              // DeviceBrowser or DeviceHeadless
+	UserAgent string  `json:"user_agent"`        // navigator.userAgent or the headless client's name
+	Platform  string  `json:"platform"`          // e.g. "Linux x86_64", "js/wasm"
+	Cores     int     `json:"cores"`             // logical cores, 0 if unknown
+	MemoryGB  float64 `json:"memory_gb"`         // device memory in GB, 0 if unknown
+	Workers   int     `json:"workers"`           // training workers the client runs
 	Profile   string  `json:"profile,omitempty"` // the device profile the client emulates, if any
 }
 
