@@ -19,6 +19,7 @@ import (
 	"github.com/qflare/qflare/server/internal/datasets"
 	"github.com/qflare/qflare/server/internal/sim"
 	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/server/internal/vclock"
 	"github.com/qflare/qflare/shared/adversary"
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/participant"
@@ -39,6 +40,12 @@ type simRound struct {
 	Accepted     int      `json:"accepted"`
 	Epsilon      *float64 `json:"epsilon,omitempty"`
 	Failed       string   `json:"failed,omitempty"`
+	// VirtualSeconds is the virtual time at the round's end (--clock
+	// virtual); MeanStaleness the step's mean update staleness (async).
+	VirtualSeconds *float64  `json:"virtual_seconds,omitempty"`
+	MeanStaleness  float64   `json:"mean_staleness,omitempty"`
+	LabelAccuracy  []float64 `json:"label_accuracy,omitempty"`
+	endedAt        time.Time
 }
 
 // simSummary is the last line of `sim --json`.
@@ -52,6 +59,15 @@ type simSummary struct {
 	Seconds        float64  `json:"seconds"`
 	Epsilon        *float64 `json:"epsilon,omitempty"`
 	Run            string   `json:"run"`
+	Mode           string   `json:"mode"`
+	// VirtualSeconds is the virtual time the run took, and
+	// VirtualSecondsToTarget when the target was first reached (--clock
+	// virtual).
+	VirtualSeconds         *float64 `json:"virtual_seconds,omitempty"`
+	VirtualSecondsToTarget *float64 `json:"virtual_seconds_to_target,omitempty"`
+	// WorstLabelAccuracy is the final model's lowest per-label test
+	// accuracy.
+	WorstLabelAccuracy float64 `json:"worst_label_accuracy"`
 }
 
 // simFlags are the simulation flags sim and study share.
@@ -68,6 +84,8 @@ type simFlags struct {
 	dp           coord.DPSettings
 	verbose      bool
 	memEvery     int
+	clock        string
+	deadline     time.Duration
 }
 
 func (f *simFlags) register(fs *flag.FlagSet) {
@@ -109,6 +127,16 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.opt.DropProb, "drop", 0, "chance per round that a client drops its connection mid-training")
 	fs.BoolVar(&f.verbose, "v", false, "log the coordinator's events to stderr")
 	fs.IntVar(&f.memEvery, "mem-every", 0, "every N rounds, print the process's live Go heap and RSS (a soak check; 0 = never)")
+	fs.StringVar(&c.Mode, "mode", "sync", "sync (rounds) or async (FedBuff: a server step every --buffer updates)")
+	fs.IntVar(&c.Buffer, "buffer", 0, "async: updates per server step K (default 10)")
+	fs.IntVar(&c.Concurrency, "concurrency", 0, "async: clients training at once (default 2×buffer)")
+	fs.StringVar(&c.Staleness, "staleness", "", "async: staleness weight: sqrt (1/sqrt(1+τ), default), constant or hinge:A,B")
+	fs.IntVar(&c.MaxStaleness, "max-staleness", 0, "async: refuse updates more steps stale than this (default 32)")
+	fs.Float64Var(&c.ServerLR, "server-lr", 0, "server learning rate (default: the strategy's, 1 for fedavg)")
+	fs.StringVar(&c.Selection, "selection", "random", "client selection: random, deadline or utility (Oort-style)")
+	fs.Float64Var(&c.OverSelect, "over-select", 1, "sync: select this many times the clients a round needs, close at the needed count")
+	fs.DurationVar(&f.deadline, "deadline", 0, "round deadline (async: per task); 0 = none")
+	fs.StringVar(&f.clock, "clock", "real", "real, or virtual: device time is simulated (with --profiles), so a long heterogeneity study runs in minutes")
 }
 
 // simResult is what a simulation produced, for studies.
@@ -160,6 +188,15 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	cfg.StartClients = joining // every virtual client joins before round 1
 	cfg.MinClients = 1
 	cfg.NoDeadline = true
+	cfg.RoundDeadline = coord.Duration(f.deadline)
+	var clock *vclock.Clock
+	switch f.clock {
+	case "real":
+	case "virtual":
+		clock = vclock.New(time.Now().UTC().Truncate(time.Second))
+	default:
+		return nil, fmt.Errorf("sim: --clock %q is not real or virtual", f.clock)
+	}
 	cfg.Name = "sim"
 	if f.dp.NoiseMultiplier > 0 || f.dp.ClipNorm > 0 {
 		dp := f.dp
@@ -182,8 +219,12 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	if f.verbose {
 		log = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	c := coord.New(coord.Deps{Store: st, Log: log,
-		Data: func(name string) (*data.Set, *data.Set, error) { return datasets.Load(name, f.dataDir) }})
+	deps := coord.Deps{Store: st, Log: log,
+		Data: func(name string) (*data.Set, *data.Set, error) { return datasets.Load(name, f.dataDir) }}
+	if clock != nil {
+		deps.Clock = clock
+	}
+	c := coord.New(deps)
 	defer c.Close()
 	run, err := c.CreateRun(ctx, cfg)
 	if err != nil {
@@ -218,24 +259,47 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var stalled error
+	if clock != nil {
+		opt.Clock = clock
+		clockDone := make(chan struct{})
+		go func() {
+			defer close(clockDone)
+			if err := clock.Run(sctx, 5*time.Second); sctx.Err() == nil {
+				stalled = err
+				cancel()
+			}
+		}()
+		defer func() { cancel(); <-clockDone }()
+	}
 	wait := sim.Join(sctx, c, run, joining, opt)
 	defer wait()
 	stopping := false
 
-	start := time.Now()
+	realStart, start := time.Now(), time.Now()
+	if clock != nil {
+		start = clock.Now()
+	}
 	sum := &res.simSummary
-	sum.Target, sum.Run = f.target, run.ID()
+	sum.Target, sum.Run, sum.Mode = f.target, run.ID(), cfg.Mode
 	last := 0 // the last round reported
 	report := func(line simRound) {
 		if line.Round <= last {
 			return
 		}
 		last = line.Round
+		if clock != nil && !line.endedAt.IsZero() {
+			v := math.Round(line.endedAt.Sub(start).Seconds()*1000) / 1000
+			line.VirtualSeconds = &v
+			sum.VirtualSeconds = &v
+		}
 		if line.Failed == "" {
 			sum.Rounds, sum.FinalAccuracy = int(line.version), line.TestAccuracy
+			sum.WorstLabelAccuracy = worst(line.LabelAccuracy)
 			if sum.RoundsToTarget == nil && line.TestAccuracy >= f.target {
 				r := int(line.version)
 				sum.RoundsToTarget = &r
+				sum.VirtualSecondsToTarget = line.VirtualSeconds
 			}
 			if line.Epsilon != nil {
 				sum.Epsilon = line.Epsilon
@@ -252,8 +316,11 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	}
 	for {
 		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		case <-sctx.Done():
+			if stalled != nil {
+				return nil, stalled
+			}
+			return nil, sctx.Err()
 		case ev, ok := <-sub.C:
 			if ev.Missed > 0 || !ok {
 				// Events were lost (or the run ended): the store has every
@@ -263,14 +330,16 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 				}
 			}
 			if !ok {
-				sum.Seconds = time.Since(start).Seconds()
+				sum.Seconds = time.Since(realStart).Seconds()
 				if res.Updates, err = st.Updates(ctx, run.ID(), -1); err != nil {
 					return nil, err
 				}
 				return res, nil
 			}
 			if ev.Type == coord.EvRoundEnded {
-				report(roundLine(ev.Round))
+				line := roundLine(ev.Round)
+				line.endedAt = ev.Time
+				report(line)
 			}
 		}
 	}
@@ -280,7 +349,8 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 func roundLine(rv *coord.RoundView) simRound {
 	line := simRound{Round: rv.Round, version: rv.ModelVersion, TestAccuracy: rv.TestAccuracy, TestLoss: rv.TestLoss,
 		BytesUp: rv.BytesUp, BytesDown: rv.BytesDown, Seconds: rv.Seconds, Selected: len(rv.Selected),
-		Accepted: rv.Accepted, Epsilon: rv.Epsilon, Failed: rv.Failed}
+		Accepted: rv.Accepted, Epsilon: rv.Epsilon, Failed: rv.Failed, MeanStaleness: rv.MeanStaleness,
+		LabelAccuracy: rv.LabelAccuracy}
 	if rv.Failed == "" {
 		line.Round = int(rv.ModelVersion)
 	}
@@ -300,7 +370,8 @@ func resync(ctx context.Context, st *store.Store, run string, last int, report f
 		}
 		line := simRound{Round: sr.Round, version: int64(sr.ModelVersion), TestAccuracy: sr.TestAccuracy, TestLoss: sr.TestLoss,
 			BytesUp: sr.BytesUp, BytesDown: sr.BytesDown, Seconds: sr.FinishedAt.Sub(sr.StartedAt).Seconds(),
-			Selected: sr.NSelected, Accepted: sr.NAccepted, Epsilon: sr.Epsilon, Failed: sr.Error}
+			Selected: sr.NSelected, Accepted: sr.NAccepted, Epsilon: sr.Epsilon, Failed: sr.Error, endedAt: sr.FinishedAt,
+			LabelAccuracy: labelAccuracy(sr.Metrics)}
 		if sr.Status == store.RoundAggregated {
 			line.Round = sr.ModelVersion
 		}
@@ -311,12 +382,51 @@ func resync(ctx context.Context, st *store.Store, run string, last int, report f
 	return nil
 }
 
+// worst returns the lowest of accs (0 for none).
+func worst(accs []float64) float64 {
+	if len(accs) == 0 {
+		return 0
+	}
+	w := accs[0]
+	for _, a := range accs {
+		w = min(w, a)
+	}
+	return w
+}
+
+// labelAccuracy reads a stored round's per-label accuracies from its
+// metrics ("label_acc_0", ...).
+func labelAccuracy(metrics json.RawMessage) []float64 {
+	var m map[string]float64
+	if json.Unmarshal(metrics, &m) != nil {
+		return nil
+	}
+	var accs []float64
+	for i := 0; ; i++ {
+		v, ok := m[fmt.Sprintf("label_acc_%d", i)]
+		if !ok {
+			return accs
+		}
+		accs = append(accs, v)
+	}
+}
+
 func finishSim(stdout io.Writer, asJSON bool, sum simSummary) error {
-	text := fmt.Sprintf("done: %d rounds in %.0fs, final accuracy %.4f, ", sum.Rounds, sum.Seconds, sum.FinalAccuracy)
+	unit := "rounds"
+	if sum.Mode == coord.ModeAsync {
+		unit = "server steps"
+	}
+	text := fmt.Sprintf("done: %d %s in %.0fs, final accuracy %.4f (worst label %.4f), ", sum.Rounds, unit, sum.Seconds, sum.FinalAccuracy, sum.WorstLabelAccuracy)
 	if sum.RoundsToTarget != nil {
 		text += fmt.Sprintf("%g reached in round %d", sum.Target, *sum.RoundsToTarget)
+		if sum.VirtualSecondsToTarget != nil {
+			text += fmt.Sprintf(" at virtual %.0fs", *sum.VirtualSecondsToTarget)
+		}
 	} else {
 		text += fmt.Sprintf("%g not reached", sum.Target)
+	}
+	if sum.VirtualSeconds != nil {
+		text += fmt.Sprintf("; virtual time %.0fs", *sum.VirtualSeconds)
 	}
 	printLine(stdout, asJSON, sum, text)
 	return nil

@@ -64,6 +64,36 @@ type Options struct {
 	Events func(Event)
 	// Log receives diagnostics (default: discarded).
 	Log *slog.Logger
+	// Clock is the time the client waits on (default: real time). A
+	// simulation on a virtual clock passes it here; when it also counts
+	// work in flight (link.Tracker), the client holds a unit while it
+	// works and gives it up while it waits, and Session expects its
+	// caller to hold one unit (it returns with one held).
+	Clock Clock
+}
+
+// Clock is the time a client waits on: real time (the default), or a
+// simulation's virtual time.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits for d; it returns ctx's error if ctx ends first.
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// realClock is the system clock.
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Client is one participant. See the package documentation.
@@ -89,7 +119,12 @@ type Client struct {
 	version int64     // version of global, 0 before the first model
 	rng     *rand.Rand
 
-	items <-chan item // the current session's messages
+	items      <-chan item   // the current session's messages
+	readerDone chan struct{} // closed when the session's reader has stopped
+	// track counts work in flight on a virtual clock (nil otherwise);
+	// held is how many units the session's goroutine holds.
+	track link.Tracker
+	held  int
 
 	// Cancelling training: read numbers each round_start it reads (starts,
 	// counted across sessions). The server ending that round, the run ending
@@ -111,10 +146,15 @@ func New(opt Options) *Client {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
+	if opt.Clock == nil {
+		opt.Clock = realClock{}
+	}
 	if opt.NewTrainer == nil {
 		opt.NewTrainer = func(m *nn.Model, set *data.Set) (Trainer, error) { return NewLocalTrainer(m, set), nil }
 	}
-	return &Client{opt: opt, id: opt.ClientID, secret: opt.Secret, rng: rand.New(rand.NewPCG(opt.Seed, 0xda3e39cb94b95bdb))}
+	c := &Client{opt: opt, id: opt.ClientID, secret: opt.Secret, rng: rand.New(rand.NewPCG(opt.Seed, 0xda3e39cb94b95bdb))}
+	c.track, _ = opt.Clock.(link.Tracker)
+	return c
 }
 
 // ID returns the client id the server gave (empty before the first welcome).
@@ -149,6 +189,10 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer conn.Close()
+	if c.track != nil {
+		c.held = 1 // the caller's
+		defer c.settle(cancel, conn)
+	}
 	c.state(StateConnecting, 0)
 	c.joined = false
 	hello := &wire.Hello{V: wire.Version, ClientID: c.id, Secret: c.secret, Run: c.opt.Run, Token: c.opt.Token,
@@ -158,6 +202,7 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	}
 	items := make(chan item, 64)
 	c.items = items
+	c.readerDone = make(chan struct{})
 	go c.read(ctx, conn, items)
 	for {
 		it, err := c.next(ctx)
@@ -171,8 +216,70 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	}
 }
 
+// settle ends a tracked session: the reader is stopped, what it queued and
+// will never be handled is released, and the caller holds one unit again.
+func (c *Client) settle(cancel context.CancelFunc, conn link.Conn) {
+	cancel()
+	conn.Close()
+	if c.readerDone != nil {
+		<-c.readerDone
+	}
+	for {
+		select {
+		case <-c.items:
+			c.track.Release()
+			continue
+		default:
+		}
+		break
+	}
+	for ; c.held > 1; c.held-- {
+		c.track.Release()
+	}
+	if c.held == 0 {
+		c.track.Hold()
+		c.held = 1
+	}
+}
+
+// idle gives up what the session's goroutine holds before it waits.
+func (c *Client) idle() {
+	for ; c.held > 0; c.held-- {
+		c.track.Release()
+	}
+}
+
+// sleep waits for d on the client's clock (a virtual one counts the wait
+// as no work).
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	if c.track == nil {
+		return c.opt.Clock.Sleep(ctx, d)
+	}
+	for ; c.held > 1; c.held-- {
+		c.track.Release()
+	}
+	if c.held == 0 {
+		c.track.Hold()
+	}
+	err := c.opt.Clock.Sleep(ctx, d) // gives up one unit and returns holding one
+	c.held = 1
+	return err
+}
+
 // next returns the session's next message, or the connection's error.
 func (c *Client) next(ctx context.Context) (item, error) {
+	if c.track != nil {
+		c.idle()
+		select {
+		case it := <-c.items:
+			c.held = 1 // the item's (see read)
+			return it, it.err
+		case <-ctx.Done():
+			c.track.Hold()
+			c.held = 1
+			return item{}, ctx.Err()
+		}
+	}
 	select {
 	case it := <-c.items:
 		return it, it.err
@@ -184,33 +291,50 @@ func (c *Client) next(ctx context.Context) (item, error) {
 // read forwards conn's messages to items, parsed, and cancels a training run
 // that the server has ended. It returns after the first error.
 func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
+	defer close(c.readerDone)
+	defer link.Done(conn)
+	// hold and push hand an item to the session's goroutine with, on a
+	// virtual clock, a unit of work held for it (taken before anything
+	// that may wake that goroutine).
+	hold := func() {
+		if c.track != nil {
+			c.track.Hold()
+		}
+	}
+	push := func(it item) bool {
+		select {
+		case items <- it:
+			return true
+		case <-ctx.Done():
+			if c.track != nil {
+				c.track.Release()
+			}
+			return false
+		}
+	}
 	for {
 		m, err := conn.Recv(ctx)
 		if err != nil {
+			hold()
 			c.cancelTraining(-1)
-			select {
-			case items <- item{err: err}:
-			case <-ctx.Done():
-			}
+			push(item{err: err})
 			return
 		}
 		if m.Binary {
-			select {
-			case items <- item{frame: m.Data}:
-			case <-ctx.Done():
+			hold()
+			if !push(item{frame: m.Data}) {
 				return
 			}
 			continue
 		}
 		msg, err := wire.ParseMessage(m.Data, wire.MaxMessageBytes)
 		if err != nil {
+			hold()
 			c.cancelTraining(-1)
-			select {
-			case items <- item{err: fmt.Errorf("participant: bad message from server: %w", err)}:
-			case <-ctx.Done():
-			}
+			push(item{err: fmt.Errorf("participant: bad message from server: %w", err)})
 			return
 		}
+		hold()
 		var seq uint64
 		switch msg := msg.(type) {
 		case *wire.RoundStart:
@@ -225,9 +349,7 @@ func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
 		case *wire.RunEnd, *wire.Bye:
 			c.cancelTraining(-1)
 		}
-		select {
-		case items <- item{msg: msg, seq: seq}:
-		case <-ctx.Done():
+		if !push(item{msg: msg, seq: seq}) {
 			return
 		}
 	}

@@ -164,7 +164,8 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 	tctx, cancel := context.WithCancel(ctx)
 	if rs.DeadlineUnixMS > 0 {
 		var cancelDeadline context.CancelFunc
-		tctx, cancelDeadline = context.WithDeadline(tctx, time.UnixMilli(rs.DeadlineUnixMS))
+		// On the client's clock: a simulation's deadlines are virtual.
+		tctx, cancelDeadline = context.WithTimeout(tctx, time.UnixMilli(rs.DeadlineUnixMS).Sub(c.opt.Clock.Now()))
 		defer cancelDeadline()
 	}
 	c.mu.Lock()

@@ -81,8 +81,10 @@ func (r *Run) closeRound(ctx context.Context, o *round, why string) {
 	}
 	job := &closeJob{o: o, why: why, from: st.current, stats: st.dirtyStats(), keepFrom: r.oldestBase()}
 	r.closers.Add(1)
+	r.c.track.Hold()
 	go func() {
 		defer r.closers.Done()
+		defer r.c.track.Release()
 		r.post(evClosed{res: r.aggregate(ctx, job)})
 	}()
 }

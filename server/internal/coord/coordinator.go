@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/qflare/qflare/shared/link"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -56,6 +57,9 @@ type Coordinator struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	lifecycle *hub // run_created and run_status of every run
+	// track counts work in flight when the clock is virtual (see
+	// link.Tracker); a no-op on the real clock.
+	track link.Tracker
 
 	mu   sync.Mutex
 	runs map[string]*Run
@@ -85,8 +89,12 @@ func New(deps Deps) *Coordinator {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var track link.Tracker = noTrack{}
+	if t, ok := deps.Clock.(link.Tracker); ok {
+		track = t
+	}
 	return &Coordinator{deps: deps, ctx: ctx, cancel: cancel, runs: map[string]*Run{}, lifecycle: newHub(),
-		decodeSem: make(chan struct{}, runtime.GOMAXPROCS(0))}
+		decodeSem: make(chan struct{}, runtime.GOMAXPROCS(0)), track: track}
 }
 
 // Store returns the store.

@@ -113,6 +113,12 @@ func (r *Run) loop(ctx context.Context) {
 		return
 	}
 	var armed time.Time
+	handled := 0 // events handled since the last take
+	defer func() {
+		for range handled {
+			r.c.track.Release()
+		}
+	}()
 	for r.st.active() {
 		r.step(ctx)
 		r.publishView()
@@ -131,7 +137,8 @@ func (r *Run) loop(ctx context.Context) {
 		if !r.st.active() {
 			break
 		}
-		evs := r.take(ctx)
+		evs := r.take(ctx, handled)
+		handled = len(evs)
 		if ctx.Err() != nil {
 			return
 		}

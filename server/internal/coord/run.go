@@ -64,6 +64,7 @@ func (r *Run) post(ev event) error {
 		return fmt.Errorf("%w: run %s", ErrNotRunning, r.sp.id)
 	}
 	r.mailbox = append(r.mailbox, ev)
+	r.c.track.Hold() // until the loop has handled it
 	r.mbMu.Unlock()
 	select {
 	case r.mbWake <- struct{}{}:
@@ -72,8 +73,12 @@ func (r *Run) post(ev event) error {
 	return nil
 }
 
-// take waits for the loop's next events.
-func (r *Run) take(ctx context.Context) []event {
+// take waits for the loop's next events; done is how many events the loop
+// finished handling since the last take.
+func (r *Run) take(ctx context.Context, done int) []event {
+	for range done {
+		r.c.track.Release()
+	}
 	for {
 		r.mbMu.Lock()
 		evs := r.mailbox
@@ -94,6 +99,9 @@ func (r *Run) take(ctx context.Context) []event {
 func (r *Run) closeMailbox() {
 	r.mbMu.Lock()
 	r.mbClosed = true
+	for range r.mailbox {
+		r.c.track.Release()
+	}
 	r.mailbox = nil
 	r.mbMu.Unlock()
 }

@@ -44,6 +44,7 @@ const progressEvery = 250 * time.Millisecond
 // an error that wraps ErrAuth.
 func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) error {
 	defer conn.Close()
+	defer link.Done(conn) // nothing more is read
 	h, err := c.readHello(ctx, conn)
 	if err != nil {
 		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeBadFrame, Reason: err.Error()})
@@ -65,7 +66,7 @@ func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) 
 		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeAuth, Reason: "wrong join token for this run: open the join link the host shared"})
 		return fmt.Errorf("%w: wrong join token for run %s from %s", ErrAuth, r.sp.id, info.Remote)
 	}
-	p := newPeer(conn, info, c.deps.Log)
+	p := newPeer(conn, info, c.deps.Log, c.track)
 	wctx, cancelWriter := context.WithCancel(ctx)
 	defer cancelWriter()
 	writerDone := make(chan struct{})

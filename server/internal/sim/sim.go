@@ -17,6 +17,7 @@ import (
 
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/server/internal/vclock"
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
@@ -37,6 +38,10 @@ type Options struct {
 	// Configure, when set, can adjust each client's options (attacks).
 	Configure func(i int, o *participant.Options)
 	Log       *slog.Logger
+	// Clock, when set, is the virtual clock the simulation runs on (the
+	// coordinator's too): clients connect through tracked pipes, and
+	// every wait of theirs is virtual.
+	Clock *vclock.Clock
 }
 
 // Join connects n virtual clients to run and keeps them connected
@@ -64,11 +69,15 @@ func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt 
 		if opt.Configure != nil {
 			opt.Configure(i, &po)
 		}
+		if opt.Clock != nil {
+			po.Clock = opt.Clock
+			opt.Clock.Hold() // the client's goroutine's, released when it ends
+		}
 		cl := participant.New(po)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			keepConnected(ctx, c, cl, opt.Log)
+			keepConnected(ctx, c, cl, opt.Log, opt.Clock)
 		}()
 	}
 	return wg.Wait
@@ -76,9 +85,15 @@ func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt 
 
 // keepConnected runs sessions until the run ends, the server refuses the
 // client, or ctx is done.
-func keepConnected(ctx context.Context, c *coord.Coordinator, cl *participant.Client, log *slog.Logger) {
+func keepConnected(ctx context.Context, c *coord.Coordinator, cl *participant.Client, log *slog.Logger, clock *vclock.Clock) {
+	if clock != nil {
+		defer clock.Release()
+	}
 	for ctx.Err() == nil {
 		a, b := link.Pipe(16)
+		if clock != nil {
+			a, b = link.TrackedPipe(clock)
+		}
 		go c.Serve(ctx, a, coord.PeerInfo{Remote: "sim", Kind: store.KindVirtual})
 		err := cl.Session(ctx, b)
 		var refused *participant.RefusedError
@@ -87,12 +102,19 @@ func keepConnected(ctx context.Context, c *coord.Coordinator, cl *participant.Cl
 			return
 		}
 		log.Info("virtual client reconnecting", "client", cl.ID(), "err", err)
+		if clock != nil {
+			clock.Sleep(ctx, reconnectDelay)
+			continue
+		}
 		select {
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(reconnectDelay):
 		case <-ctx.Done():
 		}
 	}
 }
+
+// reconnectDelay is how long a virtual client waits before it reconnects.
+const reconnectDelay = 20 * time.Millisecond
 
 // fetcher returns the client's slice as a real client gets it: serialised
 // by the server and parsed by the client.
