@@ -13,6 +13,7 @@ import (
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/profile"
 	"github.com/qflare/qflare/shared/wire"
 )
 
@@ -51,11 +52,21 @@ type Options struct {
 	// scale:K) or the labels (label-flip). See adversary.Parse.
 	Attack adversary.Attack
 	// Slowdown ≥ 1 makes training take that many times longer (sleeping
-	// after each batch), to emulate slow devices.
+	// after each batch), to emulate slow devices. A Profile overrides it.
 	Slowdown float64
 	// DropProb is the chance, per round, of dropping the connection in the
-	// middle of training, to emulate flaky devices.
+	// middle of training, to emulate flaky devices. A Profile's DropProb
+	// replaces it.
 	DropProb float64
+	// Profile, when set, makes the client take as long as that device for
+	// each round: it waits out the download, compute and upload times the
+	// profile gives (see pace.go), and drops rounds with the profile's
+	// DropProb at a random point of the compute time. Its name goes to the
+	// server in hello.device.profile.
+	Profile *profile.Profile
+	// Clock is the time the profile's waits are measured and spent on
+	// (default: real time).
+	Clock Clock
 	// Seed drives the emulated drops.
 	Seed uint64
 	// ProgressEvery is how often progress goes to the server (default 1s).
@@ -89,6 +100,8 @@ type Client struct {
 	version int64     // version of global, 0 before the first model
 	rng     *rand.Rand
 
+	flopsPerSample float64 // the model's training FLOPs per sample (emulation)
+
 	items <-chan item // the current session's messages
 
 	// Cancelling training: read numbers each round_start it reads (starts,
@@ -110,6 +123,9 @@ func New(opt Options) *Client {
 	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Clock == nil {
+		opt.Clock = realClock{}
 	}
 	if opt.NewTrainer == nil {
 		opt.NewTrainer = func(m *nn.Model, set *data.Set) (Trainer, error) { return NewLocalTrainer(m, set), nil }
@@ -151,8 +167,12 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	defer conn.Close()
 	c.state(StateConnecting, 0)
 	c.joined = false
+	dev := c.opt.Device
+	if c.opt.Profile != nil {
+		dev.Profile = c.opt.Profile.Name
+	}
 	hello := &wire.Hello{V: wire.Version, ClientID: c.id, Secret: c.secret, Run: c.opt.Run, Token: c.opt.Token,
-		Device: c.opt.Device, Codecs: []string{"float32+zstd"}, ResumeVersion: c.version}
+		Device: dev, Codecs: []string{"float32+zstd"}, ResumeVersion: c.version}
 	if err := c.sendMsg(ctx, conn, hello); err != nil {
 		return err
 	}
