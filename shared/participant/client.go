@@ -13,6 +13,7 @@ import (
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/profile"
 	"github.com/qflare/qflare/shared/wire"
 )
 
@@ -51,11 +52,25 @@ type Options struct {
 	// scale:K) or the labels (label-flip). See adversary.Parse.
 	Attack adversary.Attack
 	// Slowdown ≥ 1 makes training take that many times longer (sleeping
-	// after each batch), to emulate slow devices.
+	// after each batch), to emulate slow devices. A Profile overrides it.
 	Slowdown float64
 	// DropProb is the chance, per round, of dropping the connection in the
-	// middle of training, to emulate flaky devices.
+	// middle of training, to emulate flaky devices. A Profile's DropProb
+	// replaces it.
 	DropProb float64
+	// Profile, when set, makes the client take as long as that device for
+	// each round: it waits out the download, compute and upload times the
+	// profile gives (see pace.go), and drops rounds with the profile's
+	// DropProb at a random point of the compute time. Its name goes to the
+	// server in hello.device.profile.
+	Profile *profile.Profile
+	// Clock is the time the profile's waits are measured and spent on
+	// (default: real time). A simulation on a virtual clock passes it
+	// here; when it also counts work in flight (link.Tracker), the client
+	// holds a unit while it works and gives it up while it waits, and
+	// Session expects its caller to hold one unit (it returns with one
+	// held).
+	Clock Clock
 	// Seed drives the emulated drops.
 	Seed uint64
 	// ProgressEvery is how often progress goes to the server (default 1s).
@@ -64,36 +79,6 @@ type Options struct {
 	Events func(Event)
 	// Log receives diagnostics (default: discarded).
 	Log *slog.Logger
-	// Clock is the time the client waits on (default: real time). A
-	// simulation on a virtual clock passes it here; when it also counts
-	// work in flight (link.Tracker), the client holds a unit while it
-	// works and gives it up while it waits, and Session expects its
-	// caller to hold one unit (it returns with one held).
-	Clock Clock
-}
-
-// Clock is the time a client waits on: real time (the default), or a
-// simulation's virtual time.
-type Clock interface {
-	Now() time.Time
-	// Sleep waits for d; it returns ctx's error if ctx ends first.
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-// realClock is the system clock.
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
-func (realClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Client is one participant. See the package documentation.
@@ -118,6 +103,8 @@ type Client struct {
 	local   []float32 // the trained model (round only)
 	version int64     // version of global, 0 before the first model
 	rng     *rand.Rand
+
+	flopsPerSample float64 // the model's training FLOPs per sample (emulation)
 
 	items      <-chan item   // the current session's messages
 	readerDone chan struct{} // closed when the session's reader has stopped
@@ -195,8 +182,12 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	}
 	c.state(StateConnecting, 0)
 	c.joined = false
+	dev := c.opt.Device
+	if c.opt.Profile != nil {
+		dev.Profile = c.opt.Profile.Name
+	}
 	hello := &wire.Hello{V: wire.Version, ClientID: c.id, Secret: c.secret, Run: c.opt.Run, Token: c.opt.Token,
-		Device: c.opt.Device, Codecs: []string{"float32+zstd"}, ResumeVersion: c.version}
+		Device: dev, Codecs: []string{"float32+zstd"}, ResumeVersion: c.version}
 	if err := c.sendMsg(ctx, conn, hello); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ const (
 	EventRoundStart = "round_start" // selected for Round
 	EventDownload   = "download"    // global model received: Bytes
 	EventProgress   = "progress"    // training: Epoch, Batch, Loss, SamplesPerS, ETASeconds
+	EventEmulate    = "emulate"     // waiting as the emulated device would: Profile, Phase, WaitSeconds, Message
 	EventUpload     = "upload"      // update sent: Bytes, LocalLoss, LocalAccuracy, SamplesPerS
 	EventAccepted   = "accepted"    // update accepted
 	EventRejected   = "rejected"    // update refused: Message, Code
@@ -58,4 +59,7 @@ type Event struct {
 	Params        int     `json:"params,omitempty"`
 	Rounds        int     `json:"rounds,omitempty"`
 	Local         bool    `json:"local_data,omitempty"` // training on the person's own data
+	Profile       string  `json:"profile,omitempty"`    // the emulated device profile
+	Phase         string  `json:"phase,omitempty"`      // PhaseDownload, PhaseCompute or PhaseUpload
+	WaitSeconds   float64 `json:"wait_s,omitempty"`     // how long the emulated device still takes
 }

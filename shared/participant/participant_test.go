@@ -83,7 +83,8 @@ func (s *server) update() (wire.FrameHeader, []byte) {
 	}
 }
 
-func (s *server) model(kind string, round int, version int64, w, ref []float32, shapes [][]int, codec string) {
+// model sends a model frame and returns its length.
+func (s *server) model(kind string, round int, version int64, w, ref []float32, shapes [][]int, codec string) int {
 	s.t.Helper()
 	p, _ := wire.ParsePipeline(codec)
 	payload, err := wire.NewEncoder(p, shapes, 1).Encode(nil, w, ref)
@@ -102,6 +103,7 @@ func (s *server) model(kind string, round int, version int64, w, ref []float32, 
 	if err := s.conn.Send(s.ctx, link.Message{Binary: true, Data: f}); err != nil {
 		s.t.Fatal(err)
 	}
+	return len(f)
 }
 
 func welcome(codec string) *wire.Welcome {

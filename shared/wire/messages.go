@@ -16,13 +16,15 @@ type Hello struct {
 
 // Device describes the machine a client runs on, as far as it can tell.
 type Device struct {
-	Kind      string  `json:"kind"`              // DeviceBrowser or DeviceHeadless
-	UserAgent string  `json:"user_agent"`        // navigator.userAgent or the headless client's name
-	Platform  string  `json:"platform"`          // e.g. "Linux x86_64", "js/wasm"
-	Cores     int     `json:"cores"`             // logical cores, 0 if unknown
-	MemoryGB  float64 `json:"memory_gb"`         // device memory in GB, 0 if unknown
-	Workers   int     `json:"workers"`           // training workers the client runs
-	Profile   string  `json:"profile,omitempty"` // the device profile the client emulates, if any
+	Kind      string  `json:"kind"`       // DeviceBrowser or DeviceHeadless
+	UserAgent string  `json:"user_agent"` // navigator.userAgent or the headless client's name
+	Platform  string  `json:"platform"`   // e.g. "Linux x86_64", "js/wasm"
+	Cores     int     `json:"cores"`      // logical cores, 0 if unknown
+	MemoryGB  float64 `json:"memory_gb"`  // device memory in GB, 0 if unknown
+	Workers   int     `json:"workers"`    // training workers the client runs
+	// Profile names the device profile the client emulates (package
+	// profile), empty when it runs at its own speed.
+	Profile string `json:"profile,omitempty"`
 }
 
 // Device kinds.
@@ -231,6 +233,7 @@ func (d *Device) validate() error {
 		checkInt("hello.device.cores", int64(d.Cores), 0, maxCores),
 		checkFloat("hello.device.memory_gb", d.MemoryGB, 0, maxMemoryGB),
 		checkInt("hello.device.workers", int64(d.Workers), 0, maxWorkers),
+		checkProfile("hello.device.profile", d.Profile),
 	)
 }
 

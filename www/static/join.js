@@ -14,7 +14,7 @@
   const S = (window.qflare = {
     state: 'starting', conn: 'starting', runId: '', run: null, clientId: '', round: 0,
     rounds: {}, events: [], workers: 0, speed: 0, samples: 0, labels: null, local: false,
-    stopped: null, ready: false, participants: 0,
+    stopped: null, ready: false, participants: 0, profile: null, emulating: null,
   });
   let token = '', shape = null, modulePromise = null;
   let lead = null, helpers = [], stopWaiters = [], currentOwn = null;
@@ -148,7 +148,7 @@
     const clientId = S.clientId || ids.claim(S.runId);
     lead.postMessage({
       type: 'boot', role: 'lead', module, run: S.runId, token, client_id: clientId, secret: ids.secret(S.runId, clientId),
-      ws_url: wsURL, origin: location.origin, device: device(), ports,
+      ws_url: wsURL, origin: location.origin, device: device(), ports, profile: params.get('profile') || '',
       own: own ? own.own : null, shape: shape ? { dataset: S.run.config.dataset, ...shape } : null,
     }, ports);
     setConn('connecting', 'warn');
@@ -166,6 +166,7 @@
   }
 
   function terminate() {
+    emulated(null);
     if (lead) lead.terminate();
     helpers.forEach((w) => w.terminate());
     lead = null;
@@ -188,14 +189,19 @@
           problem(m.error ? 'Connection lost: ' + m.error : '', 'warn');
         }
         break;
+      case 'profile':
+        S.profile = { name: m.name, gflops: m.gflops, down_mbps: m.down_mbps, up_mbps: m.up_mbps, rtt_ms: m.rtt_ms, drop: m.drop };
+        ui.setText('f-profile', `${m.name} · ${m.gflops} GFLOPS · ${m.down_mbps}/${m.up_mbps} Mbit/s down/up · ${m.rtt_ms} ms`);
+        break;
       case 'transfer':
         if (m.what === 'slice') ui.setBar('b-slice', m.total ? m.done / m.total : null, `${ui.bytes(m.done)}${m.total ? ' of ' + ui.bytes(m.total) : ''}`);
         if (m.what === 'upload') ui.setBar('b-upload', m.done / m.total, `${ui.bytes(m.done)} of ${ui.bytes(m.total)}`);
         break;
       case 'stopped':
         S.stopped = { reason: m.reason, code: m.code || '', error: !!m.error };
-        setConn(m.code === 'run_end' ? 'run over' : 'stopped', m.error ? 'bad' : '');
-        ui.setText('headline', m.code === 'left' ? 'You left the run' : m.code === 'run_end' ? 'The run is over' : 'Stopped');
+        setConn(m.code === 'run_end' ? 'run over' : m.code === 'cannot_join' ? 'not joined' : 'stopped', m.error ? 'bad' : '');
+        ui.setText('headline', m.code === 'left' ? 'You left the run' : m.code === 'run_end' ? 'The run is over'
+          : m.code === 'cannot_join' ? 'Cannot join' : 'Stopped');
         ui.setText('subline', m.reason);
         if (m.error) problem(m.reason);
         ui.$('leave').textContent = 'Join again';
@@ -230,10 +236,34 @@
     setTimeout(poll, 3000);
   }
 
+  // emulated counts down the time an emulated device (?profile=) still
+  // takes for a step of the round: "emulating phone-low: 3.2 s of compute
+  // left". null stops it.
+  let emuTimer = null;
+  function emulated(e) {
+    clearInterval(emuTimer);
+    emuTimer = null;
+    S.emulating = null;
+    if (!e) return;
+    const end = Date.now() + e.wait_s * 1000;
+    const bar = { download: 'b-model', compute: 'b-train', upload: 'b-upload' }[e.phase];
+    const tick = () => {
+      const left = Math.max(0, (end - Date.now()) / 1000);
+      S.emulating = { profile: e.profile, phase: e.phase, left };
+      const text = `emulating ${e.profile}: ${left.toFixed(1)} s of ${e.phase} left`;
+      ui.setText('subline', text);
+      if (bar) ui.setBar(bar, e.phase === 'compute' ? 1 : null, text);
+      if (left <= 0) emulated(null);
+    };
+    tick();
+    if (S.emulating) emuTimer = setInterval(tick, 200);
+  }
+
   function onEvent(e) {
     S.events.push(e);
     if (S.events.length > 300) S.events.splice(0, 100);
     const r = e.round ? round(e.round) : null;
+    if (emuTimer && !['emulate', 'state', 'progress'].includes(e.type)) emulated(null);
     switch (e.type) {
       case 'state':
         S.state = e.state;
@@ -266,6 +296,9 @@
         break;
       case 'download':
         ui.setBar('b-model', 1, ui.bytes(e.bytes));
+        break;
+      case 'emulate':
+        emulated(e);
         break;
       case 'progress': {
         const f = ((e.epoch - 1) * e.batches + e.batch) / (e.epochs * e.batches);
