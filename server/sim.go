@@ -23,6 +23,7 @@ import (
 	"github.com/qflare/qflare/shared/adversary"
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/participant"
+	"github.com/qflare/qflare/shared/profile"
 )
 
 // simRound is one line of `sim --json`: Round is the model version an
@@ -86,6 +87,7 @@ type simFlags struct {
 	memEvery     int
 	clock        string
 	deadline     time.Duration
+	profiles     string
 }
 
 func (f *simFlags) register(fs *flag.FlagSet) {
@@ -136,6 +138,7 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Selection, "selection", "random", "client selection: random, deadline or utility (Oort-style)")
 	fs.Float64Var(&c.OverSelect, "over-select", 1, "sync: select this many times the clients a round needs, close at the needed count")
 	fs.DurationVar(&f.deadline, "deadline", 0, "round deadline (async: per task); 0 = none")
+	fs.StringVar(&f.profiles, "profiles", "", "device profiles of the virtual clients in proportions, e.g. phone-low:0.3,laptop:0.7 (profiles: "+strings.Join(profile.Names(), ", ")+"); --drop, when set, replaces their drop chance")
 	fs.StringVar(&f.clock, "clock", "real", "real, or virtual: device time is simulated (with --profiles), so a long heterogeneity study runs in minutes")
 }
 
@@ -210,7 +213,11 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, f.db)
+	var stOpts []store.Option
+	if clock != nil {
+		stOpts = append(stOpts, store.WithClock(clock.Now)) // the rows' times are virtual too
+	}
+	st, err := store.Open(ctx, f.db, stOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +264,19 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 			}
 		}
 	}
+	if f.profiles != "" {
+		mix, err := profile.ParseMix(f.profiles)
+		if err != nil {
+			return nil, fmt.Errorf("sim: --profiles: %w", err)
+		}
+		opt.Profiles = mix.Assign(joining, cfg.Seed)
+		if f.opt.DropProb > 0 {
+			for i := range opt.Profiles {
+				opt.Profiles[i].DropProb = f.opt.DropProb
+			}
+		}
+		fmt.Fprintf(stderr, "sim: device profiles %s\n", mix)
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var stalled error
@@ -272,14 +292,14 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 		}()
 		defer func() { cancel(); <-clockDone }()
 	}
-	wait := sim.Join(sctx, c, run, joining, opt)
-	defer wait()
-	stopping := false
-
 	realStart, start := time.Now(), time.Now()
 	if clock != nil {
 		start = clock.Now()
 	}
+	wait := sim.Join(sctx, c, run, joining, opt)
+	defer wait()
+	stopping := false
+
 	sum := &res.simSummary
 	sum.Target, sum.Run, sum.Mode = f.target, run.ID(), cfg.Mode
 	last := 0 // the last round reported

@@ -108,10 +108,14 @@ type Client struct {
 
 	items      <-chan item   // the current session's messages
 	readerDone chan struct{} // closed when the session's reader has stopped
-	// track counts work in flight on a virtual clock (nil otherwise);
-	// held is how many units the session's goroutine holds.
+	// Virtual-clock bookkeeping (vtime.go): track is nil on real time.
 	track link.Tracker
-	held  int
+	held  int // units the session's goroutine holds
+	vmu   sync.Mutex
+	// asleep: the session's goroutine waits on the clock; queued is how
+	// many units the messages queued for it hold.
+	asleep bool
+	queued int
 
 	// Cancelling training: read numbers each round_start it reads (starts,
 	// counted across sessions). The server ending that round, the run ending
@@ -207,69 +211,10 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	}
 }
 
-// settle ends a tracked session: the reader is stopped, what it queued and
-// will never be handled is released, and the caller holds one unit again.
-func (c *Client) settle(cancel context.CancelFunc, conn link.Conn) {
-	cancel()
-	conn.Close()
-	if c.readerDone != nil {
-		<-c.readerDone
-	}
-	for {
-		select {
-		case <-c.items:
-			c.track.Release()
-			continue
-		default:
-		}
-		break
-	}
-	for ; c.held > 1; c.held-- {
-		c.track.Release()
-	}
-	if c.held == 0 {
-		c.track.Hold()
-		c.held = 1
-	}
-}
-
-// idle gives up what the session's goroutine holds before it waits.
-func (c *Client) idle() {
-	for ; c.held > 0; c.held-- {
-		c.track.Release()
-	}
-}
-
-// sleep waits for d on the client's clock (a virtual one counts the wait
-// as no work).
-func (c *Client) sleep(ctx context.Context, d time.Duration) error {
-	if c.track == nil {
-		return c.opt.Clock.Sleep(ctx, d)
-	}
-	for ; c.held > 1; c.held-- {
-		c.track.Release()
-	}
-	if c.held == 0 {
-		c.track.Hold()
-	}
-	err := c.opt.Clock.Sleep(ctx, d) // gives up one unit and returns holding one
-	c.held = 1
-	return err
-}
-
 // next returns the session's next message, or the connection's error.
 func (c *Client) next(ctx context.Context) (item, error) {
 	if c.track != nil {
-		c.idle()
-		select {
-		case it := <-c.items:
-			c.held = 1 // the item's (see read)
-			return it, it.err
-		case <-ctx.Done():
-			c.track.Hold()
-			c.held = 1
-			return item{}, ctx.Err()
-		}
+		return c.nextTracked(ctx)
 	}
 	select {
 	case it := <-c.items:
@@ -284,49 +229,52 @@ func (c *Client) next(ctx context.Context) (item, error) {
 func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
 	defer close(c.readerDone)
 	defer link.Done(conn)
-	// hold and push hand an item to the session's goroutine with, on a
-	// virtual clock, a unit of work held for it (taken before anything
-	// that may wake that goroutine).
-	hold := func() {
+	// On a virtual clock a message is work to do now (a unit held for it,
+	// before anything that may wake the session's goroutine), unless the
+	// session's goroutine is asleep and the message does not wake it (see
+	// vtime.go).
+	push := func(it item, wakes bool) bool {
 		if c.track != nil {
-			c.track.Hold()
+			return c.pushTracked(ctx, items, it, wakes)
 		}
-	}
-	push := func(it item) bool {
 		select {
 		case items <- it:
 			return true
 		case <-ctx.Done():
-			if c.track != nil {
-				c.track.Release()
-			}
 			return false
 		}
 	}
 	for {
 		m, err := conn.Recv(ctx)
 		if err != nil {
-			hold()
+			c.holdFor(true)
 			c.cancelTraining(-1)
-			push(item{err: err})
+			push(item{err: err}, true)
 			return
 		}
 		if m.Binary {
-			hold()
-			if !push(item{frame: m.Data}) {
+			c.holdFor(false)
+			if !push(item{frame: m.Data}, false) {
 				return
 			}
 			continue
 		}
 		msg, err := wire.ParseMessage(m.Data, wire.MaxMessageBytes)
 		if err != nil {
-			hold()
+			c.holdFor(true)
 			c.cancelTraining(-1)
-			push(item{err: fmt.Errorf("participant: bad message from server: %w", err)})
+			push(item{err: fmt.Errorf("participant: bad message from server: %w", err)}, true)
 			return
 		}
-		hold()
 		var seq uint64
+		wakes := false
+		switch msg := msg.(type) {
+		case *wire.RoundEnd:
+			wakes = !msg.Async // an async step ends no task
+		case *wire.RunEnd, *wire.Bye:
+			wakes = true
+		}
+		c.holdFor(wakes)
 		switch msg := msg.(type) {
 		case *wire.RoundStart:
 			c.mu.Lock()
@@ -334,13 +282,13 @@ func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
 			seq, c.startRound = c.starts, msg.Round
 			c.mu.Unlock()
 		case *wire.RoundEnd:
-			if !msg.Async { // an async step ends no task
+			if wakes {
 				c.cancelTraining(msg.Round)
 			}
 		case *wire.RunEnd, *wire.Bye:
 			c.cancelTraining(-1)
 		}
-		if !push(item{msg: msg, seq: seq}) {
+		if !push(item{msg: msg, seq: seq}, wakes) {
 			return
 		}
 	}

@@ -43,6 +43,7 @@ type closeResult struct {
 	why       string
 	next      *version // the new global model; nil when the round failed
 	loss, acc float64
+	labelAcc  []float64 // test accuracy on each label
 	epsilon   *float64
 	metrics   map[string]float64
 	verdicts  []VerdictView
@@ -134,7 +135,8 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 		return res
 	}
 	start = time.Now()
-	loss, acc, err := sp.evaluate(ctx, next)
+	rep, err := sp.report(ctx, next)
+	loss, acc := rep.Loss, rep.Accuracy
 	r.c.deps.Observer.ObserveEvaluate(time.Since(start))
 	switch {
 	case ctx.Err() != nil:
@@ -152,6 +154,14 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 		res.epsilon = &ares.Epsilon
 	}
 	res.metrics["used"] = float64(ares.Used)
+	res.labelAcc = rep.LabelAccuracy()
+	for i, a := range res.labelAcc {
+		res.metrics[fmt.Sprintf("label_acc_%d", i)] = a
+	}
+	if o.received > 0 && sp.cfg.Async() {
+		res.metrics["mean_staleness"] = float64(o.staleSum) / float64(o.received)
+		res.metrics["max_staleness"] = float64(o.staleMax)
+	}
 	metrics, _ := json.Marshal(res.metrics)
 	verdicts := make([]store.Verdict, 0, len(ares.Verdicts))
 	for i, v := range ares.Verdicts {
@@ -278,7 +288,7 @@ func (r *Run) closed(ctx context.Context, res *closeResult) {
 	r.broadcast(end)
 	v := o.view(r.c.now())
 	v.ModelVersion, v.TestAccuracy, v.TestLoss, v.Epsilon, v.Metrics = res.next.v, res.acc, res.loss, res.epsilon, res.metrics
-	v.Verdicts, v.Why = res.verdicts, res.why
+	v.Verdicts, v.Why, v.LabelAccuracy = res.verdicts, res.why, res.labelAcc
 	r.publish(Event{Type: EvRoundEnded, Round: v})
 	if res.final {
 		st.status = StatusFinished

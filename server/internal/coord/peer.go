@@ -101,11 +101,12 @@ func (p *peer) send(m outMsg) {
 		p.mu.Unlock()
 		return
 	}
+	p.track.Hold() // until the writer has sent it
 	select {
 	case p.out <- m:
-		p.track.Hold() // until the writer has sent it
 		p.mu.Unlock()
 	default:
+		p.track.Release()
 		p.mu.Unlock()
 		p.closeWith(&wire.Bye{Reason: "too slow: the server's queue to this client is full"})
 	}

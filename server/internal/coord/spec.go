@@ -82,12 +82,18 @@ func newSpec(cfg Config, id, token string, created time.Time, deps *Deps) (*spec
 
 // evaluate measures weights w on the run's evaluation set, on all cores.
 func (sp *spec) evaluate(ctx context.Context, w []float32) (loss, acc float64, err error) {
+	r, err := sp.report(ctx, w)
+	return r.Loss, r.Accuracy, err
+}
+
+// report is evaluate with the accuracy on each label.
+func (sp *spec) report(ctx context.Context, w []float32) (nn.Report, error) {
 	m := *sp.evalModel // shares the immutable structure
 	m.Params = w
 	if err := ctx.Err(); err != nil {
-		return 0, 0, err
+		return nn.Report{}, err
 	}
-	return nn.Evaluate(&m, sp.evalSet, sp.evalWorkers)
+	return nn.EvaluateReport(&m, sp.evalSet, sp.evalWorkers)
 }
 
 func (sp *spec) fitBase() fl.FitConfig {
