@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +90,7 @@ type simFlags struct {
 	clock        string
 	deadline     time.Duration
 	profiles     string
+	slowLabels   string
 }
 
 func (f *simFlags) register(fs *flag.FlagSet) {
@@ -139,6 +142,7 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&c.OverSelect, "over-select", 1, "sync: select this many times the clients a round needs, close at the needed count")
 	fs.DurationVar(&f.deadline, "deadline", 0, "round deadline (async: per task); 0 = none")
 	fs.StringVar(&f.profiles, "profiles", "", "device profiles of the virtual clients in proportions, e.g. phone-low:0.3,laptop:0.7 (profiles: "+strings.Join(profile.Names(), ", ")+"); --drop, when set, replaces their drop chance")
+	fs.StringVar(&f.slowLabels, "slow-labels", "", "with --profiles: give the slowest devices to the clients whose data holds most of these labels, e.g. 0,1,2 (so that a bias against slow devices shows in those labels' accuracy)")
 	fs.StringVar(&f.clock, "clock", "real", "real, or virtual: device time is simulated (with --profiles), so a long heterogeneity study runs in minutes")
 }
 
@@ -270,6 +274,11 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 			return nil, fmt.Errorf("sim: --profiles: %w", err)
 		}
 		opt.Profiles = mix.Assign(joining, cfg.Seed)
+		if f.slowLabels != "" {
+			if err := slowestTo(opt.Profiles, run.SliceLabels(), f.slowLabels); err != nil {
+				return nil, err
+			}
+		}
 		if f.opt.DropProb > 0 {
 			for i := range opt.Profiles {
 				opt.Profiles[i].DropProb = f.opt.DropProb
@@ -398,6 +407,44 @@ func resync(ctx context.Context, st *store.Store, run string, last int, report f
 		if line.Round > last {
 			report(line)
 		}
+	}
+	return nil
+}
+
+// slowestTo reorders profiles (profile i goes to the client of slice i) so
+// that the slowest devices get the slices that hold the largest share of
+// the given labels.
+func slowestTo(profiles []profile.Profile, labels [][]int, list string) error {
+	var want []int
+	for _, v := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 || len(labels) == 0 || n >= len(labels[0]) {
+			return fmt.Errorf("sim: --slow-labels %q: want label numbers, e.g. 0,1,2", list)
+		}
+		want = append(want, n)
+	}
+	share := func(i int) float64 {
+		if i >= len(labels) {
+			return 0
+		}
+		total, in := 0, 0
+		for l, c := range labels[i] {
+			total += c
+			if slices.Contains(want, l) {
+				in += c
+			}
+		}
+		return float64(in) / float64(max(total, 1))
+	}
+	bySlice := make([]int, len(profiles))
+	for i := range bySlice {
+		bySlice[i] = i
+	}
+	slices.SortStableFunc(bySlice, func(a, b int) int { return cmp.Compare(share(b), share(a)) })
+	sorted := slices.Clone(profiles)
+	slices.SortStableFunc(sorted, func(a, b profile.Profile) int { return cmp.Compare(a.TrainGFLOPS, b.TrainGFLOPS) })
+	for rank, slice := range bySlice {
+		profiles[slice] = sorted[rank]
 	}
 	return nil
 }

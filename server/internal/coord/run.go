@@ -166,6 +166,9 @@ func (r *Run) Stop(ctx context.Context, reason string) error {
 	return err
 }
 
+// SliceLabels returns the label counts of each data slice, by slice index.
+func (r *Run) SliceLabels() [][]int { return r.sp.labels }
+
 // Slice returns client id's data slice.
 func (r *Run) Slice(id string) (*data.Set, error) {
 	v, ok := r.slices.Load(id)
