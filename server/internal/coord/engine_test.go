@@ -460,3 +460,32 @@ func TestStoreFailureRebuildsAggregate(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadlineAwareSelection: a client whose measured speed cannot finish
+// a round before the deadline (its last update came 90 s after its task,
+// the deadline is 60 s) is passed over in the next round; the others are
+// selected.
+func TestDeadlineAwareSelection(t *testing.T) {
+	e := newEngine(t)
+	run := e.run(coord.Config{Fraction: 1, StartClients: 3, MinClients: 2, Rounds: 5, Selection: coord.SelectDeadline,
+		RoundDeadline: coord.Duration(60 * time.Second)})
+	a, b, c := e.join(run, nil), e.join(run, nil), e.join(run, nil)
+	rsA, wA := a.task()
+	for _, cl := range []*client{b, c} {
+		rs, w := cl.task()
+		cl.update(rs, w)
+		expect[*wire.Accepted](cl)
+	}
+	e.clock.Advance(61 * time.Second) // the deadline: round 1 closes without a
+	e.waitRound(run, 1)
+	e.clock.Advance(29 * time.Second)
+	a.update(rsA, wA) // 90 s after its task
+	if rej := expect[*wire.Rejected](a); rej.Code != wire.CodeLate {
+		t.Fatalf("a's update after the deadline was answered %+v; want late", rej)
+	}
+	waitFor(t, "round 2", func() bool { return len(e.rounds(run)) == 2 })
+	sel := e.rounds(run)[1].Selected
+	if slices.Contains(sel, a.id()) || len(sel) != 2 {
+		t.Errorf("round 2 selected %v; want b and c, not a (measured 90 s against a 60 s deadline)", sel)
+	}
+}

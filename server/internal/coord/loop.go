@@ -475,7 +475,7 @@ func (r *Run) sendTask(o *round, cl *client) {
 	if cl.task == nil {
 		r.st.busy++
 	}
-	cl.task = t
+	cl.task, cl.last = t, t
 	rs := &wire.RoundStart{Round: o.n, ModelVersion: o.version(), Epochs: fit.Epochs, Batch: fit.Batch, LR: fit.LR,
 		Mu: fit.Mu, Seed: seed}
 	if !t.deadline.IsZero() {
@@ -526,6 +526,9 @@ func (r *Run) takeUpdate(p *peer, u *decoded) verdict {
 	st := r.st
 	cl := st.clients[p.clientID]
 	rec := u.record(r.sp.id, p.clientID, r.c.now())
+	if cl != nil {
+		r.measure(cl, u.h.Round, rec.ReceivedAt)
+	}
 	if cl == nil || cl.peer != p {
 		p.reject()
 		return verdict{rej: &rejection{code: wire.CodeLate, reason: "this connection was replaced by a newer one of the same client"}}
@@ -562,13 +565,6 @@ func (r *Run) accepted(p *peer, cl *client, u *decoded, rec *store.Update, agg f
 	p.task.Store(nil)
 	if t := cl.task; t != nil {
 		rec.TaskAt = t.sent
-		if d := rec.ReceivedAt.Sub(t.sent).Seconds(); d > 0 && cl.samples > 0 {
-			per := d / float64(cl.samples*r.sp.cfg.LocalEpochs)
-			if cl.secsPerSample > 0 {
-				per = (per + cl.secsPerSample) / 2
-			}
-			cl.secsPerSample = per
-		}
 	}
 	r.dropTask(cl)
 	rec.Accepted, rec.Blob, rec.Staleness, rec.Profile = true, u.payload, staleness, cl.profile
@@ -577,6 +573,26 @@ func (r *Run) accepted(p *peer, cl *client, u *decoded, rec *store.Update, agg f
 	cl.speed, cl.progress, cl.lastSeen, cl.dirty = u.h.SamplesPerS, nil, rec.ReceivedAt, true
 	cl.storing, cl.lastLoss = true, u.h.Loss
 	return verdict{agg: agg, rec: rec, scale: scale}
+}
+
+// measure keeps how long cl took for its last task, from the task's start
+// to the arrival of its update for it (accepted or not: a late update
+// shows a slow client too), per sample trained; selection reads it.
+func (r *Run) measure(cl *client, round int, at time.Time) {
+	t := cl.last
+	if t == nil || t.round != round || cl.samples == 0 {
+		return
+	}
+	d := at.Sub(t.sent).Seconds()
+	if d <= 0 {
+		return
+	}
+	per := d / float64(cl.samples*r.sp.cfg.LocalEpochs)
+	if cl.secsPerSample > 0 {
+		per = (per + cl.secsPerSample) / 2
+	}
+	cl.secsPerSample = per
+	cl.last = nil // measured once
 }
 
 // takeAsync decides on an update of an asynchronous run: it must answer

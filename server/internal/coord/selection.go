@@ -21,7 +21,7 @@ import (
 //     loss: data the model still gets wrong teaches it most) plus Oort's
 //     ageing term (a client unused for long gains utility), times a
 //     penalty (T/t)^2 when its measured task time t exceeds the preferred
-//     T (the deadline, or else the median of the measured times). Never
+//     T (the deadline, or else the lower quartile of the measured times). Never
 //     measured clients go first, a share explore of the picks is uniform,
 //     and the rest are drawn in proportion to utility, not taken top-k:
 //     a slow client's chance shrinks, but never to zero.
@@ -102,7 +102,9 @@ func (s selector) byUtility(st *state, cands []string, k, n int, rng *rand.Rand)
 	if len(out) == k || len(known) == 0 {
 		return out
 	}
-	// Preferred task time: the deadline, or the median measured time.
+	// Preferred task time: the deadline, or the lower quartile of the
+	// measured times (the median would fall among the slow clients of a
+	// population that is half slow).
 	pref := float64(time.Duration(s.cfg.RoundDeadline)) / float64(time.Second)
 	times := make([]float64, len(known))
 	for i, id := range known {
@@ -111,7 +113,7 @@ func (s selector) byUtility(st *state, cands []string, k, n int, rng *rand.Rand)
 	if pref == 0 {
 		sorted := slices.Clone(times)
 		slices.Sort(sorted)
-		pref = sorted[len(sorted)/2]
+		pref = sorted[len(sorted)/4]
 	}
 	util := make([]float64, len(known))
 	maxStat := 0.0

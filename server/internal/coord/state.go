@@ -63,8 +63,10 @@ type client struct {
 	dirty                     bool // telemetry changed since it was last written
 	profile                   string
 	samples                   int // its slice's size
-	// task is the work it holds (nil: none).
-	task *inflight
+	// task is the work it holds (nil: none); last is the last task it got,
+	// kept after it is over so that a late update still shows how long
+	// the client takes.
+	task, last *inflight
 	// storing: its accepted update is being stored; it gets no new task
 	// before it hears "accepted".
 	storing bool
