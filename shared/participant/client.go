@@ -104,7 +104,8 @@ type Client struct {
 	version int64     // version of global, 0 before the first model
 	rng     *rand.Rand
 
-	flopsPerSample float64 // the model's training FLOPs per sample (emulation)
+	flopsPerSample float64       // the model's training FLOPs per sample (emulation)
+	emulated       time.Duration // the emulated device's compute time of the round
 
 	items      <-chan item   // the current session's messages
 	readerDone chan struct{} // closed when the session's reader has stopped

@@ -267,7 +267,7 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart)
 		if err := c.wait(ctx, rs.Round, PhaseCompute, work-clock.Now().Sub(began)); err != nil {
 			return st, err
 		}
-		st.Duration = clock.Now().Sub(began) // the update reports the emulated device's speed
+		c.emulated = clock.Now().Sub(began) // train_ms reports the emulated device's time
 	}
 	c.tamper(rs.Seed)
 	return st, nil
@@ -303,6 +303,11 @@ func (c *Client) upload(ctx, rctx context.Context, conn link.Conn, rs *wire.Roun
 	h := &wire.FrameHeader{Kind: wire.KindUpdate, Run: c.welcome.Run.ID, Round: rs.Round, ModelVersion: c.version,
 		Codec: c.enc.Pipeline().String(), Params: len(c.local), Model: c.modelName, Samples: st.Samples / max(1, rs.Epochs),
 		Loss: finite(st.Loss), Accuracy: st.Accuracy, TrainMS: st.Duration.Milliseconds(), SamplesPerS: st.SamplesPerSecond()}
+	if c.opt.Profile != nil {
+		// The emulated device's compute time beside the speed really
+		// measured on this hardware.
+		h.TrainMS = c.emulated.Milliseconds()
+	}
 	frame, err := wire.AppendFrame(nil, h, payload)
 	if err != nil {
 		return err
