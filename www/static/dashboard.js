@@ -214,7 +214,7 @@
     document.querySelectorAll('#updates .round-k').forEach((e) => { e.textContent = D.async ? 'Step' : 'Round'; });
     charts();
     ui.$('config').replaceChildren(...facts.flatMap(([k, v]) => [ui.el('dt', { text: k }), ui.el('dd', { text: v })]));
-    const join = r.join_url ? location.origin + r.join_url : '';
+    const join = r.join_url ? new URL(r.join_url, location.origin).href : ''; // absolute (--public-url) or relative
     ui.setText('join-url', join || 'the join link is shown with the admin token');
     const qr = ui.$('qr');
     qr.replaceChildren();

@@ -41,6 +41,9 @@ func TestAsyncProfiles(t *testing.T) {
 	dash.waitFor("three live lanes on the dashboard, with tasks in flight",
 		`document.querySelectorAll('#lanes .lane[data-client]').length === 3 && document.querySelector('#lanes .task.open')`, 60*time.Second)
 	t.Logf("three tabs training %v after the test began", time.Since(start).Round(time.Millisecond))
+	if got := eval[string](dash, `document.getElementById('join-url').textContent`); got != join {
+		t.Errorf("the dashboard's join link (and QR code) = %q; want %q", got, join)
+	}
 	waitUntil(t, "the run's end", 90*time.Second, func() bool { return e.runStatus(run) == "finished" })
 	t.Logf("%d steps in %v since the test began", steps, time.Since(start).Round(time.Millisecond))
 
