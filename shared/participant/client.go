@@ -335,10 +335,10 @@ func (c *Client) handle(ctx context.Context, conn link.Conn, it item) error {
 		}
 		return c.round(ctx, conn, m, it.seq)
 	case *wire.Accepted:
-		c.emit(Event{Type: EventAccepted, Round: m.Round, Bytes: m.Bytes})
+		c.emit(Event{Type: EventAccepted, Round: m.Round, Bytes: m.Bytes, Staleness: m.Staleness})
 		c.state(StateWaiting, m.Round)
 	case *wire.RoundEnd:
-		c.emit(Event{Type: EventRoundEnd, Round: m.Round, TestAccuracy: m.TestAccuracy, TestLoss: m.TestLoss})
+		c.emit(Event{Type: EventRoundEnd, Round: m.Round, TestAccuracy: m.TestAccuracy, TestLoss: m.TestLoss, ModelVersion: m.ModelVersion})
 	case *wire.RunEnd:
 		c.state(StateDone, 0)
 		c.emit(Event{Type: EventRunEnd, Message: m.Reason, TestAccuracy: m.FinalAccuracy})

@@ -84,7 +84,7 @@ func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 	defer c.between()
 	began := c.opt.Clock.Now()
 	c.state(StateDownloading, rs.Round)
-	c.emit(Event{Type: EventRoundStart, Round: rs.Round})
+	c.emit(Event{Type: EventRoundStart, Round: rs.Round, ModelVersion: rs.ModelVersion})
 	it, err := c.next(ctx)
 	if err != nil {
 		return err
