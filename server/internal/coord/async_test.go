@@ -109,6 +109,9 @@ func TestAsyncBufferedSteps(t *testing.T) {
 	ups := e.updates(run, 2)
 	stale := 0
 	for _, u := range ups {
+		if u.BytesDown <= 0 {
+			t.Errorf("update %d records %d model bytes sent for its task; want the model's size", u.ID, u.BytesDown)
+		}
 		if u.ClientID == b.id() {
 			stale = u.Staleness
 			if u.BaseVersion != 0 {

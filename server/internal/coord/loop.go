@@ -484,7 +484,7 @@ func (r *Run) sendTask(o *round, cl *client) {
 	cl.peer.task.Store(&task{round: o.n, version: o.version(), base: o.base.w})
 	cl.peer.lastTask.Store(int64(o.n))
 	cl.peer.sendMsg(rs)
-	counts := []*atomic.Int64{&cl.down, &o.bytesDown}
+	counts := []*atomic.Int64{&cl.down, &o.bytesDown, &t.down}
 	if s := o.seat(cl.id); s != nil {
 		counts = append(counts, &s.sent)
 	}
@@ -565,6 +565,9 @@ func (r *Run) accepted(p *peer, cl *client, u *decoded, rec *store.Update, agg f
 	p.task.Store(nil)
 	if t := cl.task; t != nil {
 		rec.TaskAt = t.sent
+		if rec.BytesDown == 0 {
+			rec.BytesDown = int(t.down.Load()) // async: the task's model
+		}
 	}
 	r.dropTask(cl)
 	rec.Accepted, rec.Blob, rec.Staleness, rec.Profile = true, u.payload, staleness, cl.profile

@@ -85,6 +85,7 @@ type inflight struct {
 	version  int64
 	sent     time.Time
 	deadline time.Time
+	down     atomic.Int64 // model bytes sent for it
 }
 
 // secretOK reports whether secret is the client's (in constant time).
