@@ -43,7 +43,9 @@ func heteroFlags(t *testing.T, extra ...string) *simFlags {
 	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
 	var f simFlags
 	f.register(fs)
-	args := append([]string{"--clients", "60", "--eval-limit", "1000", "--clock", "virtual",
+	// 30 clients of 200 samples each (300 slices, 30 join): cheap even
+	// under the race detector.
+	args := append([]string{"--model", "mlp:32", "--clients", "300", "--join", "30", "--eval-limit", "1000", "--clock", "virtual",
 		"--profiles", "phone-low:0.3,laptop:0.7"}, extra...)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
@@ -58,7 +60,7 @@ func heteroFlags(t *testing.T, extra ...string) *simFlags {
 func TestSimAsyncSlowDevicesAreStaler(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	f := heteroFlags(t, "--mode", "async", "--buffer", "5", "--concurrency", "20", "--rounds", "12")
+	f := heteroFlags(t, "--mode", "async", "--buffer", "5", "--concurrency", "10", "--rounds", "12")
 	res, err := simulate(ctx, f, io.Discard, func(simRound) {})
 	if err != nil {
 		t.Fatal(err)
