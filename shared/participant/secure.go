@@ -161,7 +161,7 @@ func (c *Client) secureRound(ctx context.Context, conn link.Conn, rs *wire.Round
 	defer c.between()
 	info := c.welcome.Run.SecureAgg
 	c.state(StateDownloading, rs.Round)
-	c.emit(Event{Type: EventRoundStart, Round: rs.Round})
+	c.emit(Event{Type: EventRoundStart, Round: rs.Round, ModelVersion: rs.ModelVersion})
 	drop := dropNone
 	if c.opt.DropProb > 0 && c.rng.Float64() < c.opt.DropProb {
 		drop = dropBeforeKeys + c.rng.IntN(4)
@@ -278,7 +278,9 @@ func (c *Client) secureMask(ctx context.Context, conn link.Conn, sa *secagg.Clie
 	if drop == dropWhileTraining {
 		c.dropTraining = true
 	}
-	st, err := c.train(ctx, conn, rs, seq)
+	rctx, release := c.roundContext(ctx, rs, seq)
+	st, err := c.train(rctx, conn, rs)
+	release()
 	c.dropTraining = false
 	switch {
 	case errors.Is(err, errDropped):

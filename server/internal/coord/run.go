@@ -32,13 +32,15 @@ type Run struct {
 	c      *Coordinator
 	sp     *spec
 	policy Policy
-	models *models
-	hub    *hub
-	done   chan struct{}
-	view   atomic.Pointer[RunView]
-	slices sync.Map  // client id → slice index, for the slice handler
-	deltas sync.Pool // *[]float32 decode buffers of the model's size
-	st     *state    // the loop's
+	// staleness weighs async updates by how stale they are.
+	staleness Staleness
+	models    *models
+	hub       *hub
+	done      chan struct{}
+	view      atomic.Pointer[RunView]
+	slices    sync.Map  // client id → slice index, for the slice handler
+	deltas    sync.Pool // *[]float32 decode buffers of the model's size
+	st        *state    // the loop's
 	// closers counts the goroutines aggregating a round off the loop; the
 	// loop waits for them before it ends.
 	closers sync.WaitGroup
@@ -62,6 +64,7 @@ func (r *Run) post(ev event) error {
 		return fmt.Errorf("%w: run %s", ErrNotRunning, r.sp.id)
 	}
 	r.mailbox = append(r.mailbox, ev)
+	r.c.track.Hold() // until the loop has handled it
 	r.mbMu.Unlock()
 	select {
 	case r.mbWake <- struct{}{}:
@@ -70,8 +73,12 @@ func (r *Run) post(ev event) error {
 	return nil
 }
 
-// take waits for the loop's next events.
-func (r *Run) take(ctx context.Context) []event {
+// take waits for the loop's next events; done is how many events the loop
+// finished handling since the last take.
+func (r *Run) take(ctx context.Context, done int) []event {
+	for range done {
+		r.c.track.Release()
+	}
 	for {
 		r.mbMu.Lock()
 		evs := r.mailbox
@@ -92,6 +99,9 @@ func (r *Run) take(ctx context.Context) []event {
 func (r *Run) closeMailbox() {
 	r.mbMu.Lock()
 	r.mbClosed = true
+	for range r.mailbox {
+		r.c.track.Release()
+	}
 	r.mailbox = nil
 	r.mbMu.Unlock()
 }
@@ -155,6 +165,9 @@ func (r *Run) Stop(ctx context.Context, reason string) error {
 	}
 	return err
 }
+
+// SliceLabels returns the label counts of each data slice, by slice index.
+func (r *Run) SliceLabels() [][]int { return r.sp.labels }
 
 // Slice returns client id's data slice.
 func (r *Run) Slice(id string) (*data.Set, error) {

@@ -111,7 +111,7 @@ type SecurePolicy struct {
 }
 
 // Name returns "sync".
-func (SecurePolicy) Name() string { return "sync" }
+func (SecurePolicy) Name() string { return ModeSync }
 
 // Open selects as SyncPolicy does, once at least two clients are there.
 func (p SecurePolicy) Open(st *state, n int, now time.Time) ([]string, int, bool) {
@@ -319,8 +319,16 @@ func (r *Run) sendSecure(s *secRound, i int, frame []byte) {
 // secureFrame handles a secure aggregation frame a session read: a masked
 // input is checked against the client's task, judged by the loop, folded
 // into the round's sum and recorded; the other messages go to the loop.
-func (r *Run) secureFrame(ctx context.Context, p *peer, frame []byte) error {
+func (r *Run) secureFrame(ctx context.Context, p *peer, msg link.Message) error {
+	frame := msg.Data
 	m, err := wire.ParseSecAgg(frame, wire.SecAggLimits{MaxMembers: wire.MaxSecAggMembers, MaxValues: r.sp.numParams + 1})
+	mi, masked := m.(*wire.SAMasked)
+	if err != nil || masked {
+		// A masked input's values are copied out of the frame; the other
+		// messages' keys and envelopes alias it, and the loop relays them
+		// later, so their frames are not handed back.
+		msg.Release()
+	}
 	if err == nil && r.sp.cfg.SecureAgg == nil {
 		err = errors.New("this run does not aggregate securely")
 	}
@@ -329,8 +337,7 @@ func (r *Run) secureFrame(ctx context.Context, p *peer, frame []byte) error {
 		p.reject()
 		return nil
 	}
-	mi, ok := m.(*wire.SAMasked)
-	if !ok {
+	if !masked {
 		return r.post(evSecure{p: p, m: m, size: len(frame)})
 	}
 	rec := &store.Update{RunID: r.sp.id, Round: mi.Round, ClientID: p.clientID, ReceivedAt: r.c.now(), Bytes: len(frame),

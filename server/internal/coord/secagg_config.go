@@ -103,6 +103,9 @@ func (c *Config) validateSecure(bad func(string, ...any)) {
 	if c.OverSelect > 1 {
 		bad("secure_agg: over_select does not apply: a secure round needs the masked inputs of the members it started with")
 	}
+	if c.Async() {
+		bad("secure_agg: mode async is not supported: FedBuff folds each update as it arrives, from clients on different model versions, but masks cancel only in the sum of a round whose members were fixed together; use mode sync")
+	}
 }
 
 // secureInfo is what a client learns of the run's secure aggregation.

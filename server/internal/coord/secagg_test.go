@@ -342,7 +342,8 @@ func TestSecurePhaseTimeout(t *testing.T) {
 }
 
 // TestSecureRefusesIndividualUpdates: configurations that need individual
-// updates are refused with a clear error.
+// updates (or, for FedBuff, updates folded one by one across model
+// versions) are refused with a clear error.
 func TestSecureRefusesIndividualUpdates(t *testing.T) {
 	for _, c := range []struct {
 		name string
@@ -358,6 +359,7 @@ func TestSecureRefusesIndividualUpdates(t *testing.T) {
 		{"graph", func(c *coord.Config) { c.SecureAgg.Graph = "k:3" }, "even"},
 		{"bits", func(c *coord.Config) { c.SecureAgg.Bits = 16 }, "bits"},
 		{"over-select", func(c *coord.Config) { c.OverSelect = 1.5 }, "over_select"},
+		{"async", func(c *coord.Config) { c.Mode, c.Buffer = coord.ModeAsync, 2 }, "mode async is not supported"},
 	} {
 		cfg := coord.Config{Model: "mlp:4", Clients: 10, SecureAgg: &coord.SecureAggSettings{}}
 		c.set(&cfg)

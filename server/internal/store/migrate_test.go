@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ncruces/go-sqlite3/vfs/memdb"
 )
@@ -61,7 +62,7 @@ func TestMigrateFromV1(t *testing.T) {
 	if err != nil || v != SchemaVersion {
 		t.Fatalf("user_version after Open = %d, %v; want %d", v, err, SchemaVersion)
 	}
-	for _, index := range []string{"updates_by_round", "updates_one_accepted"} {
+	for _, index := range []string{"updates_by_round", "updates_by_run"} {
 		var n int
 		if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?`, index).Scan(&n); err != nil || n != 1 {
 			t.Errorf("index %q: count %d, %v; want 1", index, n, err)
@@ -75,9 +76,49 @@ func TestMigrateFromV1(t *testing.T) {
 	if err != nil || len(pending) != 1 || !bytes.Equal(pending[0].Blob, []byte{1, 2}) {
 		t.Errorf("PendingUpdates after migration = %+v, %v; want the one old accepted update", pending, err)
 	}
-	// Version 2's unique index now guards the old data.
-	_, err = s.AddUpdate(ctx, &Update{RunID: "r1", Round: 1, ClientID: "c1", Accepted: true})
-	wantErr(t, "AddUpdate(second accepted c1)", err, ErrDuplicate)
+	// Version 4 columns read back on old rows with their defaults, and new
+	// rows keep what they are given.
+	if pending[0].Staleness != 0 || !pending[0].TaskAt.IsZero() || pending[0].Profile != "" {
+		t.Errorf("an old row after migration = %+v; want staleness 0, no task time, no profile", pending[0])
+	}
+	taskAt := time.UnixMilli(5000)
+	if _, err = s.AddUpdate(ctx, &Update{RunID: "r1", Round: 1, ClientID: "c1", Accepted: true, Staleness: 3, TaskAt: taskAt, Profile: "phone-low"}); err != nil {
+		t.Fatal(err)
+	}
+	pending, err = s.PendingUpdates(ctx, "r1", 1)
+	if err != nil || len(pending) != 2 || pending[1].Staleness != 3 || !pending[1].TaskAt.Equal(taskAt) || pending[1].Profile != "phone-low" {
+		t.Errorf("PendingUpdates = %+v, %v; want the new row with staleness 3, its task time and profile", pending, err)
+	}
+}
+
+// TestMigrateFromV4 opens a database that schema 4 left (before key
+// exchanges were recorded): its clients keep what they had and read back
+// with no key exchange until a connection records one.
+func TestMigrateFromV4(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := tempDB(t)
+	old := rawDB(t, "file:"+path)
+	mustExec(t, old, migrations[:4]...)
+	mustExec(t, old, `PRAGMA user_version = 4`,
+		`INSERT INTO runs (id, name, created_at) VALUES ('r1', 'old run', 1000)`,
+		`INSERT INTO clients (run_id, id, kind, slice_index, samples, first_seen, last_seen, profile)
+		 VALUES ('r1', 'c1', 'browser', 0, 600, 1000, 2000, 'laptop')`)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openPath(t, path)
+	c, err := s.Client(ctx, "r1", "c1")
+	if err != nil || c.Profile != "laptop" || c.Samples != 600 || c.KeyExchange != "" {
+		t.Fatalf("Client(%q) after migration = %+v, %v; want profile laptop, 600 samples, no key exchange", "c1", c, err)
+	}
+	if err := s.SaveClientStats(ctx, "r1", []ClientStats{{ID: "c1", KeyExchange: "X25519MLKEM768"}}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = s.Client(ctx, "r1", "c1"); err != nil || c.KeyExchange != "X25519MLKEM768" || c.Profile != "laptop" {
+		t.Errorf("Client(%q) after SaveClientStats = %+v, %v; want key exchange X25519MLKEM768, profile laptop", "c1", c, err)
+	}
 }
 
 func TestOpenNewerVersionRefused(t *testing.T) {
