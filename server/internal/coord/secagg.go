@@ -430,6 +430,7 @@ func (r *Run) takeMasked(o *round, s *secRound, cl *client, ev evSecure, idx int
 	rec := &store.Update{RunID: r.sp.id, Round: mi.Round, ClientID: cl.id, ReceivedAt: r.c.now(), Bytes: ev.size,
 		Codec: "secagg", BaseVersion: int(mi.ModelVersion), Loss: mi.Loss, Accuracy: mi.Accuracy, TrainMS: mi.TrainMS,
 		SamplesPerS: mi.SamplesPerS}
+	r.measure(cl, mi.Round, rec.ReceivedAt) // selection's speed, as for a plain update
 	var rej *rejection
 	switch {
 	case !member || s.phase != secMasked || !s.srv.MayMask(idx):
@@ -443,11 +444,17 @@ func (r *Run) takeMasked(o *round, s *secRound, cl *client, ev evSecure, idx int
 	}
 	s.srv.Masked(idx)
 	o.accept(cl.id)
+	// The client's task is done, as in accepted (loop.go).
 	ev.p.task.Store(nil)
-	rec.Accepted, rec.BytesDown = true, int(o.seat(cl.id).sent.Load())
+	if t := cl.task; t != nil {
+		rec.TaskAt = t.sent
+	}
+	r.dropTask(cl)
+	rec.Accepted, rec.BytesDown, rec.Profile = true, int(o.seat(cl.id).sent.Load()), cl.profile
 	cl.updates++
 	cl.bytesUp += int64(ev.size)
 	cl.speed, cl.progress, cl.lastSeen, cl.dirty = mi.SamplesPerS, nil, rec.ReceivedAt, true
+	cl.storing, cl.lastLoss = true, mi.Loss
 	return secVerdict{sum: s.sum, rec: rec}
 }
 

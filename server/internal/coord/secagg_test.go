@@ -275,6 +275,18 @@ func TestSecureRoundExact(t *testing.T) {
 			if int(metrics["secagg_survivors"]) != len(survivors) {
 				t.Errorf("metrics %v; want %d survivors", metrics, len(survivors))
 			}
+			// Each masked input is recorded as a task answered (for
+			// selection), and only as metadata.
+			ups, err := e.st.Updates(e.ctx, run.ID(), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range ups {
+				if u.Accepted && (u.TaskAt.IsZero() || u.Codec != "secagg" || len(u.Blob) != 0) {
+					t.Errorf("stored masked input of %s: task at %v, codec %q, %d payload bytes; want its task time, secagg, none",
+						u.ClientID, u.TaskAt, u.Codec, len(u.Blob))
+				}
+			}
 			want := expectedModel(t, ms[0].base, survivors, int(metrics["secagg_exponent"]), ms[0].welcome.Run.SecureAgg.MaxWeight)
 			got := e.storedModel(run, 1)
 			for i := range want {
