@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/qflare/qflare/server/internal/coord"
 )
 
 // secaggLine is one line of `study secagg --json`: what a secure round
@@ -66,6 +68,12 @@ func studySecAgg(ctx context.Context, f *simFlags, sizes, graphs []string, asJSO
 		g := *f
 		g.cfg.Clients, g.cfg.Fraction, g.perRound, g.join = n, 1, 0, 0
 		g.secure.Graph = ""
+		if g.secure.PhaseTimeout == 0 {
+			// A thousand members' crypto on two cores outlasts the default
+			// phase timeout; a virtual member that leaves closes its
+			// connection, so the phases never wait on it for nothing.
+			g.secure.PhaseTimeout = coord.Duration(time.Hour)
+		}
 		// Plain runs before and after the secure ones, averaged: the
 		// machine's load drifts.
 		var plain []*simResult

@@ -171,6 +171,11 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.secure.Graph, "secure-agg", "", "aggregate securely (the server learns only the sum): complete, or k:K for a SecAgg+ K-regular graph")
 	fs.Float64Var(&f.secure.Threshold, "secure-threshold", 0, "with --secure-agg: fraction of a member's share holders needed (default 2/3)")
 	fs.Float64Var(&f.secure.Clip, "secure-clip", 0, "with --secure-agg: clip of each update coordinate (default 1)")
+	fs.Func("secure-phase-timeout", "with --secure-agg: how long the key, share and unmask phases wait (default 30s; up to 1h)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		f.secure.PhaseTimeout = coord.Duration(d)
+		return err
+	})
 }
 
 // simResult is what a simulation produced, for studies.
