@@ -26,7 +26,7 @@ import (
 // second or two in a tab; every connected tab takes part in every round.
 func demoConfig() coord.Config {
 	return coord.Config{Name: "demo: mnist-2nn on MNIST", Model: "mnist-2nn", Dataset: "mnist", Partition: "iid",
-		Clients: 100, Rounds: 200, Fraction: 1, MinClients: 1, LocalEpochs: 1, Batch: 10, LR: 0.05,
+		Clients: 100, Rounds: 200, Fraction: 1, MinClients: 1, LocalEpochs: 1, // batch and lr: the model's defaults
 		RoundDeadline: coord.Duration(60 * time.Second), EvalLimit: 2000, Seed: 1, Public: true}
 }
 

@@ -42,3 +42,11 @@ func ExampleTrainer_Step() {
 	// Output:
 	// true 2
 }
+
+// Each model has a default learning rate and batch size.
+func ExampleDefaultsFor() {
+	d := nn.DefaultsFor("mnist-2nn")
+	fmt.Println(d.LR, d.Batch)
+	// Output:
+	// 0.05 10
+}

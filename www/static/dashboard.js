@@ -326,9 +326,24 @@
     });
   }
 
+  // The form leaves batch and learning rate empty unless a person types one:
+  // the server then uses the model's defaults, which its placeholders show.
+  async function formDefaults() {
+    const models = (await api('GET', '/api/info')).models || {};
+    const f = ui.$('run-form').elements;
+    const show = () => {
+      const d = models[f.model.value];
+      f.batch.placeholder = d ? `${d.batch} (the model's default)` : "model's default";
+      f.lr.placeholder = d ? `${d.lr} (the model's default)` : "model's default";
+    };
+    f.model.addEventListener('change', show);
+    show();
+  }
+
   async function main() {
     ui.$('need-token').classList.toggle('hidden', !!token());
     controls();
+    formDefaults().catch((e) => problem(e.message));
     accChart = ui.chart(ui.$('acc-chart'), {
       series: [{ label: 'accuracy', fmt: (v) => ui.pct(v) }, { label: 'loss', scale: 'loss', fmt: (v) => v.toFixed(3) }],
       scales: { y: { range: [0, 1], fmt: (v) => Math.round(v * 100) + '%', label: 'accuracy' }, loss: { label: 'loss' } },

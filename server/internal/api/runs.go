@@ -13,6 +13,7 @@ import (
 
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/shared/nn"
 )
 
 // maxBody caps request bodies.
@@ -74,7 +75,10 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 	resp := struct {
 		Server    string  `json:"server"`
 		PublicRun *public `json:"public_run"`
-	}{Server: "qflare"}
+		// Models lists the built-in models with their default learning
+		// rate and batch size, for forms that leave them to the server.
+		Models map[string]nn.Defaults `json:"models"`
+	}{Server: "qflare", Models: nn.AllDefaults()}
 	var newest *coord.Run
 	for _, run := range s.c.Runs() {
 		v := run.View()
