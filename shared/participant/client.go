@@ -59,6 +59,10 @@ type Options struct {
 	Seed uint64
 	// ProgressEvery is how often progress goes to the server (default 1s).
 	ProgressEvery time.Duration
+	// Yield, when set, is called between batches of the work the client
+	// does itself outside Trainer.Train (checking the trained model), so a
+	// single-threaded host can let its event loop run.
+	Yield func()
 	// Events, when set, receives every Event synchronously.
 	Events func(Event)
 	// Log receives diagnostics (default: discarded).
@@ -75,6 +79,7 @@ type Client struct {
 	set     *data.Set
 	model   *nn.Model
 	trainer Trainer
+	guard   *guard // checks that training did not make the model worse
 	enc     *wire.Encoder
 	global  []float32 // the global model as last received
 	local   []float32

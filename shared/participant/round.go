@@ -52,6 +52,7 @@ func (c *Client) join(ctx context.Context, w *wire.Welcome) error {
 		return err
 	}
 	c.model, c.trainer = m, tr
+	c.guard = newGuard(m, c.set, c.opt.Yield)
 	c.enc = wire.NewEncoder(p, m.TensorShapes(), w.Run.Seed)
 	c.global = make([]float32, m.NumParams())
 	c.local = make([]float32, m.NumParams())
@@ -77,7 +78,10 @@ func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 	c.emit(Event{Type: EventDownload, Round: rs.Round, Bytes: len(it.frame)})
 
 	st, err := c.train(ctx, conn, rs, seq)
+	var worse *worseError
 	switch {
+	case errors.As(err, &worse):
+		return c.decline(ctx, conn, rs.Round, worse.Error())
 	case errors.Is(err, errDropped):
 		return err
 	case ctx.Err() != nil:
@@ -190,10 +194,16 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 	if dropped {
 		return st, errDropped
 	}
-	if err == nil {
-		c.tamper(rs.Seed)
+	if err != nil {
+		return st, err
 	}
-	return st, err
+	if c.opt.Attack.IsNone() { // an attacker sends what it likes
+		if err := c.guard.check(c.global, c.local); err != nil {
+			return st, err
+		}
+	}
+	c.tamper(rs.Seed)
+	return st, tctx.Err()
 }
 
 // tamper applies the configured attack to the trained update.
