@@ -18,34 +18,45 @@ const (
 	guardBatch   = 32
 )
 
-// worseError reports that local training made the model worse on the
-// client's own data: the client declines the round with this reason instead
-// of uploading.
+// guardStep is how far along its update the guard moves the received model
+// before comparing losses: a client's share of a FedAvg step among ten
+// clients of equal weight (C=0.1 of 100).
+const guardStep = 0.1
+
+// worseError reports that local training produced an update that makes the
+// model worse on the client's own data: the client declines the round with
+// this reason instead of uploading.
 type worseError struct {
-	before, after float64
-	samples       int
+	before, step float64
+	samples      int
 }
 
 func (e *worseError) Error() string {
-	if math.IsNaN(e.after) || math.IsInf(e.after, 0) {
-		return fmt.Sprintf("training diverged: the trained model's loss on this client's data is not finite (it was %.4g before training, on %d samples)",
+	if math.IsNaN(e.step) || math.IsInf(e.step, 0) {
+		return fmt.Sprintf("training diverged: the update's loss on this client's data is not finite (%.4g before training, on %d samples)",
 			e.before, e.samples)
 	}
-	return fmt.Sprintf("local training made the model worse on this client's data: mean loss %.4g before training, %.4g after (on %d samples)",
-		e.before, e.after, e.samples)
+	return fmt.Sprintf("local training's update makes the model worse on this client's data: mean loss %.4g for the received model, %.4g a tenth of the way along the update (on %d samples)",
+		e.before, e.step, e.samples)
 }
 
-// guard checks that local training did not make the model worse: it
-// compares the mean loss of the received model and of the trained one on
-// the same samples of the client's own data. Training minimises exactly
-// this loss, so a trained model that is worse on it has diverged or
-// oscillated (a learning rate too large for the model), whatever the data's
-// distribution. A guard is not safe for concurrent use.
+// guard checks that an update helps the client's own objective: it compares
+// the mean loss of the received model w and of w + guardStep·(trained − w)
+// on the same samples of the client's data. A higher loss there means the
+// update does not point downhill for the very loss the training minimised:
+// the steps diverged or collapsed the network (a learning rate too large for
+// the model). The trained model itself is not compared: with a constant
+// learning rate and small batches the last SGD iterate is often worse than
+// the received average (mnist-2nn, lr 0.1, IID: 65 of 310 updates) while
+// its direction still helps, and declining those only wastes the clients'
+// work (31 rounds to 97% with or without them). A guard is not safe for
+// concurrent use.
 type guard struct {
 	set   *data.Set
 	idx   []int
 	m     nn.Model // shares the client model's layers; Params is the vector under test
 	ev    *nn.Evaluator
+	mix   []float32
 	yield func()
 }
 
@@ -53,7 +64,7 @@ type guard struct {
 // nil, is called between batches.
 func newGuard(m *nn.Model, set *data.Set, yield func()) *guard {
 	n := min(set.Len(), guardSamples)
-	g := &guard{set: set, idx: make([]int, n), m: *m, yield: yield}
+	g := &guard{set: set, idx: make([]int, n), m: *m, mix: make([]float32, len(m.Params)), yield: yield}
 	for i := range g.idx {
 		g.idx[i] = i * set.Len() / n
 	}
@@ -61,30 +72,34 @@ func newGuard(m *nn.Model, set *data.Set, yield func()) *guard {
 	return g
 }
 
-// check returns a *worseError when trained has a higher (or a non-finite)
-// mean loss than received on the guard's samples. A received model whose
-// loss is not finite cannot be made worse: any finite result passes.
+// check returns a *worseError when a step along trained − received raises
+// the mean loss on the guard's samples, or makes it non-finite. A received
+// model whose loss is not finite cannot be made worse: any finite result
+// passes.
 func (g *guard) check(received, trained []float32) error {
+	if len(received) != len(g.mix) || len(trained) != len(g.mix) {
+		return fmt.Errorf("participant: guard: model has %d parameters, got %d and %d", len(g.mix), len(received), len(trained))
+	}
 	before, err := g.loss(received)
 	if err != nil {
 		return err
 	}
-	after, err := g.loss(trained)
+	for i, w := range received {
+		g.mix[i] = w + guardStep*(trained[i]-w)
+	}
+	step, err := g.loss(g.mix)
 	if err != nil {
 		return err
 	}
 	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
-	if !finite(after) || (finite(before) && after > before) {
-		return &worseError{before: before, after: after, samples: len(g.idx)}
+	if !finite(step) || (finite(before) && step > before) {
+		return &worseError{before: before, step: step, samples: len(g.idx)}
 	}
 	return nil
 }
 
 // loss returns the mean loss of the parameters params on the guard's samples.
 func (g *guard) loss(params []float32) (float64, error) {
-	if len(params) != len(g.m.Params) {
-		return 0, fmt.Errorf("participant: guard: model has %d parameters, got %d", len(g.m.Params), len(params))
-	}
 	g.m.Params = params
 	var sum float64
 	for i := 0; i < len(g.idx); i += guardBatch {
