@@ -15,10 +15,15 @@ type Defaults struct {
 // modelDefaults holds the defaults of the built-in models; "mlp:..." models
 // take mnist-2nn's.
 var modelDefaults = map[string]Defaults{
-	"mnist-2nn":   {LR: 0.05, Batch: 10},
-	"mnist-cnn":   {LR: 0.05, Batch: 10},
-	"mnist-net":   {LR: 0.05, Batch: 10},
-	"cifar10-cnn": {LR: 0.05, Batch: 10}, // mnist-cnn's structure; not measured (no CIFAR-10 here)
+	// 31 rounds to 97% (IID, E=1), 163 on shards:2; 44 IID at lr 0.05.
+	"mnist-2nn": {LR: 0.1, Batch: 10},
+	// 99% in 19 rounds (IID, E=5), 0.9444 after round 1.
+	"mnist-cnn": {LR: 0.1, Batch: 10},
+	// One probe only (600 images, one epoch, seed 1): 0.6775 at 0.05,
+	// 0.6226 at 0.1; no federated run.
+	"mnist-net": {LR: 0.05, Batch: 10},
+	// mnist-cnn's structure; not measured (no CIFAR-10 here).
+	"cifar10-cnn": {LR: 0.1, Batch: 10},
 }
 
 // DefaultsFor returns the defaults of the named model: a built-in name or an

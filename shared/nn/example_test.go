@@ -45,8 +45,8 @@ func ExampleTrainer_Step() {
 
 // Each model has a default learning rate and batch size.
 func ExampleDefaultsFor() {
-	d := nn.DefaultsFor("mnist-2nn")
+	d := nn.DefaultsFor("mnist-cnn")
 	fmt.Println(d.LR, d.Batch)
 	// Output:
-	// 0.05 10
+	// 0.1 10
 }
