@@ -161,6 +161,7 @@ func (l *lead) options() (participant.Options, error) {
 			Platform: clip(dev.Get("platform").String(), 64), Cores: min(dev.Get("cores").Int(), 1024),
 			MemoryGB: dev.Get("memory_gb").Float(), Workers: 1 + len(l.ports)},
 		Events:   l.event,
+		Yield:    new(yielder).maybe,
 		Slowdown: min(max(jsFloat(b.Get("slowdown")), 1), 100),
 		NewTrainer: func(m *nn.Model, set *data.Set) (participant.Trainer, error) {
 			if l.trainer != nil {

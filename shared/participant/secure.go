@@ -282,9 +282,18 @@ func (c *Client) secureMask(ctx context.Context, conn link.Conn, sa *secagg.Clie
 	st, err := c.train(rctx, conn, rs)
 	release()
 	c.dropTraining = false
+	worse := (*worseError)(nil)
 	switch {
 	case errors.Is(err, errDropped):
 		return err
+	case errors.As(err, &worse):
+		// The guard (guard.go): no masked input. The round goes on without
+		// it, as for a member that left before masking: the others reveal
+		// this member's key root and its pair masks are removed.
+		if err := c.decline(ctx, conn, rs.Round, clipReason(worse.Error())); err != nil {
+			return err
+		}
+		return errSecureOver
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

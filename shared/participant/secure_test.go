@@ -78,15 +78,23 @@ func newPeers(t *testing.T) *peers {
 // participant's input), or the participant's decline.
 func secureRound(t *testing.T, srv *server, p *peers, round int, swap func(*wire.SARoster)) ([]uint32, *wire.Decline) {
 	t.Helper()
-	m := newModel(t)
+	rs := &wire.RoundStart{Round: round, ModelVersion: int64(round), Epochs: 1, Batch: 5, LR: 0.1, Seed: 3}
+	return secureRoundFrom(t, srv, p, rs, newModel(t).Params, swap)
+}
+
+// secureRoundFrom is secureRound with the given round start and global
+// model.
+func secureRoundFrom(t *testing.T, srv *server, p *peers, rs *wire.RoundStart, global []float32, swap func(*wire.SARoster)) ([]uint32, *wire.Decline) {
+	t.Helper()
+	m, round := newModel(t), rs.Round
 	r := secagg.Round{Run: "run-1", Round: round, Length: len(m.Params) + 1, Threshold: 0.6, Clip: 1, MaxWeight: 30}
 	sa := secagg.NewServer(r)
-	srv.send(&wire.RoundStart{Round: round, ModelVersion: int64(round), Epochs: 1, Batch: 5, LR: 0.1, Seed: 3})
+	srv.send(rs)
 	keys, d := nextSA(srv)
 	if d != nil {
 		return nil, d
 	}
-	srv.model(wire.KindModel, round, int64(round), m.Params, nil, m.TensorShapes(), "float32+zstd")
+	srv.model(wire.KindModel, round, rs.ModelVersion, global, nil, m.TensorShapes(), "float32+zstd")
 	if err := sa.AddKeys("c-1", keys.(*wire.SAKeys)); err != nil {
 		t.Fatal(err)
 	}
@@ -299,5 +307,37 @@ func TestSecureSwappedKeyDeclined(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSecureWorseTrainingDeclines: in a secure round, a member whose local
+// training makes the model worse on its own data (the guard) sends no
+// masked input: it declines the round after sharing, saying why, and goes
+// on to the next round.
+func TestSecureWorseTrainingDeclines(t *testing.T) {
+	set := noisySet()
+	m := newModel(t)
+	good := trainedOn(t, m, set)
+	rs := &wire.RoundStart{Round: 1, ModelVersion: 1, Epochs: 1, Batch: 1, LR: 1, Seed: 3}
+	// The scenario must be real: the same training, done here, is worse.
+	before, after := lossBeforeAfter(t, m, set, good, participant.RoundConfig{Epochs: rs.Epochs, Batch: rs.Batch, LR: rs.LR, Seed: rs.Seed})
+	if !(after > before) {
+		t.Fatalf("training at lr %g takes the loss from %g to %g; the test needs a higher loss", rs.LR, before, after)
+	}
+	srv, _, done := start(t, participant.Options{Data: set})
+	srv.recv()
+	srv.send(secureWelcome())
+	p := newPeers(t)
+	x, d := secureRoundFrom(t, srv, p, rs, good, nil)
+	if d == nil || d.Round != 1 || !strings.Contains(d.Reason, "worse") {
+		t.Fatalf("round 1 with training that makes the model worse: input %d values, decline %+v; want a decline saying so", len(x), d)
+	}
+	// It takes part in the next round as usual.
+	if _, d := secureRound(t, srv, p, 2, nil); d != nil {
+		t.Fatalf("round 2: the participant declined: %s", d.Reason)
+	}
+	srv.send(&wire.RunEnd{Reason: "done"})
+	if err := <-done; !errors.Is(err, participant.ErrRunEnded) {
+		t.Errorf("Session = %v; want ErrRunEnded", err)
 	}
 }

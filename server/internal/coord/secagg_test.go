@@ -48,6 +48,9 @@ type member struct {
 	input  []uint32 // its quantized input, unmasked
 	drop   int
 	silent bool // at its drop phase it stays connected and says nothing
+	// declines: at its drop phase it stays connected and declines the
+	// round (as a participant whose training the guard refused does).
+	declines bool
 }
 
 // sendSA writes a secure aggregation message.
@@ -124,7 +127,11 @@ func secureRound(t *testing.T, e *engine, run *coord.Run, ms []*member, seed uin
 	live := func(phase int) []*member {
 		var l []*member
 		for _, m := range ms {
-			if m.drop == phase && !m.silent {
+			switch {
+			case m.drop != phase || m.silent:
+			case m.declines:
+				m.send(&wire.Decline{Round: m.rs.Round, Reason: "local training made the model worse"})
+			default:
 				m.close()
 			}
 			if m.drop == stayAll || m.drop > phase {
@@ -229,23 +236,30 @@ func (e *engine) storedModel(run *coord.Run, version int) []float32 {
 // TestSecureRoundExact: a secure round's model is bit for bit the model of
 // the plain sum of the survivors' quantized inputs, with no dropouts and
 // with 10% and 30% of the members dropping at each phase; the complete
-// graph and k:4.
+// graph and k:4; and with members that decline after sharing instead of
+// masking.
 func TestSecureRoundExact(t *testing.T) {
 	const n = 10
 	type scenario struct {
-		graph string
-		drops int
-		phase int
+		graph    string
+		drops    int
+		phase    int
+		declines bool
 	}
-	cases := []scenario{{"complete", 0, stayAll}, {"k:4", 0, stayAll}}
+	cases := []scenario{{"complete", 0, stayAll, false}, {"k:4", 0, stayAll, false}}
 	for _, drops := range []int{1, 3} {
 		for phase := dropAtKeys; phase <= dropAtUnmask; phase++ {
-			cases = append(cases, scenario{"complete", drops, phase})
+			cases = append(cases, scenario{"complete", drops, phase, false})
 		}
 	}
-	cases = append(cases, scenario{"k:4", 1, dropAtMasked}, scenario{"k:6", 1, dropAtShares})
+	cases = append(cases, scenario{"k:4", 1, dropAtMasked, false}, scenario{"k:6", 1, dropAtShares, false},
+		scenario{"complete", 3, dropAtMasked, true}, scenario{"k:4", 1, dropAtMasked, true})
 	for _, c := range cases {
-		t.Run(fmt.Sprintf("%s/%d%%/phase%d", c.graph, 100*c.drops/n, c.phase), func(t *testing.T) {
+		name := fmt.Sprintf("%s/%d%%/phase%d", c.graph, 100*c.drops/n, c.phase)
+		if c.declines {
+			name += "/declined"
+		}
+		t.Run(name, func(t *testing.T) {
 			e := newEngine(t)
 			run := e.run(secureConfig(n, c.graph, 0.6))
 			ms := make([]*member, n)
@@ -253,7 +267,7 @@ func TestSecureRoundExact(t *testing.T) {
 				ms[i] = &member{client: e.join(run, nil)}
 			}
 			for _, i := range rand.New(rand.NewPCG(uint64(c.phase), uint64(c.drops))).Perm(n)[:c.drops] {
-				ms[i].drop = c.phase
+				ms[i].drop, ms[i].declines = c.phase, c.declines
 			}
 			if !secureRound(t, e, run, ms, uint64(c.phase)) {
 				t.Fatalf("round 1 failed: %s", e.waitRound(run, 1).Error)
