@@ -371,7 +371,7 @@ func (r *Run) secureFrame(ctx context.Context, p *peer, msg link.Message) error 
 	if _, err := r.c.deps.Store.AddUpdate(keep, v.rec); err != nil {
 		r.c.deps.Log.Error("recording a masked input", "run", r.sp.id, "client", p.clientID, "err", err)
 	}
-	return r.post(evFolded{p: p, round: mi.Round, rec: v.rec})
+	return r.post(evFolded{p: p, round: mi.Round, task: mi.Round, rec: v.rec})
 }
 
 // secureEvent takes a client's secure aggregation message on the loop.

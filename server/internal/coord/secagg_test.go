@@ -172,7 +172,9 @@ func secureRound(t *testing.T, e *engine, run *coord.Run, ms []*member, seed uin
 			t.Fatal(err)
 		}
 		m.sendSA(&wire.SAMasked{Round: m.rs.Round, ModelVersion: m.rs.ModelVersion, Values: y})
-		expect[*wire.Accepted](m.client)
+		if acc := expect[*wire.Accepted](m.client); acc.Round != m.rs.Round {
+			t.Errorf("masked input for round %d: accepted for round %d", m.rs.Round, acc.Round)
+		}
 	}
 	for _, m := range live(dropAtUnmask) {
 		req, ok := nextSA[*wire.SAUnmask](m)
