@@ -153,7 +153,7 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.db, "db", store.MemoryPath, "SQLite database to record the run in (default in memory)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "dataset folder (default: MNIST from the GoMNIST module)")
 	fs.IntVar(&f.opt.Parallel, "parallel", 0, "clients training at once (default: one per core)")
-	fs.Float64Var(&f.opt.DropProb, "drop", 0, "chance per round that a client drops its connection mid-training")
+	fs.Float64Var(&f.opt.DropProb, "drop", 0, "chance per round that a client drops its connection mid-training (with --secure-agg: at one of the four phases, chosen at random)")
 	fs.BoolVar(&f.verbose, "v", false, "log the coordinator's events to stderr")
 	fs.IntVar(&f.memEvery, "mem-every", 0, "every N rounds, print the process's live Go heap and RSS (a soak check; 0 = never)")
 	fs.StringVar(&c.Mode, "mode", "sync", "sync (rounds) or async (FedBuff: a server step every --buffer updates)")

@@ -110,3 +110,50 @@ func TestSimVirtualIsRepeatable(t *testing.T) {
 		}
 	}
 }
+
+// TestSimSecureAgg: `sim --secure-agg k:4 --drop F --json` runs secure
+// rounds with members dropping at any phase; every round line says how its
+// secure round went, and the summary carries secure_agg (threshold, graph,
+// dropped members, aborted rounds and a member's costs) beside the usual
+// fields.
+func TestSimSecureAgg(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	args := []string{"--model", "mlp:32", "--clients", "300", "--join", "12", "--fraction", "1", "--rounds", "3",
+		"--eval-limit", "1000", "--seed", "3", "--secure-agg", "k:4", "--drop", "0.25", "--json"}
+	if err := runSim(ctx, args, &out, io.Discard); err != nil {
+		t.Fatalf("sim %s: %v", strings.Join(args, " "), err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var sum simSummary
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
+		t.Fatalf("summary line %q: %v", lines[len(lines)-1], err)
+	}
+	sa := sum.SecureAgg
+	if sa == nil || sa.Graph != "k:4" || sa.Threshold < 0.66 || sa.Threshold > 0.67 {
+		t.Fatalf("summary %s; want secure_agg with graph k:4 and threshold 2/3", lines[len(lines)-1])
+	}
+	const params = 784*32 + 32 + 32*10 + 10
+	if sa.Dropped == 0 || sa.ClientMS <= 0 || sa.BytesUp < 4*params || sa.BytesDown <= 0 {
+		t.Errorf("secure_agg %+v; want members dropped (--drop 0.25 over 3 rounds of 12), and a member's time and bytes (a masked input alone is %d bytes)", *sa, 4*params)
+	}
+	aborted, dropped := 0, 0
+	for _, l := range lines[:len(lines)-1] {
+		var r simRound
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("round line %q: %v", l, err)
+		}
+		switch {
+		case strings.Contains(r.Failed, "secure aggregation aborted"):
+			aborted++
+		case r.Secure == nil:
+			t.Errorf("round line %s carries no secure view", l)
+		default:
+			dropped += r.Secure.Dropped
+		}
+	}
+	if aborted != sa.Aborted || dropped > sa.Dropped || sum.Rounds+aborted < 3 {
+		t.Errorf("round lines: %d aborted, %d dropped; summary %+v over %d rounds", aborted, dropped, *sa, sum.Rounds)
+	}
+}
