@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 	"unicode/utf8"
 
@@ -114,13 +115,25 @@ type SecurePolicy struct {
 func (SecurePolicy) Name() string { return ModeSync }
 
 // Open selects as SyncPolicy does, once at least two clients are there.
+// When passing over the clients that keep missing rounds leaves fewer than
+// the two a secure sum needs, it picks two or more among all the connected
+// clients instead: waiting would not help, since the clients are passed
+// over for a number of rounds and no round would open (after an aborted
+// round, every member counts a miss).
 func (p SecurePolicy) Open(st *state, n int, now time.Time) ([]string, int, bool) {
 	if st.online < 2 {
 		return nil, 0, false
 	}
 	sel, _, ok := p.SyncPolicy.Open(st, n, now)
-	if !ok || len(sel) < 2 {
+	if !ok {
 		return nil, 0, false
+	}
+	if len(sel) < 2 {
+		ids := st.connected()
+		rng := rand.New(rand.NewPCG(p.cfg.Seed, uint64(n)))
+		rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		sel = ids[:max(2, len(sel))]
+		st.inSliceOrder(sel)
 	}
 	return sel[:min(len(sel), wire.MaxSecAggMembers)], 0, true
 }

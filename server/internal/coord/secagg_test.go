@@ -594,3 +594,45 @@ func f32bytes(v []float32) []byte {
 	}
 	return b
 }
+
+// TestSecureRoundAfterAbortOpens: after a round that aborts, its members
+// count a miss and are passed over for a while; when that leaves a single
+// eligible client, the next secure round still opens, with two or more
+// members among the connected clients, instead of waiting for ever (the
+// passing over counts in rounds, and no round would open).
+func TestSecureRoundAfterAbortOpens(t *testing.T) {
+	e := newEngine(t)
+	cfg := secureConfig(3, "complete", 0.6)
+	cfg.ClientsPerRound, cfg.MinClients = 2, 1
+	run := e.run(cfg)
+	cs := make([]*client, 3)
+	for i := range cs {
+		cs[i] = e.join(run, nil)
+	}
+	// Round 1: the two members advertise keys and then say nothing, so the
+	// share phase times out below the threshold.
+	waitFor(t, "round 1 to start", func() bool { v := run.View(); return v.Open != nil && v.Open.Round == 1 })
+	var members []*member
+	for _, c := range cs {
+		if slices.Contains(run.View().Open.Selected, c.id()) {
+			members = append(members, &member{client: c, drop: dropAtShares, silent: true})
+		}
+	}
+	if len(members) != 2 {
+		t.Fatalf("round 1 selected %d clients; want 2", len(members))
+	}
+	secureRound(t, e, run, members, 1)
+	waitFor(t, "the roster", func() bool {
+		v := run.View()
+		return v.Open != nil && v.Open.Secure != nil && v.Open.Secure.Phase == "shares"
+	})
+	time.Sleep(50 * time.Millisecond)
+	e.clock.Advance(2 * time.Minute)
+	if r1 := e.waitRound(run, 1); r1.Status != store.RoundFailed {
+		t.Fatalf("round 1 is %s (%q); want failed below the threshold", r1.Status, r1.Error)
+	}
+	waitFor(t, "round 2 to open with two members", func() bool {
+		v := run.View()
+		return v.Open != nil && v.Open.Round == 2 && len(v.Open.Selected) >= 2
+	})
+}
