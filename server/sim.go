@@ -32,8 +32,11 @@ import (
 // aggregated round produced (the number of rounds that produced a model so
 // far), or the failed round's number.
 type simRound struct {
-	Round        int `json:"round"`
-	version      int64
+	Round   int `json:"round"`
+	version int64
+	// engine is the engine's round number: Round is the model version for
+	// an aggregated round, so after failed rounds the two part ways.
+	engine       int
 	TestAccuracy float64  `json:"test_accuracy"`
 	TestLoss     float64  `json:"test_loss"`
 	BytesUp      int64    `json:"bytes_up"`
@@ -352,12 +355,12 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 
 	sum := &res.simSummary
 	sum.Target, sum.Run, sum.Mode = f.target, run.ID(), cfg.Mode
-	last := 0 // the last round reported
+	last := 0 // the last engine round reported
 	report := func(line simRound) {
-		if line.Round <= last {
+		if line.engine <= last {
 			return
 		}
-		last = line.Round
+		last = line.engine
 		if clock != nil && !line.endedAt.IsZero() {
 			v := math.Round(line.endedAt.Sub(start).Seconds()*1000) / 1000
 			line.VirtualSeconds = &v
@@ -420,7 +423,7 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 
 // roundLine is a round_ended event as a line of sim --json.
 func roundLine(rv *coord.RoundView) simRound {
-	line := simRound{Round: rv.Round, version: rv.ModelVersion, TestAccuracy: rv.TestAccuracy, TestLoss: rv.TestLoss,
+	line := simRound{Round: rv.Round, engine: rv.Round, version: rv.ModelVersion, TestAccuracy: rv.TestAccuracy, TestLoss: rv.TestLoss,
 		BytesUp: rv.BytesUp, BytesDown: rv.BytesDown, Seconds: rv.Seconds, Selected: len(rv.Selected),
 		Accepted: rv.Accepted, Epsilon: rv.Epsilon, Failed: rv.Failed, MeanStaleness: rv.MeanStaleness,
 		LabelAccuracy: rv.LabelAccuracy, Secure: rv.Secure}
@@ -441,14 +444,14 @@ func resync(ctx context.Context, st *store.Store, run string, last int, report f
 		if sr.Status == store.RoundOpen {
 			continue
 		}
-		line := simRound{Round: sr.Round, version: int64(sr.ModelVersion), TestAccuracy: sr.TestAccuracy, TestLoss: sr.TestLoss,
+		line := simRound{Round: sr.Round, engine: sr.Round, version: int64(sr.ModelVersion), TestAccuracy: sr.TestAccuracy, TestLoss: sr.TestLoss,
 			BytesUp: sr.BytesUp, BytesDown: sr.BytesDown, Seconds: sr.FinishedAt.Sub(sr.StartedAt).Seconds(),
 			Selected: sr.NSelected, Accepted: sr.NAccepted, Epsilon: sr.Epsilon, Failed: sr.Error, endedAt: sr.FinishedAt,
 			LabelAccuracy: labelAccuracy(sr.Metrics)}
 		if sr.Status == store.RoundAggregated {
 			line.Round = sr.ModelVersion
 		}
-		if line.Round > last {
+		if sr.Round > last {
 			report(line)
 		}
 	}
