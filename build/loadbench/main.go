@@ -10,9 +10,14 @@
 //
 // limit_updates_per_s is the rate at which this process decodes and folds
 // the same updates on all cores, measured in the same run: the limit of
-// the machine. Progress goes to stderr.
+// the machine. The load generator runs on the same cores as the server,
+// and other work on the machine takes its share too, so a load line also
+// says where the CPU went over the measured rounds: server_cpu_share and
+// generator_cpu_share (of all cores), load_avg, and the comparison that
+// neither changes, updates_per_server_cpu_s against
+// limit_updates_per_cpu_s (cpu_ratio_to_limit). Progress goes to stderr.
 //
-//	go run ./build/loadbench [-clients 1000] [-rounds 6] [-idle 10000] [-soak 0]
+//	go run ./build/loadbench [-clients 1000] [-rounds 6] [-idle 10000] [-soak 0] [-pprof DIR]
 package main
 
 import (
@@ -36,6 +41,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -54,6 +60,7 @@ var (
 	quick    = flag.Bool("quick", false, "a small run of everything, to check the harness")
 	attach   = flag.String("server", "", "drive this running server (base URL) instead of starting one; its admin token comes from -admin-token")
 	pid      = flag.Int("pid", 0, "with -server: the server's process id, for memory figures")
+	profDir  = flag.String("pprof", "", "write the server's profiles to this `DIR`: CPU over the measured load rounds, heap and goroutines with the idle sockets held")
 	adminTok = "loadbench-admin"
 	out      = json.NewEncoder(os.Stdout)
 )
@@ -208,6 +215,31 @@ func (s *server) heapMB() float64 {
 	return 0
 }
 
+// profile saves what the server answers at path (an admin URL such as
+// "/debug/pprof/heap" or "/debug/pprof/profile?seconds=5") under -pprof as
+// name; a no-op without it.
+func (s *server) profile(path, name string) {
+	if *profDir == "" {
+		return
+	}
+	req, _ := http.NewRequest("GET", s.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+adminTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		logf("profile %s: %v", path, err)
+		return
+	}
+	defer resp.Body.Close()
+	os.MkdirAll(*profDir, 0o755)
+	f, err := os.Create(filepath.Join(*profDir, name))
+	if err != nil {
+		logf("profile %s: %v", path, err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
+}
+
 // createRun creates a run and returns its id and join token.
 func (s *server) createRun(cfg map[string]any) (id, token string, err error) {
 	b, _ := json.Marshal(cfg)
@@ -231,6 +263,10 @@ func (s *server) createRun(cfg map[string]any) (id, token string, err error) {
 	_, token, _ = strings.Cut(r.JoinURL, "token=")
 	return r.RunID, token, nil
 }
+
+// cpuProfileSeconds is how long the server's CPU is profiled (with -pprof)
+// from the start of the measured rounds; give -rounds enough to cover it.
+const cpuProfileSeconds = 5
 
 // payloads pre-encodes k distinct valid updates of the model with the
 // codec: weights near a fixed random model (the server decodes weights and
@@ -262,7 +298,9 @@ func payloads(model string, codec string, k int) (shapes [][]int, out [][]byte, 
 
 // limitRate decodes and folds the payloads on all cores for about two
 // seconds and returns updates per second: the machine's limit.
-func limitRate(shapes [][]int, codec string, pays [][]byte) float64 {
+// It also returns the rate per CPU-second, which other work on the machine
+// does not change.
+func limitRate(shapes [][]int, codec string, pays [][]byte) (perS, perCPUS float64) {
 	p, _ := wire.ParsePipeline(codec)
 	n := 0
 	for _, s := range shapes {
@@ -276,7 +314,7 @@ func limitRate(shapes [][]int, codec string, pays [][]byte) float64 {
 	var done atomic.Int64
 	stop := time.Now().Add(2 * time.Second)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), selfCPU()
 	base := make([]float32, n)
 	for g := range runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
@@ -298,7 +336,48 @@ func limitRate(shapes [][]int, codec string, pays [][]byte) float64 {
 		})
 	}
 	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds()
+	secs, cpu := time.Since(start).Seconds(), selfCPU()-cpu0
+	return float64(done.Load()) / secs, float64(done.Load()) / cpu
+}
+
+// selfCPU is this process's CPU time (user and system) in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// cpu is the server's CPU time (user and system) in seconds (0 when
+// unknown).
+func (s *server) cpu() float64 {
+	if s.cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command's closing parenthesis; utime and stime are
+	// the 14th and 15th of the line, in clock ticks (100 a second on Linux).
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
+// loadAvg is the machine's one-minute load average, as /proc/loadavg says.
+func loadAvg() float64 {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // loader is one load client: a WebSocket that answers every task with a
@@ -450,7 +529,7 @@ func loadRun(bin, dir, model string) error {
 		params += k
 	}
 	logf("%s: measuring the machine's decode+fold limit", model)
-	limit := limitRate(shapes, *codec, pays)
+	limit, limitCPU := limitRate(shapes, *codec, pays)
 	srv, err := startServer(bin, dir, "load-"+strings.ReplaceAll(model, ":", "-"))
 	if err != nil {
 		return err
@@ -476,7 +555,30 @@ func loadRun(bin, dir, model string) error {
 	for _, l := range ls {
 		wg.Go(func() { l.serve(st) })
 	}
+	// The CPU both processes spend over the measured rounds, read when
+	// round 1 and round R end.
+	var cpuServer, cpuGen [2]float64
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for i, n := range []int{1, *rounds} {
+			for {
+				st.mu.Lock()
+				_, ok := st.ends[n]
+				st.mu.Unlock()
+				if ok {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			cpuServer[i], cpuGen[i] = srv.cpu(), selfCPU()
+			if i == 0 {
+				go srv.profile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", cpuProfileSeconds), "cpu-"+strings.ReplaceAll(model, ":", "-")+".pb.gz")
+			}
+		}
+	}()
 	wg.Wait()
+	<-watched
 	for _, l := range ls {
 		l.conn.Close()
 	}
@@ -501,10 +603,16 @@ func loadRun(bin, dir, model string) error {
 		return fmt.Errorf("%s: no measured rounds completed (accepted %d)", model, accepted)
 	}
 	rate := float64(accepted) / secs
+	cores := float64(runtime.NumCPU())
+	srvCPU, genCPU := cpuServer[1]-cpuServer[0], cpuGen[1]-cpuGen[0]
 	out.Encode(map[string]any{"what": "load", "model": model, "codec": *codec, "clients": *clients,
 		"rounds": *rounds - 1, "updates_per_s": round1(rate), "limit_updates_per_s": round1(limit),
 		"ratio_to_limit": round3(rate / limit), "mb_per_s": round1(float64(bytesUp) / secs / 1e6),
-		"round_close_ms": median(closes), "round_open_ms": median(opens), "round_ingest_ms": median(ingests),
+		"cores": cores, "load_avg": loadAvg(),
+		"server_cpu_share": round3(srvCPU / secs / cores), "generator_cpu_share": round3(genCPU / secs / cores),
+		"updates_per_server_cpu_s": round1(float64(accepted) / srvCPU), "limit_updates_per_cpu_s": round1(limitCPU),
+		"cpu_ratio_to_limit": round3(float64(accepted) / srvCPU / limitCPU), "round_close_ms": median(closes),
+		"round_open_ms": median(opens), "round_ingest_ms": median(ingests),
 		"round_ms": round1(secs * 1000 / float64(*rounds-1)), "rss_mb": round1(peak),
 		"update_bytes": len(pays[0])})
 	return nil
@@ -586,6 +694,9 @@ func idleRun(bin, dir string) error {
 	}
 	time.Sleep(5 * time.Second)
 	after, _ := srv.rssMB()
+	srv.profile("/debug/pprof/heap", "idle-heap.pb.gz")
+	srv.profile("/debug/pprof/goroutine?debug=1", "idle-goroutines.txt")
+	srv.profile("/metrics", "idle-metrics.txt")
 	with, err := measure("with idle sockets", 10)
 	if err != nil {
 		return err
