@@ -111,8 +111,8 @@ bench-load:
 # (E=5; about an hour here) and 200 rounds of serve under load. Live heap and
 # RSS as JSON lines every few rounds.
 bench-soak:
-	$(GO) run ./server sim --model mnist-2nn --clients 100 --fraction 0.1 --epochs 1 --batch 10 --rounds 500 --eval-limit 2000 --mem-every 25 --json | grep '"mem"'
-	$(GO) run ./server sim --model mnist-cnn --clients 100 --fraction 0.1 --epochs 5 --batch 10 --lr 0.05 --rounds 30 --eval-limit 2000 --mem-every 3 --json | grep '"mem"'
+	$(GO) run ./server sim --model mnist-2nn --clients 100 --fraction 0.1 --epochs 1 --rounds 500 --eval-limit 2000 --mem-every 25 --json | grep '"mem"'
+	$(GO) run ./server sim --model mnist-cnn --clients 100 --fraction 0.1 --epochs 5 --rounds 30 --eval-limit 2000 --mem-every 3 --json | grep '"mem"'
 	$(GO) run ./build/loadbench -models none -idle 0 -soak 200
 
 bench-workers:
