@@ -9,15 +9,16 @@
 //	{"what":"soak","round":...,"heap_mb":...,"rss_mb":...}   (with -soak N)
 //
 // limit_updates_per_s is the rate at which this process decodes and folds
-// the same updates on all cores, measured in the same run: the limit of
-// the machine. The load generator runs on the same cores as the server,
+// the same updates on all cores, measured in the same run (before and after
+// the load, averaged; limit_before_after gives both): the limit of the
+// machine. The load generator runs on the same cores as the server,
 // and other work on the machine takes its share too, so a load line also
 // says where the CPU went over the measured rounds: server_cpu_share and
 // generator_cpu_share (of all cores), load_avg, and the comparison that
 // neither changes, updates_per_server_cpu_s against
 // limit_updates_per_cpu_s (cpu_ratio_to_limit). Progress goes to stderr.
 //
-//	go run ./build/loadbench [-clients 1000] [-rounds 6] [-idle 10000] [-soak 0] [-pprof DIR]
+//	go run ./build/loadbench [-clients 1000] [-rounds 6] [-idle 10000] [-soak 0] [-pprof DIR] [-bin FILE]
 package main
 
 import (
@@ -60,6 +61,7 @@ var (
 	quick    = flag.Bool("quick", false, "a small run of everything, to check the harness")
 	attach   = flag.String("server", "", "drive this running server (base URL) instead of starting one; its admin token comes from -admin-token")
 	pid      = flag.Int("pid", 0, "with -server: the server's process id, for memory figures")
+	binPath  = flag.String("bin", "", "run this server binary instead of building ./server (to compare two builds under the same generator)")
 	profDir  = flag.String("pprof", "", "write the server's profiles to this `DIR`: CPU over the measured load rounds, heap and goroutines with the idle sockets held")
 	adminTok = "loadbench-admin"
 	out      = json.NewEncoder(os.Stdout)
@@ -84,7 +86,9 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "qflare")
-	if *attach == "" {
+	if *binPath != "" {
+		bin = *binPath
+	} else if *attach == "" {
 		logf("building the server")
 		build := exec.Command("go", "build", "-o", bin, "./server")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -157,9 +161,10 @@ func startServer(bin, dir, name string) (*server, error) {
 	return nil, fmt.Errorf("the server did not start (see %s)", logFile.Name())
 }
 
+// stop ends the server (once; a no-op when attached).
 func (s *server) stop() {
 	if s.done == nil {
-		return // attached
+		return
 	}
 	s.cmd.Process.Signal(os.Interrupt)
 	select {
@@ -167,6 +172,7 @@ func (s *server) stop() {
 	case <-time.After(20 * time.Second):
 		s.cmd.Process.Kill()
 	}
+	s.done = nil
 }
 
 // rssMB reads the server's resident set (current and peak) in MB.
@@ -529,7 +535,7 @@ func loadRun(bin, dir, model string) error {
 		params += k
 	}
 	logf("%s: measuring the machine's decode+fold limit", model)
-	limit, limitCPU := limitRate(shapes, *codec, pays)
+	limit0, limitCPU0 := limitRate(shapes, *codec, pays)
 	srv, err := startServer(bin, dir, "load-"+strings.ReplaceAll(model, ":", "-"))
 	if err != nil {
 		return err
@@ -583,6 +589,12 @@ func loadRun(bin, dir, model string) error {
 		l.conn.Close()
 	}
 	_, peak := srv.rssMB()
+	// Other work on the machine comes and goes: the limit is measured again
+	// after the load, and the two are averaged.
+	srv.stop()
+	logf("%s: measuring the limit again", model)
+	limit1, limitCPU1 := limitRate(shapes, *codec, pays)
+	limit, limitCPU := (limit0+limit1)/2, (limitCPU0+limitCPU1)/2
 	// Measured: rounds 2..R, from the end of round 1 to the end of round R.
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -607,8 +619,8 @@ func loadRun(bin, dir, model string) error {
 	srvCPU, genCPU := cpuServer[1]-cpuServer[0], cpuGen[1]-cpuGen[0]
 	out.Encode(map[string]any{"what": "load", "model": model, "codec": *codec, "clients": *clients,
 		"rounds": *rounds - 1, "updates_per_s": round1(rate), "limit_updates_per_s": round1(limit),
-		"ratio_to_limit": round3(rate / limit), "mb_per_s": round1(float64(bytesUp) / secs / 1e6),
-		"cores": cores, "load_avg": loadAvg(),
+		"ratio_to_limit": round3(rate / limit), "limit_before_after": []float64{round1(limit0), round1(limit1)},
+		"mb_per_s": round1(float64(bytesUp) / secs / 1e6), "cores": cores, "load_avg": loadAvg(),
 		"server_cpu_share": round3(srvCPU / secs / cores), "generator_cpu_share": round3(genCPU / secs / cores),
 		"updates_per_server_cpu_s": round1(float64(accepted) / srvCPU), "limit_updates_per_cpu_s": round1(limitCPU),
 		"cpu_ratio_to_limit": round3(float64(accepted) / srvCPU / limitCPU), "round_close_ms": median(closes),
