@@ -224,6 +224,7 @@ type Close struct {
 // reason the origin would have given. The rest is what the frame's header
 // claimed, as stored in the updates table.
 type Update struct {
+	Run         string  `json:"run"`
 	Round       int     `json:"round"`
 	Client      string  `json:"client"`
 	Accepted    bool    `json:"accepted"`
@@ -364,6 +365,7 @@ func (c *Close) validate() error {
 
 func (u *Update) validate() error {
 	err := first(
+		checkID("update.run", u.Run, false),
 		checkInt("update.round", int64(u.Round), 0, maxRound),
 		checkID("update.client", u.Client, false),
 		checkText("update.reason", u.Reason),

@@ -17,8 +17,8 @@ func TestMessagesRoundTrip(t *testing.T) {
 		p validator
 	}{
 		{KindHello, &Hello{V: Version, Shard: "eu-1"}, &Hello{}},
-		{KindUpdate, &Update{Round: 3, Client: "c-x", Accepted: true, Samples: 600, Bytes: 1234, Codec: "int8+zstd", Loss: 0.3}, &Update{}},
-		{KindUpdate, &Update{Round: 3, Client: "c-x", Code: "norm", Reason: "too big", Bytes: 9}, &Update{}},
+		{KindUpdate, &Update{Run: "r", Round: 3, Client: "c-x", Accepted: true, Samples: 600, Bytes: 1234, Codec: "int8+zstd", Loss: 0.3}, &Update{}},
+		{KindUpdate, &Update{Run: "r", Round: 3, Client: "c-x", Code: "norm", Reason: "too big", Bytes: 9}, &Update{}},
 		{KindRun, &Run{Run: "run-a", Params: 6, Shapes: [][]int{{2, 2}, {2}}, MaxFrameBytes: 100, MaxSamples: 600}, &Run{}},
 		{KindRound, &Round{Run: "run-a", Round: 1, Version: 0, Frame: 7, DeadlineUnixMS: 1e12, Clip: 1.5}, &Round{}},
 		{KindTabClose, &Close{Code: 1012, Reason: "restart"}, &Close{}},
@@ -55,7 +55,7 @@ func TestHostileMessages(t *testing.T) {
 		"trailing":      Append(nil, KindFlush, 0, []byte(`{"run":"r","round":1} {}`)),
 		"bad run id":    Append(nil, KindFlush, 0, []byte(`{"run":"../x","round":1}`)),
 		"nan":           Append(nil, KindRound, 0, []byte(`{"run":"r","round":1,"version":0,"frame":1,"deadline_unix_ms":0,"clip":-1}`)),
-		"refused no code": Append(nil, KindUpdate, 0, []byte(`{"round":1,"client":"c","accepted":false,"samples":1,"bytes":1,"base_version":0,
+		"refused no code": Append(nil, KindUpdate, 0, []byte(`{"run":"r","round":1,"client":"c","accepted":false,"samples":1,"bytes":1,"base_version":0,
 			"loss":0,"accuracy":0,"train_ms":0,"samples_per_s":0}`)),
 		"huge tensor": Append(nil, KindRun, 0, []byte(`{"run":"r","params":4,"shapes":[[65536,65536,65536]],"max_frame_bytes":10,"max_samples":1}`)),
 	}
