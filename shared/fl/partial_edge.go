@@ -147,3 +147,13 @@ func PartialSize(n, count, nameBytes int) int { return partialHeaderSize + 16*n 
 // MaxPartialSize returns the largest encoding UnmarshalPartial accepts for
 // a model of n parameters and count updates.
 func MaxPartialSize(n, count int) int { return PartialSize(n, count, count*maxClientName) }
+
+// Reset empties p for reuse, keeping its memory (16 bytes a parameter: a
+// shard of a large model folds round after round into one partial).
+func (p *Partial) Reset() {
+	clear(p.sum.a)
+	clear(p.sum.b)
+	p.Weight, p.Count, p.NormSum = 0, 0, 0
+	clear(p.Clients)
+	p.Clients = p.Clients[:0]
+}

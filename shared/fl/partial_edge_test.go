@@ -158,3 +158,25 @@ func TestDPPartialRefusals(t *testing.T) {
 		t.Errorf("AddClipped(clip 0) = nil; want an error")
 	}
 }
+
+// TestPartialReset: a reset partial folds as a new one does.
+func TestPartialReset(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	used := randomPartial(t, rng, 100, 4)
+	used.Reset()
+	fresh := fl.NewPartial(100)
+	d := make([]float32, 100)
+	for i := range d {
+		d[i] = float32(rng.NormFloat64())
+	}
+	for _, p := range []*fl.Partial{used, fresh} {
+		if err := p.Add(fl.Update{Client: "x", Samples: 3, Delta: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := used.MarshalBinary()
+	b, _ := fresh.MarshalBinary()
+	if !bytes.Equal(a, b) {
+		t.Error("a reset partial differs from a new one after the same update")
+	}
+}
