@@ -1,6 +1,7 @@
 package shard
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -200,7 +201,7 @@ func (c *Conns) SendOrigin(b []byte) error {
 	c.mu.Lock()
 	o := c.origin
 	c.mu.Unlock()
-	if o == nil || !o.send(outMsg{m: link.Message{Binary: true, Data: b}}) {
+	if o == nil || !o.send(outMsg{m: link.Message{Binary: true, Data: bytes.Clone(b)}}) {
 		return errors.New("shard: no link to the origin")
 	}
 	return nil

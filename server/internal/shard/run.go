@@ -21,7 +21,8 @@ type run struct {
 	buf     []float32       // decode buffer
 	pending map[int]int     // tabs holding a task, by round
 	open    map[int]*fl.Partial
-	ended   int // the last round whose round_end the shard relayed
+	spare   *fl.Partial // a sent partial, emptied for the next
+	ended   int         // the last round whose round_end the shard relayed
 	seal    Stopper
 }
 
@@ -144,7 +145,7 @@ func (s *Shard) seal(r *run, round int) {
 	delete(r.open, round)
 	s.seq++
 	start := time.Now()
-	err := shardwire.EncodePartial(p, shardwire.PartialHeader{Run: r.info.Run, Round: round, Seq: s.seq}, s.sendOrigin)
+	err := s.enc.Encode(p, shardwire.PartialHeader{Run: r.info.Run, Round: round, Seq: s.seq}, s.sendOrigin)
 	if err != nil {
 		s.opt.Log.Error("sending a partial", "run", r.info.Run, "round", round, "err", err)
 		return
@@ -152,6 +153,8 @@ func (s *Shard) seal(r *run, round int) {
 	s.stats.Partials++
 	s.opt.Log.Info("partial sent", "run", r.info.Run, "round", round, "updates", p.Count, "seq", s.seq,
 		"ms", time.Since(start).Milliseconds())
+	p.Reset()
+	r.spare = p
 }
 
 // rejection is why an update was refused: the origin's code and reason.
@@ -285,7 +288,9 @@ func (s *Shard) fold(t *tab, r *run, h *wire.FrameHeader, payload []byte, meta *
 	}
 	part := r.open[h.Round]
 	if part == nil {
-		part = fl.NewPartial(r.info.Params)
+		if part, r.spare = r.spare, nil; part == nil || part.Len() != r.info.Params {
+			part = fl.NewPartial(r.info.Params)
+		}
 		r.open[h.Round] = part
 	}
 	u := fl.Update{Client: t.client, Samples: meta.Samples, Delta: w}

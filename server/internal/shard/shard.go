@@ -65,7 +65,8 @@ type Host interface {
 	// CloseTab closes tab id, after what was sent to it, with a WebSocket
 	// close code and reason.
 	CloseTab(id uint32, code int, reason string)
-	// SendOrigin sends a link message; an error means the link is gone.
+	// SendOrigin sends a link message, which it must not keep once it
+	// returns (copy it to queue it); an error means the link is gone.
 	SendOrigin(b []byte) error
 }
 
@@ -124,6 +125,7 @@ type Shard struct {
 	runs     map[string]*run
 	frames   []cachedFrame // the last FrameCache frames, oldest first
 	seq      uint32        // partials sent
+	enc      shardwire.PartialEncoder
 	stats    Stats
 	foldTime time.Duration
 }
@@ -167,21 +169,20 @@ func New(h Host, opt Options) *Shard {
 
 // Stats are a shard's counters.
 type Stats struct {
-	Shard     string  `json:"shard"`
-	Linked    bool    `json:"linked"`
-	Tabs      int     `json:"tabs"`
-	Updates   int64   `json:"updates"`  // update frames received
-	Folded    int64   `json:"folded"`   // accepted and folded
-	Refused   int64   `json:"refused"`  // refused at the shard
-	Partials  int64   `json:"partials"` // sent
-	BytesIn   int64   `json:"bytes_in"` // update frames from tabs
-	BytesUp   int64   `json:"bytes_up"` // sent to the origin
-	FoldMS    float64 `json:"fold_ms"`  // time spent validating and folding
-	Open      int     `json:"open_partials"`
-	MemoryMB  float64 `json:"memory_mb,omitempty"`   // filled in by the host
-	HeapMB    float64 `json:"heap_mb,omitempty"`     // filled in by the host
-	SysMB     float64 `json:"sys_mb,omitempty"`      // filled in by the host
-	PeakMemMB float64 `json:"peak_mem_mb,omitempty"` // filled in by the host
+	Shard    string  `json:"shard"`
+	Linked   bool    `json:"linked"`
+	Tabs     int     `json:"tabs"`
+	Updates  int64   `json:"updates"`  // update frames received
+	Folded   int64   `json:"folded"`   // accepted and folded
+	Refused  int64   `json:"refused"`  // refused at the shard
+	Partials int64   `json:"partials"` // sent
+	BytesIn  int64   `json:"bytes_in"` // update frames from tabs
+	BytesUp  int64   `json:"bytes_up"` // sent to the origin
+	FoldMS   float64 `json:"fold_ms"`  // time spent validating and folding
+	Open     int     `json:"open_partials"`
+	MemoryMB float64 `json:"memory_mb,omitempty"` // filled in by the host
+	HeapMB   float64 `json:"heap_mb,omitempty"`   // filled in by the host
+	SysMB    float64 `json:"sys_mb,omitempty"`    // filled in by the host
 }
 
 // Stats returns the shard's counters.
@@ -238,8 +239,9 @@ func (s *Shard) OriginDown(reason string) {
 	s.frames = nil
 }
 
-// OriginMessage handles a message from the origin. An error means the
-// origin broke the protocol; the host should close the link.
+// OriginMessage handles a message from the origin, which it may keep (a
+// model frame): the caller must not reuse b. An error means the origin
+// broke the protocol; the host should close the link.
 func (s *Shard) OriginMessage(b []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -306,9 +308,10 @@ func (s *Shard) OriginMessage(b []byte) error {
 	return nil
 }
 
-// keepFrame caches a model frame, forgetting the oldest beyond FrameCache.
+// keepFrame caches a model frame (b, which it keeps), forgetting the
+// oldest beyond FrameCache.
 func (s *Shard) keepFrame(id uint32, b []byte) {
-	f := cachedFrame{id: id, b: append([]byte(nil), b...)}
+	f := cachedFrame{id: id, b: b}
 	s.frames = append(s.frames, f)
 	if len(s.frames) > shardwire.FrameCache {
 		s.frames = append(s.frames[:0:0], s.frames[len(s.frames)-shardwire.FrameCache:]...)

@@ -16,35 +16,62 @@ import (
 // 20 random updates: mnist-2nn 3.19 MB → 1.47 MB, mnist-cnn 26.6 MB →
 // 12.3 MB; byte-shuffling the limbs first did not help.
 
+// encoderWindow is the zstd window partials are compressed with, and the
+// largest a decoder accepts.
+const encoderWindow = 1 << 20
+
 // EncodePartial writes p, compressed, as a sequence of Partial messages
 // (h with Part and Last filled in), handing each to send as soon as it is
-// full: at no point is the whole encoding in memory.
+// full: at no point is the whole encoding in memory. send must not keep
+// the message after it returns.
 func EncodePartial(p *fl.Partial, h PartialHeader, send func(msg []byte) error) error {
+	return new(PartialEncoder).Encode(p, h, send)
+}
+
+// PartialEncoder is EncodePartial with its compressor and buffers kept
+// from one partial to the next (a shard in a 128 MB isolate sends one a
+// round). Not safe for concurrent use.
+type PartialEncoder struct {
+	enc *zstd.Encoder
+	c   chunker
+}
+
+// Encode is EncodePartial.
+func (e *PartialEncoder) Encode(p *fl.Partial, h PartialHeader, send func(msg []byte) error) error {
 	h.Count = p.Count
-	c := &chunker{h: h, send: send}
-	enc, err := zstd.NewWriter(c, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
-	if err != nil {
+	e.c.h, e.c.send, e.c.buf = h, send, e.c.buf[:0]
+	if e.enc == nil {
+		enc, err := zstd.NewWriter(&e.c, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(encoderWindow), zstd.WithLowerEncoderMem(true))
+		if err != nil {
+			return err
+		}
+		e.enc = enc
+	} else {
+		e.enc.Reset(&e.c)
+	}
+	if _, err := p.WriteTo(e.enc); err != nil {
+		e.enc.Close()
 		return err
 	}
-	if _, err := p.WriteTo(enc); err != nil {
-		enc.Close()
+	if err := e.enc.Close(); err != nil {
 		return err
 	}
-	if err := enc.Close(); err != nil {
-		return err
-	}
-	return c.flush(true)
+	return e.c.flush(true)
 }
 
 // chunker cuts what is written to it into Partial messages.
 type chunker struct {
 	h    PartialHeader
 	buf  []byte
+	msg  []byte
 	send func([]byte) error
 }
 
 func (c *chunker) Write(b []byte) (int, error) {
+	if c.buf == nil {
+		c.buf = make([]byte, 0, ChunkBytes)
+	}
 	n := len(b)
 	for len(b) > 0 {
 		k := min(len(b), ChunkBytes-len(c.buf))
@@ -66,13 +93,12 @@ func (c *chunker) flush(last bool) error {
 		return err
 	}
 	body := hdr[prefix:]
-	msg := make([]byte, 0, prefix+4+len(body)+len(c.buf))
-	msg = Append(msg, KindPartial, 0, nil)
-	msg = binary.LittleEndian.AppendUint32(msg, uint32(len(body)))
-	msg = append(append(msg, body...), c.buf...)
+	c.msg = Append(c.msg[:0], KindPartial, 0, nil)
+	c.msg = binary.LittleEndian.AppendUint32(c.msg, uint32(len(body)))
+	c.msg = append(append(c.msg, body...), c.buf...)
 	c.h.Part++
 	c.buf = c.buf[:0]
-	return c.send(msg)
+	return c.send(c.msg)
 }
 
 // ParsePartial splits a Partial message's body into its header and chunk.
@@ -112,7 +138,7 @@ func DecodePartial(z []byte, n, count int) (*fl.Partial, error) {
 	}
 	limit := fl.MaxPartialSize(n, count)
 	dec, err := zstd.NewReader(bytes.NewReader(z), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxMemory(uint64(limit)+1), zstd.WithDecoderMaxWindow(8<<20))
+		zstd.WithDecoderMaxMemory(uint64(max(limit, encoderWindow))+1), zstd.WithDecoderMaxWindow(encoderWindow))
 	if err != nil {
 		return nil, err
 	}

@@ -73,8 +73,9 @@ const (
 	MaxJSON = 64 << 10
 	// ChunkBytes bounds a partial's chunk.
 	ChunkBytes = 4 << 20
-	// FrameCache is how many model frames each end keeps.
-	FrameCache = 2
+	// FrameCache is how many model frames each end keeps: one, the frame
+	// being fanned out (a mnist-cnn frame is 6.65 MB of a shard's 128 MB).
+	FrameCache = 1
 	// MaxTabs is the most tabs one shard may hold open at once.
 	MaxTabs = 1 << 16
 	// prefix is the size of magic, version, kind and ID.

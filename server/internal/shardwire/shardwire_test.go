@@ -101,7 +101,7 @@ func TestPartialTransport(t *testing.T) {
 	}
 	var msgs [][]byte
 	if err := EncodePartial(p, PartialHeader{Run: "r", Round: 2, Seq: 5}, func(m []byte) error {
-		msgs = append(msgs, m)
+		msgs = append(msgs, bytes.Clone(m))
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -147,6 +147,28 @@ func TestPartialTransport(t *testing.T) {
 	bad[len(bad)/2] ^= 0xff
 	if _, err := DecodePartial(bad, n, 3); err == nil {
 		t.Error("DecodePartial(damaged) = nil; want an error")
+	}
+}
+
+// TestSmallPartial: a partial smaller than the compressor's window
+// decodes (the decoder allows the window, and holds the output to the
+// partial's size).
+func TestSmallPartial(t *testing.T) {
+	p := fl.NewPartial(10)
+	if err := p.Add(fl.Update{Client: "a", Samples: 3, Delta: make([]float32, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	var z []byte
+	if err := EncodePartial(p, PartialHeader{Run: "r", Round: 1, Seq: 1}, func(m []byte) error {
+		msg, _ := Parse(m)
+		_, chunk, err := ParsePartial(msg.Body)
+		z = append(z, chunk...)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodePartial(z, 10, 1); err != nil {
+		t.Errorf("DecodePartial(a 10-parameter partial) = %v", err)
 	}
 }
 
