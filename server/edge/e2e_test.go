@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qflare/qflare/server/internal/workerd"
+	"github.com/qflare/qflare/server/edge/workerd"
 	"github.com/qflare/qflare/wasmclient/headless"
 )
 

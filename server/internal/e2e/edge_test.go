@@ -15,7 +15,7 @@ import (
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/datasets"
 	"github.com/qflare/qflare/server/internal/store"
-	"github.com/qflare/qflare/server/internal/workerd"
+	"github.com/qflare/qflare/server/edge/workerd"
 	"github.com/qflare/qflare/shared/data"
 )
 

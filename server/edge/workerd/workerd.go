@@ -35,8 +35,8 @@ func Find(root string) (path, why string) {
 	if p := os.Getenv("QFLARE_WORKERD"); p != "" {
 		return p, ""
 	}
-	local := filepath.Join(root, "build", "edge", "node_modules", ".bin", "workerd")
-	if _, err := os.Stat(local); err == nil {
+	local, err := filepath.Abs(filepath.Join(root, "build", "edge", "node_modules", ".bin", "workerd"))
+	if _, serr := os.Stat(local); err == nil && serr == nil {
 		return local, ""
 	}
 	if p, err := exec.LookPath("workerd"); err == nil {
