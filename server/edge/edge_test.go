@@ -27,11 +27,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qflare/qflare/server/edge/workerd"
 	"github.com/qflare/qflare/server/internal/api"
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/datasets"
 	"github.com/qflare/qflare/server/internal/store"
-	"github.com/qflare/qflare/server/edge/workerd"
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"

@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qflare/qflare/server/edge/workerd"
 	"github.com/qflare/qflare/server/internal/api"
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/datasets"
 	"github.com/qflare/qflare/server/internal/store"
-	"github.com/qflare/qflare/server/edge/workerd"
 	"github.com/qflare/qflare/shared/data"
 )
 
