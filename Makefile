@@ -128,9 +128,11 @@ bench:
 
 # The server under load over real WebSockets (1,000 clients on mlp:32 and
 # mnist-2nn, 10,000 idle sockets): JSON lines, with the machine's
-# decode+fold limit measured in the same run.
+# decode+fold limit measured in the same run. SHARD=auto drives 200
+# clients (CLIENTS=N) through one edge shard under workerd instead (make
+# edge first), and reports what the shard folds per second.
 bench-load:
-	$(GO) run ./build/loadbench
+	$(GO) run ./build/loadbench $(if $(SHARD),-shard $(SHARD) -idle 0 -clients $(or $(CLIENTS),200))
 
 # Memory over long runs: 500 rounds of a mnist-2nn sim, 30 of a mnist-cnn sim
 # (E=5; about an hour here) and 200 rounds of serve under load. Live heap and
