@@ -32,7 +32,9 @@ func (r *recorder) SendTab(id uint32, m link.Message) {
 	r.tabs[id] = append(r.tabs[id], m)
 }
 
-func (r *recorder) SendTabFrame(id, _ uint32, f []byte) { r.SendTab(id, link.Message{Binary: true, Data: f}) }
+func (r *recorder) SendTabFrame(id, _ uint32, f []byte) {
+	r.SendTab(id, link.Message{Binary: true, Data: f})
+}
 
 func (r *recorder) CloseTab(id uint32, code int, _ string) {
 	r.mu.Lock()
