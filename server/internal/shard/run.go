@@ -151,6 +151,7 @@ func (s *Shard) seal(r *run, round int) {
 		return
 	}
 	s.stats.Partials++
+	s.sealTime += time.Since(start)
 	s.opt.Log.Info("partial sent", "run", r.info.Run, "round", round, "updates", p.Count, "seq", s.seq,
 		"ms", time.Since(start).Milliseconds())
 	p.Reset()

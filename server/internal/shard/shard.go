@@ -128,6 +128,7 @@ type Shard struct {
 	enc      shardwire.PartialEncoder
 	stats    Stats
 	foldTime time.Duration
+	sealTime time.Duration
 }
 
 // tab is one tab's connection.
@@ -179,6 +180,7 @@ type Stats struct {
 	BytesIn  int64   `json:"bytes_in"` // update frames from tabs
 	BytesUp  int64   `json:"bytes_up"` // sent to the origin
 	FoldMS   float64 `json:"fold_ms"`  // time spent validating and folding
+	SealMS   float64 `json:"seal_ms"`  // time spent compressing and sending partials
 	Open     int     `json:"open_partials"`
 	MemoryMB float64 `json:"memory_mb,omitempty"` // filled in by the host
 	HeapMB   float64 `json:"heap_mb,omitempty"`   // filled in by the host
@@ -192,6 +194,7 @@ func (s *Shard) Stats() Stats {
 	st := s.stats
 	st.Shard, st.Linked, st.Tabs = s.opt.Name, s.linked, len(s.tabs)
 	st.FoldMS = float64(s.foldTime.Microseconds()) / 1000
+	st.SealMS = float64(s.sealTime.Microseconds()) / 1000
 	for _, r := range s.runs {
 		for _, p := range r.open {
 			if p.Count > 0 {
