@@ -261,7 +261,7 @@ func (l *shardLink) openTab(id uint32, remote string) error {
 	vc := &shardConn{l: l, id: id, remote: remote, in: make(chan []byte, tabInbox), closed: make(chan struct{})}
 	l.tabs[id] = vc
 	l.mu.Unlock()
-	if l.info.TabWait != nil {
+	if l.info.TabWait != nil && remote != "" { // a shard that cannot tell its tabs' addresses apart is not limited per tab
 		if wait := l.info.TabWait(remote); wait > 0 {
 			sendNow(l.ctx, vc, &wire.Rejected{Code: wire.CodeRateLimited,
 				Reason: fmt.Sprintf("too many failed joins from this address; try again in %d s", int(wait.Seconds())+1)})
@@ -304,7 +304,7 @@ func (l *shardLink) serveTab(vc *shardConn) {
 		}
 	}
 	info := PeerInfo{Remote: vc.remote + " via edge shard " + l.name}
-	if l.info.TabRefused != nil {
+	if l.info.TabRefused != nil && vc.remote != "" {
 		info.Refused = func() { l.info.TabRefused(vc.remote) }
 	}
 	if err := l.c.Serve(l.ctx, vc, info); err != nil {

@@ -109,7 +109,7 @@ func (evEdgeGone) isEvent()    {}
 func (ev evEdgeUpdate) apply(_ context.Context, r *Run)  { r.edgeUpdate(ev) }
 func (ev evEdgePartial) apply(_ context.Context, r *Run) { ev.reply <- r.edgePartial(ev) }
 func (ev evEdgeGone) apply(_ context.Context, r *Run) {
-	r.edgeDrop(ev.l, wire.CodeStore, "the edge shard lost its connection to the server before the partial holding this update arrived")
+	r.edgeDrop(ev.l, wire.CodeStore, "the edge shard lost its connection to the server before the partial holding this update arrived", true)
 }
 func (ev evEdgeFolded) apply(_ context.Context, r *Run) {
 	for _, rec := range ev.rows {
@@ -208,13 +208,13 @@ func (r *Run) edgePartial(ev evEdgePartial) edgeVerdict {
 		return edgeVerdict{refused: fmt.Sprintf("round %d is closed", ev.round)}
 	}
 	if ev.part == nil {
-		r.edgeDrop(ev.l, wire.CodeStore, "the edge shard's partial holding this update could not be read")
+		r.edgeDrop(ev.l, wire.CodeStore, "the edge shard's partial holding this update could not be read", false)
 		return edgeVerdict{refused: "the partial does not decode"}
 	}
 	seen := map[string]bool{}
 	for _, c := range ev.part.Clients {
 		if s := e.seats[c]; s == nil || s.l != ev.l || seen[c] {
-			r.edgeDrop(ev.l, wire.CodeStore, "the edge shard's partial holding this update did not match the updates it announced")
+			r.edgeDrop(ev.l, wire.CodeStore, "the edge shard's partial holding this update did not match the updates it announced", false)
 			return edgeVerdict{refused: fmt.Sprintf("it holds an update of %s that the round did not accept from this shard", c)}
 		}
 		seen[c] = true
@@ -229,7 +229,7 @@ func (r *Run) edgePartial(ev evEdgePartial) edgeVerdict {
 		v.mean, ok = o.agg.(fl.PartialAdder)
 	}
 	if !ok {
-		r.edgeDrop(ev.l, wire.CodeStore, "the round's aggregation cannot merge an edge shard's partial")
+		r.edgeDrop(ev.l, wire.CodeStore, "the round's aggregation cannot merge an edge shard's partial", false)
 		return edgeVerdict{refused: fmt.Sprintf("the aggregation %T merges no partials", o.agg)}
 	}
 	for _, c := range ev.part.Clients {
@@ -259,7 +259,10 @@ func (r *Run) edgeHolds(l *shardLink) bool {
 // edgeDrop gives up on the updates shard l holds for the open round: their
 // clients' seats go back to away (a client that comes back in time gets
 // the round again), and they are told and recorded with code and reason.
-func (r *Run) edgeDrop(l *shardLink, code, reason string) {
+// With again, a client already back through another connection gets the
+// round again at once (a shard that died, not one that missed the round:
+// that round is over for its clients).
+func (r *Run) edgeDrop(l *shardLink, code, reason string, again bool) {
 	o, e := r.st.round, &r.edge
 	if o == nil {
 		return
@@ -277,6 +280,9 @@ func (r *Run) edgeDrop(l *shardLink, code, reason string) {
 		r.c.deps.Observer.Update("rejected", code)
 		if cl := r.st.clients[id]; cl != nil && cl.peer != nil {
 			cl.peer.sendMsg(&wire.Rejected{Round: o.n, Reason: reason, Code: code})
+			if vc, viaL := cl.peer.conn.(*shardConn); again && !(viaL && vc.l == l) && r.policy.Assign(o, cl) {
+				r.sendTask(o, cl)
+			}
 		}
 		r.publish(Event{Type: EvUpdate, Update: updateView(&rec)})
 	}
@@ -325,7 +331,7 @@ func (r *Run) edgeStep(o *round, now time.Time) {
 				e.timer = r.c.deps.Clock.AfterFunc(edgeGrace, func() { r.post(evTick{}) })
 			}
 		case !now.Before(at.Add(edgeGrace)):
-			r.edgeDrop(l, wire.CodeLate, fmt.Sprintf("the edge shard's partial holding this update did not reach the server within %s of the round's end", edgeGrace))
+			r.edgeDrop(l, wire.CodeLate, fmt.Sprintf("the edge shard's partial holding this update did not reach the server within %s of the round's end", edgeGrace), false)
 		}
 	}
 	if e.timer != nil && len(e.flushed) == 0 {

@@ -402,6 +402,37 @@ func TestShardEvictionLosesNothingAccepted(t *testing.T) {
 	}
 }
 
+// TestShardDeathGivesTheRoundBack: a tab whose update a shard holds comes
+// back directly before the shard dies; when it dies, the round is given
+// back to the tab at once, and its new update is taken.
+func TestShardDeathGivesTheRoundBack(t *testing.T) {
+	e := newEngine(t)
+	run := e.run(coord.Config{Fraction: 1, StartClients: 3, MinClients: 1, Rounds: 2, RoundDeadline: coord.Duration(time.Hour)})
+	b := e.shard("b")
+	d := e.join(run, nil)
+	x, y := e.joinVia(b, run, nil), e.joinVia(b, run, nil)
+	rsD, wD := d.task()
+	rsX, wX := x.task()
+	y.task() // holds b's partial back
+	x.sendRaw(x.frameWith(rsX, trained(wX, 1), 10))
+	waitReceived(t, run, 1)
+	x2 := e.join(run, x) // directly, while b still holds its update: nothing to do yet
+	if w := expect[*wire.Wait](x2); w.Round != 1 {
+		t.Fatalf("x back directly was told %+v; want to wait", w)
+	}
+	b.kill()
+	rs, w := x2.task()
+	if rs.Round != 1 {
+		t.Fatalf("x got round %d when its shard died; want round 1 again", rs.Round)
+	}
+	x2.update(rs, w)
+	expect[*wire.Accepted](x2)
+	d.update(rsD, wD)
+	if r1 := e.waitRound(run, 1); r1.NAccepted != 2 {
+		t.Errorf("round 1 accepted %d; want 2 (d and x's second update)", r1.NAccepted)
+	}
+}
+
 // TestShardResumeReplaysPartials: a partial stored before a restart is
 // merged into the resumed round; the round ends with the same model as
 // plain FedAvg over the same updates.
