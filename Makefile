@@ -150,7 +150,7 @@ bench-demo:
 	QFLARE_BENCH_DEMO=1 $(GO) test -count=1 -v -run DemoReaches97 -timeout 30m ./server/internal/e2e
 
 screenshots:
-	QFLARE_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -v -run 'TabsTrainTogether|OwnData|PhoneAndPresenter' ./server/internal/e2e
+	QFLARE_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -v -run 'TabsTrainTogether|OwnData|PhoneAndPresenter|AsyncProfiles' ./server/internal/e2e
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,9 +21,11 @@ import (
 	"github.com/qflare/qflare/server/internal/datasets"
 	"github.com/qflare/qflare/server/internal/sim"
 	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/server/internal/vclock"
 	"github.com/qflare/qflare/shared/adversary"
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/participant"
+	"github.com/qflare/qflare/shared/profile"
 )
 
 // simRound is one line of `sim --json`: Round is the model version an
@@ -39,6 +43,12 @@ type simRound struct {
 	Accepted     int      `json:"accepted"`
 	Epsilon      *float64 `json:"epsilon,omitempty"`
 	Failed       string   `json:"failed,omitempty"`
+	// VirtualSeconds is the virtual time at the round's end (--clock
+	// virtual); MeanStaleness the step's mean update staleness (async).
+	VirtualSeconds *float64  `json:"virtual_seconds,omitempty"`
+	MeanStaleness  float64   `json:"mean_staleness,omitempty"`
+	LabelAccuracy  []float64 `json:"label_accuracy,omitempty"`
+	endedAt        time.Time
 }
 
 // simSummary is the last line of `sim --json`.
@@ -52,6 +62,15 @@ type simSummary struct {
 	Seconds        float64  `json:"seconds"`
 	Epsilon        *float64 `json:"epsilon,omitempty"`
 	Run            string   `json:"run"`
+	Mode           string   `json:"mode"`
+	// VirtualSeconds is the virtual time the run took, and
+	// VirtualSecondsToTarget when the target was first reached (--clock
+	// virtual).
+	VirtualSeconds         *float64 `json:"virtual_seconds,omitempty"`
+	VirtualSecondsToTarget *float64 `json:"virtual_seconds_to_target,omitempty"`
+	// WorstLabelAccuracy is the final model's lowest per-label test
+	// accuracy.
+	WorstLabelAccuracy float64 `json:"worst_label_accuracy"`
 }
 
 // simFlags are the simulation flags sim and study share.
@@ -68,6 +87,10 @@ type simFlags struct {
 	dp           coord.DPSettings
 	verbose      bool
 	memEvery     int
+	clock        string
+	deadline     time.Duration
+	profiles     string
+	slowLabels   string
 }
 
 func (f *simFlags) register(fs *flag.FlagSet) {
@@ -109,6 +132,18 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.opt.DropProb, "drop", 0, "chance per round that a client drops its connection mid-training")
 	fs.BoolVar(&f.verbose, "v", false, "log the coordinator's events to stderr")
 	fs.IntVar(&f.memEvery, "mem-every", 0, "every N rounds, print the process's live Go heap and RSS (a soak check; 0 = never)")
+	fs.StringVar(&c.Mode, "mode", "sync", "sync (rounds) or async (FedBuff: a server step every --buffer updates)")
+	fs.IntVar(&c.Buffer, "buffer", 0, "async: updates per server step K (default 10)")
+	fs.IntVar(&c.Concurrency, "concurrency", 0, "async: clients training at once (default 2×buffer)")
+	fs.StringVar(&c.Staleness, "staleness", "", "async: staleness weight: sqrt (1/sqrt(1+τ), default), constant or hinge:A,B")
+	fs.IntVar(&c.MaxStaleness, "max-staleness", 0, "async: refuse updates more steps stale than this (default 32)")
+	fs.Float64Var(&c.ServerLR, "server-lr", 0, "server learning rate (default: the strategy's, 1 for fedavg)")
+	fs.StringVar(&c.Selection, "selection", "random", "client selection: random, deadline or utility (Oort-style)")
+	fs.Float64Var(&c.OverSelect, "over-select", 1, "sync: select this many times the clients a round needs, close at the needed count")
+	fs.DurationVar(&f.deadline, "deadline", 0, "round deadline (async: per task); 0 = none")
+	fs.StringVar(&f.profiles, "profiles", "", "device profiles of the virtual clients in proportions, e.g. phone-low:0.3,laptop:0.7 (profiles: "+strings.Join(profile.Names(), ", ")+"); --drop, when set, replaces their drop chance")
+	fs.StringVar(&f.slowLabels, "slow-labels", "", "with --profiles: give the slowest devices to the clients whose data holds most of these labels, e.g. 0,1,2 (so that a bias against slow devices shows in those labels' accuracy)")
+	fs.StringVar(&f.clock, "clock", "real", "real, or virtual: device time is simulated (with --profiles), so a long heterogeneity study runs in minutes")
 }
 
 // simResult is what a simulation produced, for studies.
@@ -160,6 +195,15 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	cfg.StartClients = joining // every virtual client joins before round 1
 	cfg.MinClients = 1
 	cfg.NoDeadline = true
+	cfg.RoundDeadline = coord.Duration(f.deadline)
+	var clock *vclock.Clock
+	switch f.clock {
+	case "real":
+	case "virtual":
+		clock = vclock.New(time.Now().UTC().Truncate(time.Second))
+	default:
+		return nil, fmt.Errorf("sim: --clock %q is not real or virtual", f.clock)
+	}
 	cfg.Name = "sim"
 	if f.dp.NoiseMultiplier > 0 || f.dp.ClipNorm > 0 {
 		dp := f.dp
@@ -173,7 +217,11 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, f.db)
+	var stOpts []store.Option
+	if clock != nil {
+		stOpts = append(stOpts, store.WithClock(clock.Now)) // the rows' times are virtual too
+	}
+	st, err := store.Open(ctx, f.db, stOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -182,8 +230,12 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	if f.verbose {
 		log = slog.New(slog.NewTextHandler(stderr, nil))
 	}
-	c := coord.New(coord.Deps{Store: st, Log: log,
-		Data: func(name string) (*data.Set, *data.Set, error) { return datasets.Load(name, f.dataDir) }})
+	deps := coord.Deps{Store: st, Log: log,
+		Data: func(name string) (*data.Set, *data.Set, error) { return datasets.Load(name, f.dataDir) }}
+	if clock != nil {
+		deps.Clock = clock
+	}
+	c := coord.New(deps)
 	defer c.Close()
 	run, err := c.CreateRun(ctx, cfg)
 	if err != nil {
@@ -216,26 +268,67 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 			}
 		}
 	}
+	if f.profiles != "" {
+		mix, err := profile.ParseMix(f.profiles)
+		if err != nil {
+			return nil, fmt.Errorf("sim: --profiles: %w", err)
+		}
+		opt.Profiles = mix.Assign(joining, cfg.Seed)
+		if f.slowLabels != "" {
+			if err := slowestTo(opt.Profiles, run.SliceLabels(), f.slowLabels); err != nil {
+				return nil, err
+			}
+		}
+		if f.opt.DropProb > 0 {
+			for i := range opt.Profiles {
+				opt.Profiles[i].DropProb = f.opt.DropProb
+			}
+		}
+		fmt.Fprintf(stderr, "sim: device profiles %s\n", mix)
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var stalled error
+	if clock != nil {
+		opt.Clock = clock
+		clockDone := make(chan struct{})
+		go func() {
+			defer close(clockDone)
+			if err := clock.Run(sctx, 5*time.Second); sctx.Err() == nil {
+				stalled = err
+				cancel()
+			}
+		}()
+		defer func() { cancel(); <-clockDone }()
+	}
+	realStart, start := time.Now(), time.Now()
+	if clock != nil {
+		start = clock.Now()
+	}
 	wait := sim.Join(sctx, c, run, joining, opt)
 	defer wait()
 	stopping := false
 
-	start := time.Now()
 	sum := &res.simSummary
-	sum.Target, sum.Run = f.target, run.ID()
+	sum.Target, sum.Run, sum.Mode = f.target, run.ID(), cfg.Mode
 	last := 0 // the last round reported
 	report := func(line simRound) {
 		if line.Round <= last {
 			return
 		}
 		last = line.Round
+		if clock != nil && !line.endedAt.IsZero() {
+			v := math.Round(line.endedAt.Sub(start).Seconds()*1000) / 1000
+			line.VirtualSeconds = &v
+			sum.VirtualSeconds = &v
+		}
 		if line.Failed == "" {
 			sum.Rounds, sum.FinalAccuracy = int(line.version), line.TestAccuracy
+			sum.WorstLabelAccuracy = worst(line.LabelAccuracy)
 			if sum.RoundsToTarget == nil && line.TestAccuracy >= f.target {
 				r := int(line.version)
 				sum.RoundsToTarget = &r
+				sum.VirtualSecondsToTarget = line.VirtualSeconds
 			}
 			if line.Epsilon != nil {
 				sum.Epsilon = line.Epsilon
@@ -252,8 +345,11 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 	}
 	for {
 		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		case <-sctx.Done():
+			if stalled != nil {
+				return nil, stalled
+			}
+			return nil, sctx.Err()
 		case ev, ok := <-sub.C:
 			if ev.Missed > 0 || !ok {
 				// Events were lost (or the run ended): the store has every
@@ -263,14 +359,16 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 				}
 			}
 			if !ok {
-				sum.Seconds = time.Since(start).Seconds()
+				sum.Seconds = time.Since(realStart).Seconds()
 				if res.Updates, err = st.Updates(ctx, run.ID(), -1); err != nil {
 					return nil, err
 				}
 				return res, nil
 			}
 			if ev.Type == coord.EvRoundEnded {
-				report(roundLine(ev.Round))
+				line := roundLine(ev.Round)
+				line.endedAt = ev.Time
+				report(line)
 			}
 		}
 	}
@@ -280,7 +378,8 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 func roundLine(rv *coord.RoundView) simRound {
 	line := simRound{Round: rv.Round, version: rv.ModelVersion, TestAccuracy: rv.TestAccuracy, TestLoss: rv.TestLoss,
 		BytesUp: rv.BytesUp, BytesDown: rv.BytesDown, Seconds: rv.Seconds, Selected: len(rv.Selected),
-		Accepted: rv.Accepted, Epsilon: rv.Epsilon, Failed: rv.Failed}
+		Accepted: rv.Accepted, Epsilon: rv.Epsilon, Failed: rv.Failed, MeanStaleness: rv.MeanStaleness,
+		LabelAccuracy: rv.LabelAccuracy}
 	if rv.Failed == "" {
 		line.Round = int(rv.ModelVersion)
 	}
@@ -300,7 +399,8 @@ func resync(ctx context.Context, st *store.Store, run string, last int, report f
 		}
 		line := simRound{Round: sr.Round, version: int64(sr.ModelVersion), TestAccuracy: sr.TestAccuracy, TestLoss: sr.TestLoss,
 			BytesUp: sr.BytesUp, BytesDown: sr.BytesDown, Seconds: sr.FinishedAt.Sub(sr.StartedAt).Seconds(),
-			Selected: sr.NSelected, Accepted: sr.NAccepted, Epsilon: sr.Epsilon, Failed: sr.Error}
+			Selected: sr.NSelected, Accepted: sr.NAccepted, Epsilon: sr.Epsilon, Failed: sr.Error, endedAt: sr.FinishedAt,
+			LabelAccuracy: labelAccuracy(sr.Metrics)}
 		if sr.Status == store.RoundAggregated {
 			line.Round = sr.ModelVersion
 		}
@@ -311,12 +411,89 @@ func resync(ctx context.Context, st *store.Store, run string, last int, report f
 	return nil
 }
 
+// slowestTo reorders profiles (profile i goes to the client of slice i) so
+// that the slowest devices get the slices that hold the largest share of
+// the given labels.
+func slowestTo(profiles []profile.Profile, labels [][]int, list string) error {
+	var want []int
+	for _, v := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 || len(labels) == 0 || n >= len(labels[0]) {
+			return fmt.Errorf("sim: --slow-labels %q: want label numbers, e.g. 0,1,2", list)
+		}
+		want = append(want, n)
+	}
+	share := func(i int) float64 {
+		if i >= len(labels) {
+			return 0
+		}
+		total, in := 0, 0
+		for l, c := range labels[i] {
+			total += c
+			if slices.Contains(want, l) {
+				in += c
+			}
+		}
+		return float64(in) / float64(max(total, 1))
+	}
+	bySlice := make([]int, len(profiles))
+	for i := range bySlice {
+		bySlice[i] = i
+	}
+	slices.SortStableFunc(bySlice, func(a, b int) int { return cmp.Compare(share(b), share(a)) })
+	sorted := slices.Clone(profiles)
+	slices.SortStableFunc(sorted, func(a, b profile.Profile) int { return cmp.Compare(a.TrainGFLOPS, b.TrainGFLOPS) })
+	for rank, slice := range bySlice {
+		profiles[slice] = sorted[rank]
+	}
+	return nil
+}
+
+// worst returns the lowest of accs (0 for none).
+func worst(accs []float64) float64 {
+	if len(accs) == 0 {
+		return 0
+	}
+	w := accs[0]
+	for _, a := range accs {
+		w = min(w, a)
+	}
+	return w
+}
+
+// labelAccuracy reads a stored round's per-label accuracies from its
+// metrics ("label_acc_0", ...).
+func labelAccuracy(metrics json.RawMessage) []float64 {
+	var m map[string]float64
+	if json.Unmarshal(metrics, &m) != nil {
+		return nil
+	}
+	var accs []float64
+	for i := 0; ; i++ {
+		v, ok := m[fmt.Sprintf("label_acc_%d", i)]
+		if !ok {
+			return accs
+		}
+		accs = append(accs, v)
+	}
+}
+
 func finishSim(stdout io.Writer, asJSON bool, sum simSummary) error {
-	text := fmt.Sprintf("done: %d rounds in %.0fs, final accuracy %.4f, ", sum.Rounds, sum.Seconds, sum.FinalAccuracy)
+	unit := "rounds"
+	if sum.Mode == coord.ModeAsync {
+		unit = "server steps"
+	}
+	text := fmt.Sprintf("done: %d %s in %.0fs, final accuracy %.4f (worst label %.4f), ", sum.Rounds, unit, sum.Seconds, sum.FinalAccuracy, sum.WorstLabelAccuracy)
 	if sum.RoundsToTarget != nil {
 		text += fmt.Sprintf("%g reached in round %d", sum.Target, *sum.RoundsToTarget)
+		if sum.VirtualSecondsToTarget != nil {
+			text += fmt.Sprintf(" at virtual %.0fs", *sum.VirtualSecondsToTarget)
+		}
 	} else {
 		text += fmt.Sprintf("%g not reached", sum.Target)
+	}
+	if sum.VirtualSeconds != nil {
+		text += fmt.Sprintf("; virtual time %.0fs", *sum.VirtualSeconds)
 	}
 	printLine(stdout, asJSON, sum, text)
 	return nil

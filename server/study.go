@@ -19,9 +19,11 @@ import (
 //	                      entry PIPELINE@STRATEGY also sets the strategy)
 //	server study robust   final accuracy per attack and strategy, and detection rates
 //	server study dp       epsilon and accuracy per DP noise multiplier
+//	server study hetero   sync rounds against FedBuff on a heterogeneous
+//	                      population, on virtual device time
 func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("study: say which: codecs, robust or dp")
+		return fmt.Errorf("study: say which: codecs, robust, dp or hetero")
 	}
 	which, args := args[0], args[1:]
 	fs := flag.NewFlagSet("study "+which, flag.ContinueOnError)
@@ -37,9 +39,17 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "robust":
 		fs.Lookup("rounds").DefValue, f.cfg.Rounds = "60", 60
 		f.attackers = 0.2
+	case "hetero":
+		fs.Lookup("rounds").DefValue, f.cfg.Rounds = "100", 100
+		fs.Lookup("clock").DefValue, f.clock = "virtual", "virtual"
+		fs.Lookup("profiles").DefValue, f.profiles = heteroPopulation, heteroPopulation
+		fs.Lookup("drop").DefValue, f.opt.DropProb = "0.1", 0.1
 	default:
-		return fmt.Errorf("study: unknown study %q (codecs, robust or dp)", which)
+		return fmt.Errorf("study: unknown study %q (codecs, robust, dp or hetero)", which)
 	}
+	asJSON := fs.Bool("json", false, "hetero: print one JSON line per row instead of the table")
+	noniid := fs.String("noniid", "dirichlet:0.3", "hetero: the non-IID partition of the second column")
+	noniidTarget := fs.Float64("noniid-target", 0.90, "hetero: the target accuracy of the non-IID column")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,6 +69,8 @@ func runStudy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			strats = nil
 		}
 		return studyRobust(ctx, &f, split(*list, "sign-flip,gaussian,scale:10"), strats, *withDetect, stdout, stderr, progress)
+	case "hetero":
+		return studyHetero(ctx, &f, *noniid, *noniidTarget, *asJSON, stdout, stderr, progress)
 	default:
 		return studyDP(ctx, &f, split(*list, "0,0.01,0.1,1"), stdout, stderr, progress)
 	}
@@ -245,4 +257,118 @@ func pct(a, b int) float64 {
 		return 0
 	}
 	return 100 * float64(a) / float64(b)
+}
+
+// heteroPopulation is study hetero's population: 30% phone-low devices (5x
+// slower than a laptop, on a mobile network) among laptops.
+const heteroPopulation = "phone-low:0.3,laptop:0.7"
+
+// heteroRun is one simulation of study hetero.
+type heteroRun struct {
+	VirtualSecondsToTarget *float64           `json:"virtual_seconds_to_target"`
+	RoundsToTarget         *int               `json:"rounds_to_target"`
+	Target                 float64            `json:"target"`
+	FinalAccuracy          float64            `json:"final_accuracy"`
+	WorstLabelAccuracy     float64            `json:"worst_label_accuracy"`
+	ShareByProfile         map[string]float64 `json:"share_by_profile"`
+	Bytes                  int64              `json:"bytes"`
+	VirtualSeconds         float64            `json:"virtual_seconds"`
+}
+
+// heteroRow is one line of study hetero --json: the IID run's figures at
+// the top level, the non-IID run's under "noniid".
+type heteroRow struct {
+	Name string `json:"name"`
+	Mode string `json:"mode"`
+	heteroRun
+	NonIID heteroRun `json:"noniid"`
+}
+
+// studyHetero compares synchronous rounds with FedBuff on a population of
+// slow and fast, flaky devices, in virtual device time: time to a target
+// on IID data, and on non-IID data whose slow devices hold other labels
+// than the fast ones (labels 0-2 go to the slowest devices first), where
+// a policy that leaves slow devices out loses those labels.
+func studyHetero(ctx context.Context, f *simFlags, noniid string, noniidTarget float64, asJSON bool, stdout, stderr io.Writer, progress func(string) func(simRound)) error {
+	rows := []struct {
+		name string
+		set  func(*simFlags)
+	}{
+		{"sync FedAvg", func(g *simFlags) {}},
+		{"sync FedAvg, over-selection 1.3", func(g *simFlags) { g.cfg.OverSelect = 1.3 }},
+		{"FedBuff K=10", func(g *simFlags) { g.cfg.Mode, g.cfg.Buffer = coord.ModeAsync, 10 }},
+		{"FedBuff K=10, utility selection", func(g *simFlags) {
+			g.cfg.Mode, g.cfg.Buffer, g.cfg.Selection = coord.ModeAsync, 10, coord.SelectUtility
+		}},
+	}
+	one := func(g *simFlags, label string) (heteroRun, error) {
+		res, err := simulate(ctx, g, stderr, progress(label))
+		if err != nil {
+			return heteroRun{}, fmt.Errorf("%s: %w", label, err)
+		}
+		h := heteroRun{VirtualSecondsToTarget: res.VirtualSecondsToTarget, RoundsToTarget: res.RoundsToTarget, Target: g.target,
+			FinalAccuracy: res.FinalAccuracy, WorstLabelAccuracy: res.WorstLabelAccuracy, ShareByProfile: map[string]float64{},
+			Bytes: res.BytesUp + res.BytesDown}
+		if res.VirtualSeconds != nil {
+			h.VirtualSeconds = *res.VirtualSeconds
+		}
+		accepted := 0
+		for _, u := range res.Updates {
+			if u.Accepted {
+				accepted++
+				h.ShareByProfile[u.Profile]++
+			}
+		}
+		for p := range h.ShareByProfile {
+			h.ShareByProfile[p] = math.Round(h.ShareByProfile[p]/float64(max(accepted, 1))*1000) / 1000
+		}
+		return h, nil
+	}
+	var out []heteroRow
+	for _, r := range rows {
+		g := *f
+		r.set(&g)
+		iid, err := one(&g, r.name+", iid")
+		if err != nil {
+			return err
+		}
+		n := g
+		n.cfg.Partition, n.target, n.slowLabels = noniid, noniidTarget, "0,1,2"
+		non, err := one(&n, r.name+", "+noniid)
+		if err != nil {
+			return err
+		}
+		row := heteroRow{Name: r.name, Mode: g.cfg.Mode, heteroRun: iid, NonIID: non}
+		if asJSON {
+			printLine(stdout, true, row, "")
+		}
+		out = append(out, row)
+	}
+	if asJSON {
+		return nil
+	}
+	secs := func(v *float64) string {
+		if v == nil {
+			return "not reached"
+		}
+		return fmt.Sprintf("%.0f s", *v)
+	}
+	ratio := func(v, base *float64) string {
+		if v == nil || base == nil {
+			return ""
+		}
+		return fmt.Sprintf(" (%.2fx)", *v / *base)
+	}
+	fmt.Fprintf(stdout, "Population: %d clients, %s, %.0f%% of tasks dropped mid-training; %d rounds (async: server steps of %d updates); %s, E=%d, B=%d, lr %g; virtual device time.\n\n",
+		f.cfg.Clients, f.profiles, 100*f.opt.DropProb, f.cfg.Rounds, 10, f.cfg.Model, f.cfg.LocalEpochs, f.cfg.Batch, f.cfg.LR)
+	fmt.Fprintf(stdout, "| policy | time to %g, IID | final accuracy, IID | time to %g, %s | final accuracy, %s | worst label, %s | phone-low share of updates, %s | bytes, IID |\n",
+		f.target, noniidTarget, noniid, noniid, noniid, noniid)
+	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range out {
+		fmt.Fprintf(stdout, "| %s | %s%s | %.4f | %s%s | %.4f | %.4f | %.0f%% | %.0f MB |\n", r.Name,
+			secs(r.VirtualSecondsToTarget), ratio(r.VirtualSecondsToTarget, out[0].VirtualSecondsToTarget), r.FinalAccuracy,
+			secs(r.NonIID.VirtualSecondsToTarget), ratio(r.NonIID.VirtualSecondsToTarget, out[0].NonIID.VirtualSecondsToTarget),
+			r.NonIID.FinalAccuracy, r.NonIID.WorstLabelAccuracy, 100*r.NonIID.ShareByProfile["phone-low"], float64(r.Bytes)/1e6)
+	}
+	return nil
 }

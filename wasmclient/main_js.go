@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"syscall/js"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
 	"github.com/qflare/qflare/shared/participant"
+	"github.com/qflare/qflare/shared/profile"
 	"github.com/qflare/qflare/shared/wire"
 )
 
@@ -134,7 +137,7 @@ func (l *lead) run() {
 	l.listen()
 	opt, err := l.options()
 	if err != nil {
-		l.post("stopped", map[string]any{"reason": err.Error(), "error": true})
+		l.post("stopped", map[string]any{"reason": err.Error(), "code": "cannot_join", "error": true})
 		return
 	}
 	client := participant.New(opt)
@@ -163,6 +166,16 @@ func (l *lead) options() (participant.Options, error) {
 			l.trainer = newPoolTrainer(m, set, l.ports)
 			return l.trainer, nil
 		},
+	}
+	if name := jsString(b.Get("profile")); name != "" {
+		p, err := profile.Lookup(name)
+		if err != nil {
+			return opt, fmt.Errorf("the address asks this tab to emulate the device profile %q (?profile=%s), which does not exist; known profiles: %s",
+				clip(name, 40), clip(name, 40), strings.Join(profile.Names(), ", "))
+		}
+		opt.Profile = &p
+		l.post("profile", map[string]any{"name": p.Name, "gflops": p.TrainGFLOPS, "down_mbps": p.DownMbps,
+			"up_mbps": p.UpMbps, "rtt_ms": p.RTT.Milliseconds(), "drop": p.DropProb})
 	}
 	origin := b.Get("origin").String()
 	opt.Fetch = func(ctx context.Context, w *wire.Welcome) (*data.Set, error) {

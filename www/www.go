@@ -17,7 +17,8 @@
 //
 //   - static/dashboard.html + dashboard.js, at /dashboard#admin=TOKEN: a
 //     run's live state over the server-sent event feed, charts (uPlot), the
-//     join QR code (qrcode-generator), and starting and stopping runs.
+//     client timeline and participation per profile (lanes.js), the join
+//     QR code (qrcode-generator), and starting and stopping runs.
 //
 //   - static/present.html + present.js, at /present: the presenter view for a
 //     projector (the public run, or ?run=ID): a big QR code of the join

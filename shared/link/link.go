@@ -22,6 +22,18 @@ var ErrClosed = errors.New("link: connection closed")
 type Message struct {
 	Binary bool
 	Data   []byte
+	// release, when set, hands Data's buffer back to the connection's pool
+	// (see Release).
+	release func()
+}
+
+// Release tells the connection that the receiver is done with m.Data: the
+// buffer may be reused for a later message. It is optional (a message not
+// released is simply collected) and m.Data must not be used after it.
+func (m Message) Release() {
+	if m.release != nil {
+		m.release()
+	}
 }
 
 // Conn carries one connection's messages in order. Send and Recv may be

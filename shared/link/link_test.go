@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -47,5 +48,54 @@ func TestPipeRecvHonoursContext(t *testing.T) {
 	defer cancel()
 	if _, err := b.Recv(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Recv on idle pipe = %v; want context.DeadlineExceeded", err)
+	}
+}
+
+// counter is a Tracker that counts.
+type counter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *counter) Hold()    { c.mu.Lock(); c.n++; c.mu.Unlock() }
+func (c *counter) Release() { c.mu.Lock(); c.n--; c.mu.Unlock() }
+func (c *counter) get() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+
+// TestTrackedPipeHolds: a message is held from Send until its reader asks
+// for the next one; what was sent before a close is still delivered; Done
+// releases the rest.
+func TestTrackedPipeHolds(t *testing.T) {
+	ctx := context.Background()
+	var c counter
+	a, b := TrackedPipe(&c)
+	for _, s := range []string{"x", "y", "z"} {
+		if err := a.Send(ctx, Message{Data: []byte(s)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.get() != 3 {
+		t.Fatalf("3 messages in flight hold %d; want 3", c.get())
+	}
+	m, err := b.Recv(ctx)
+	if err != nil || string(m.Data) != "x" || c.get() != 3 {
+		t.Fatalf("first Recv = %q, %v, held %d; want x, 3 held (its reader works on it)", m.Data, err, c.get())
+	}
+	a.Close()
+	m, err = b.Recv(ctx)
+	if err != nil || string(m.Data) != "y" || c.get() != 2 {
+		t.Fatalf("Recv after close = %q, %v, held %d; want y (sent before the close), 2 held", m.Data, err, c.get())
+	}
+	Done(b)
+	if c.get() != 0 {
+		t.Fatalf("after Done %d are held; want 0", c.get())
+	}
+	if _, err := b.Recv(ctx); err != ErrClosed {
+		t.Fatalf("Recv after Done and close = %v; want ErrClosed", err)
+	}
+	c2, _ := TrackedPipe(&c)
+	cctx, cancel := context.WithCancel(ctx)
+	go cancel()
+	if _, err := c2.Recv(cctx); err != context.Canceled {
+		t.Fatalf("a cancelled Recv = %v; want context.Canceled", err)
 	}
 }

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -77,6 +78,12 @@ func FromSocket(s Socket, opt SocketOptions) Conn {
 	return c
 }
 
+// readBuffers are the buffers messages are read into. A receiver that
+// releases its messages (Message.Release) lets the next message reuse the
+// buffer instead of allocating (and the collector freeing) a new one each
+// time; an idle connection holds none.
+var readBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 type socketConn struct {
 	s         Socket
 	opt       SocketOptions
@@ -151,20 +158,25 @@ func (c *socketConn) Recv(ctx context.Context) (Message, error) {
 			c.inMessage = true
 			c.s.SetReadDeadline(time.Now().Add(c.opt.MessageWait))
 		}
-		b, err := io.ReadAll(rd)
+		buf := readBuffers.Get().(*bytes.Buffer)
+		buf.Reset()
+		_, err = buf.ReadFrom(rd)
 		c.inMessage = false
 		if err != nil {
+			readBuffers.Put(buf)
 			return fail(err)
 		}
+		b, release := buf.Bytes(), func() { readBuffers.Put(buf) }
 		if c.opt.PongWait > 0 {
 			c.s.SetReadDeadline(time.Now().Add(c.opt.PongWait))
 		}
 		switch typ {
 		case TextMessage:
-			return Message{Data: b}, nil
+			return Message{Data: b, release: release}, nil
 		case BinaryMessage:
-			return Message{Binary: true, Data: b}, nil
+			return Message{Binary: true, Data: b, release: release}, nil
 		}
+		release()
 	}
 }
 

@@ -42,3 +42,12 @@ func ExampleTrainer_Step() {
 	// Output:
 	// true 2
 }
+
+// Training FLOPs of one local epoch on a 600-sample slice, for device
+// emulation (package profile turns them into seconds).
+func ExampleModel_TrainFLOPs() {
+	m, _ := nn.New("mnist-2nn", nn.Shape{H: 28, W: 28, C: 1}, 10, 1)
+	fmt.Println(m.ForwardFLOPs(), m.TrainFLOPs(600))
+	// Output:
+	// 397600 7.1568e+08
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
+	"github.com/qflare/qflare/shared/profile"
 	"github.com/qflare/qflare/shared/wire"
 )
 
@@ -51,11 +52,25 @@ type Options struct {
 	// scale:K) or the labels (label-flip). See adversary.Parse.
 	Attack adversary.Attack
 	// Slowdown ≥ 1 makes training take that many times longer (sleeping
-	// after each batch), to emulate slow devices.
+	// after each batch), to emulate slow devices. A Profile overrides it.
 	Slowdown float64
 	// DropProb is the chance, per round, of dropping the connection in the
-	// middle of training, to emulate flaky devices.
+	// middle of training, to emulate flaky devices. A Profile's DropProb
+	// replaces it.
 	DropProb float64
+	// Profile, when set, makes the client take as long as that device for
+	// each round: it waits out the download, compute and upload times the
+	// profile gives (see pace.go), and drops rounds with the profile's
+	// DropProb at a random point of the compute time. Its name goes to the
+	// server in hello.device.profile.
+	Profile *profile.Profile
+	// Clock is the time the profile's waits are measured and spent on
+	// (default: real time). A simulation on a virtual clock passes it
+	// here; when it also counts work in flight (link.Tracker), the client
+	// holds a unit while it works and gives it up while it waits, and
+	// Session expects its caller to hold one unit (it returns with one
+	// held).
+	Clock Clock
 	// Seed drives the emulated drops.
 	Seed uint64
 	// ProgressEvery is how often progress goes to the server (default 1s).
@@ -89,7 +104,19 @@ type Client struct {
 	version int64     // version of global, 0 before the first model
 	rng     *rand.Rand
 
-	items <-chan item // the current session's messages
+	flopsPerSample float64       // the model's training FLOPs per sample (emulation)
+	emulated       time.Duration // the emulated device's compute time of the round
+
+	items      <-chan item   // the current session's messages
+	readerDone chan struct{} // closed when the session's reader has stopped
+	// Virtual-clock bookkeeping (vtime.go): track is nil on real time.
+	track link.Tracker
+	held  int // units the session's goroutine holds
+	vmu   sync.Mutex
+	// asleep: the session's goroutine waits on the clock; queued is how
+	// many units the messages queued for it hold.
+	asleep bool
+	queued int
 
 	// Cancelling training: read numbers each round_start it reads (starts,
 	// counted across sessions). The server ending that round, the run ending
@@ -111,10 +138,15 @@ func New(opt Options) *Client {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
+	if opt.Clock == nil {
+		opt.Clock = realClock{}
+	}
 	if opt.NewTrainer == nil {
 		opt.NewTrainer = func(m *nn.Model, set *data.Set) (Trainer, error) { return NewLocalTrainer(m, set), nil }
 	}
-	return &Client{opt: opt, id: opt.ClientID, secret: opt.Secret, rng: rand.New(rand.NewPCG(opt.Seed, 0xda3e39cb94b95bdb))}
+	c := &Client{opt: opt, id: opt.ClientID, secret: opt.Secret, rng: rand.New(rand.NewPCG(opt.Seed, 0xda3e39cb94b95bdb))}
+	c.track, _ = opt.Clock.(link.Tracker)
+	return c
 }
 
 // ID returns the client id the server gave (empty before the first welcome).
@@ -149,15 +181,24 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer conn.Close()
+	if c.track != nil {
+		c.held = 1 // the caller's
+		defer c.settle(cancel, conn)
+	}
 	c.state(StateConnecting, 0)
 	c.joined = false
+	dev := c.opt.Device
+	if c.opt.Profile != nil {
+		dev.Profile = c.opt.Profile.Name
+	}
 	hello := &wire.Hello{V: wire.Version, ClientID: c.id, Secret: c.secret, Run: c.opt.Run, Token: c.opt.Token,
-		Device: c.opt.Device, Codecs: []string{"float32+zstd"}, ResumeVersion: c.version}
+		Device: dev, Codecs: []string{"float32+zstd"}, ResumeVersion: c.version}
 	if err := c.sendMsg(ctx, conn, hello); err != nil {
 		return err
 	}
 	items := make(chan item, 64)
 	c.items = items
+	c.readerDone = make(chan struct{})
 	go c.read(ctx, conn, items)
 	for {
 		it, err := c.next(ctx)
@@ -173,6 +214,9 @@ func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 
 // next returns the session's next message, or the connection's error.
 func (c *Client) next(ctx context.Context) (item, error) {
+	if c.track != nil {
+		return c.nextTracked(ctx)
+	}
 	select {
 	case it := <-c.items:
 		return it, it.err
@@ -184,34 +228,54 @@ func (c *Client) next(ctx context.Context) (item, error) {
 // read forwards conn's messages to items, parsed, and cancels a training run
 // that the server has ended. It returns after the first error.
 func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
+	defer close(c.readerDone)
+	defer link.Done(conn)
+	// On a virtual clock a message is work to do now (a unit held for it,
+	// before anything that may wake the session's goroutine), unless the
+	// session's goroutine is asleep and the message does not wake it (see
+	// vtime.go).
+	push := func(it item, wakes bool) bool {
+		if c.track != nil {
+			return c.pushTracked(ctx, items, it, wakes)
+		}
+		select {
+		case items <- it:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
 		m, err := conn.Recv(ctx)
 		if err != nil {
+			c.holdFor(true)
 			c.cancelTraining(-1)
-			select {
-			case items <- item{err: err}:
-			case <-ctx.Done():
-			}
+			push(item{err: err}, true)
 			return
 		}
 		if m.Binary {
-			select {
-			case items <- item{frame: m.Data}:
-			case <-ctx.Done():
+			c.holdFor(false)
+			if !push(item{frame: m.Data}, false) {
 				return
 			}
 			continue
 		}
 		msg, err := wire.ParseMessage(m.Data, wire.MaxMessageBytes)
 		if err != nil {
+			c.holdFor(true)
 			c.cancelTraining(-1)
-			select {
-			case items <- item{err: fmt.Errorf("participant: bad message from server: %w", err)}:
-			case <-ctx.Done():
-			}
+			push(item{err: fmt.Errorf("participant: bad message from server: %w", err)}, true)
 			return
 		}
 		var seq uint64
+		wakes := false
+		switch msg := msg.(type) {
+		case *wire.RoundEnd:
+			wakes = !msg.Async // an async step ends no task
+		case *wire.RunEnd, *wire.Bye:
+			wakes = true
+		}
+		c.holdFor(wakes)
 		switch msg := msg.(type) {
 		case *wire.RoundStart:
 			c.mu.Lock()
@@ -219,13 +283,13 @@ func (c *Client) read(ctx context.Context, conn link.Conn, items chan<- item) {
 			seq, c.startRound = c.starts, msg.Round
 			c.mu.Unlock()
 		case *wire.RoundEnd:
-			c.cancelTraining(msg.Round)
+			if wakes {
+				c.cancelTraining(msg.Round)
+			}
 		case *wire.RunEnd, *wire.Bye:
 			c.cancelTraining(-1)
 		}
-		select {
-		case items <- item{msg: msg, seq: seq}:
-		case <-ctx.Done():
+		if !push(item{msg: msg, seq: seq}, wakes) {
 			return
 		}
 	}
@@ -271,10 +335,10 @@ func (c *Client) handle(ctx context.Context, conn link.Conn, it item) error {
 		}
 		return c.round(ctx, conn, m, it.seq)
 	case *wire.Accepted:
-		c.emit(Event{Type: EventAccepted, Round: m.Round, Bytes: m.Bytes})
+		c.emit(Event{Type: EventAccepted, Round: m.Round, Bytes: m.Bytes, Staleness: m.Staleness})
 		c.state(StateWaiting, m.Round)
 	case *wire.RoundEnd:
-		c.emit(Event{Type: EventRoundEnd, Round: m.Round, TestAccuracy: m.TestAccuracy, TestLoss: m.TestLoss})
+		c.emit(Event{Type: EventRoundEnd, Round: m.Round, TestAccuracy: m.TestAccuracy, TestLoss: m.TestLoss, ModelVersion: m.ModelVersion})
 	case *wire.RunEnd:
 		c.state(StateDone, 0)
 		c.emit(Event{Type: EventRunEnd, Message: m.Reason, TestAccuracy: m.FinalAccuracy})

@@ -12,6 +12,12 @@
 // delta), and the encoder's error-feedback residual. Callers reconnect with
 // back-off by calling Session again with a new connection.
 //
+// # Device emulation
+//
+// With Options.Profile a client takes as long as that device would to
+// download, train and upload, measured and waited on Options.Clock (real
+// time, or a simulation's virtual time); pace.go says how.
+//
 // # Concurrency
 //
 // A Client is not safe for concurrent use: run one Session at a time. Session

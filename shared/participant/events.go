@@ -6,13 +6,14 @@ const (
 	EventWelcome    = "welcome"     // joined: ClientID; again with Model and Params once the model is built
 	EventSlice      = "slice"       // data ready: Samples, LabelCounts
 	EventWait       = "wait"        // nothing to do: Message says why
-	EventRoundStart = "round_start" // selected for Round
+	EventRoundStart = "round_start" // selected for Round: trains ModelVersion
 	EventDownload   = "download"    // global model received: Bytes
 	EventProgress   = "progress"    // training: Epoch, Batch, Loss, SamplesPerS, ETASeconds
+	EventEmulate    = "emulate"     // waiting as the emulated device would: Profile, Phase, WaitSeconds, Message
 	EventUpload     = "upload"      // update sent: Bytes, LocalLoss, LocalAccuracy, SamplesPerS
-	EventAccepted   = "accepted"    // update accepted
+	EventAccepted   = "accepted"    // update accepted: Staleness (async)
 	EventRejected   = "rejected"    // update refused: Message, Code
-	EventRoundEnd   = "round_end"   // round aggregated: TestAccuracy, TestLoss
+	EventRoundEnd   = "round_end"   // round aggregated: TestAccuracy, TestLoss, ModelVersion
 	EventRunEnd     = "run_end"     // run over: Message, TestAccuracy
 	EventError      = "error"       // something failed: Message
 )
@@ -58,4 +59,14 @@ type Event struct {
 	Params        int     `json:"params,omitempty"`
 	Rounds        int     `json:"rounds,omitempty"`
 	Local         bool    `json:"local_data,omitempty"` // training on the person's own data
+	Profile       string  `json:"profile,omitempty"`    // the emulated device profile
+	Phase         string  `json:"phase,omitempty"`      // PhaseDownload, PhaseCompute or PhaseUpload
+	WaitSeconds   float64 `json:"wait_s,omitempty"`     // how long the emulated device still takes
+	// ModelVersion is the global model version a round trains from
+	// (round_start) or produced (round_end); an async run's page shows it
+	// instead of the round.
+	ModelVersion int64 `json:"model_version,omitempty"`
+	// Staleness is how many server steps behind the model it joined an
+	// accepted update was trained (async runs).
+	Staleness int `json:"staleness,omitempty"`
 }

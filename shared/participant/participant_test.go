@@ -83,7 +83,8 @@ func (s *server) update() (wire.FrameHeader, []byte) {
 	}
 }
 
-func (s *server) model(kind string, round int, version int64, w, ref []float32, shapes [][]int, codec string) {
+// model sends a model frame and returns its length.
+func (s *server) model(kind string, round int, version int64, w, ref []float32, shapes [][]int, codec string) int {
 	s.t.Helper()
 	p, _ := wire.ParsePipeline(codec)
 	payload, err := wire.NewEncoder(p, shapes, 1).Encode(nil, w, ref)
@@ -102,6 +103,7 @@ func (s *server) model(kind string, round int, version int64, w, ref []float32, 
 	if err := s.conn.Send(s.ctx, link.Message{Binary: true, Data: f}); err != nil {
 		s.t.Fatal(err)
 	}
+	return len(f)
 }
 
 func welcome(codec string) *wire.Welcome {
@@ -165,7 +167,7 @@ func TestSessionTrainsAndUploads(t *testing.T) {
 	if d := dist(trained, global); d == 0 || math.IsNaN(d) {
 		t.Errorf("the update equals the global model (distance %v); training did nothing", d)
 	}
-	srv.send(&wire.Accepted{Round: 1})
+	srv.send(&wire.Accepted{Round: 1, Staleness: 2})
 	srv.send(&wire.RoundEnd{Round: 1, TestAccuracy: 0.5, ModelVersion: 2})
 
 	// Round 2 comes as a delta from version 1, which the client holds.
@@ -191,6 +193,15 @@ func TestSessionTrainsAndUploads(t *testing.T) {
 		participant.EventProgress, participant.EventUpload, participant.EventAccepted, participant.EventRoundEnd, participant.EventRunEnd} {
 		if !hasEvent(events, want) {
 			t.Errorf("no %q event", want)
+		}
+	}
+	// The page shows an async run's versions and staleness from these.
+	for _, e := range events {
+		switch {
+		case e.Type == participant.EventRoundStart && e.Round == 2 && e.ModelVersion != 2,
+			e.Type == participant.EventAccepted && e.Round == 1 && e.Staleness != 2,
+			e.Type == participant.EventRoundEnd && e.Round == 1 && e.ModelVersion != 2:
+			t.Errorf("%s event = %+v; want the message's model version and staleness", e.Type, e)
 		}
 	}
 }

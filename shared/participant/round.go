@@ -56,6 +56,7 @@ func (c *Client) join(ctx context.Context, w *wire.Welcome) error {
 		return err
 	}
 	c.trainer, c.shapes, c.modelName = tr, m.TensorShapes(), m.Name
+	c.flopsPerSample = m.TrainFLOPs(1)
 	c.enc = wire.NewEncoder(p, c.shapes, w.Run.Seed)
 	putFloats(c.global)
 	c.global, c.version = nil, 0
@@ -76,12 +77,14 @@ func (c *Client) numParams() int {
 	return n
 }
 
-// round downloads the round's model, trains and uploads the update; then
-// it hands back the round's buffers.
+// round downloads the round's model, trains and uploads the update, each
+// taking as long as the emulated device would (pace.go); then it hands back
+// the round's buffers.
 func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart, seq uint64) error {
 	defer c.between()
+	began := c.opt.Clock.Now()
 	c.state(StateDownloading, rs.Round)
-	c.emit(Event{Type: EventRoundStart, Round: rs.Round})
+	c.emit(Event{Type: EventRoundStart, Round: rs.Round, ModelVersion: rs.ModelVersion})
 	it, err := c.next(ctx)
 	if err != nil {
 		return err
@@ -92,24 +95,40 @@ func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 	if err := c.receiveModel(it.frame, rs); err != nil {
 		return err
 	}
+	rctx, release := c.roundContext(ctx, rs, seq)
+	defer release()
+	if p := c.opt.Profile; p != nil {
+		if err := c.wait(rctx, rs.Round, PhaseDownload, p.Download(len(it.frame))-c.opt.Clock.Now().Sub(began)); err != nil {
+			return c.stopped(ctx, rs.Round, err, "the model arrived")
+		}
+	}
 	c.emit(Event{Type: EventDownload, Round: rs.Round, Bytes: len(it.frame)})
 
-	st, err := c.train(ctx, conn, rs, seq)
+	st, err := c.train(rctx, conn, rs)
+	if err != nil {
+		return c.stopped(ctx, rs.Round, err, "training finished")
+	}
+	return c.upload(ctx, rctx, conn, rs, st)
+}
+
+// stopped turns what ended a round's work early into the session's
+// result: an emulated drop or the end of the session ends the session; the
+// round's deadline or the server ending the round only skips the round,
+// and says so before what.
+func (c *Client) stopped(ctx context.Context, round int, err error, before string) error {
 	switch {
 	case errors.Is(err, errDropped):
 		return err
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded):
-		c.emit(Event{Type: EventError, Round: rs.Round, Message: "the round's deadline passed before training finished; skipping this round"})
+		c.emit(Event{Type: EventError, Round: round, Message: "the round's deadline passed before " + before + "; skipping this round"})
 		return nil
 	case errors.Is(err, context.Canceled):
-		c.emit(Event{Type: EventError, Round: rs.Round, Message: "the server ended the round before training finished"})
+		c.emit(Event{Type: EventError, Round: round, Message: "the server ended the round before " + before})
 		return nil
-	case err != nil:
-		return err
 	}
-	return c.upload(ctx, conn, rs, st)
+	return err
 }
 
 // between hands back what a round used: the trained model, the encoder's
@@ -158,36 +177,33 @@ func (c *Client) receiveModel(frame []byte, rs *wire.RoundStart) error {
 	return nil
 }
 
-// train runs local training with progress reports, emulated slowness and
-// drops, and the round's deadline.
-func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart, seq uint64) (nn.FitStats, error) {
-	tctx, cancel := context.WithCancel(ctx)
-	if rs.DeadlineUnixMS > 0 {
-		var cancelDeadline context.CancelFunc
-		tctx, cancelDeadline = context.WithDeadline(tctx, time.UnixMilli(rs.DeadlineUnixMS))
-		defer cancelDeadline()
-	}
-	c.mu.Lock()
-	c.trainSeq, c.trainCancel = seq, cancel
-	if seq <= c.cancelled { // ended while the model was on its way
-		cancel()
-	}
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		c.trainCancel = nil
-		c.mu.Unlock()
-		cancel()
-	}()
+// train runs local training in the round's context ctx, with progress
+// reports, emulated slowness (Slowdown, or the profile's compute time) and
+// drops.
+func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart) (nn.FitStats, error) {
+	tctx, stop := context.WithCancel(ctx)
+	defer stop()
 	c.state(StateTraining, rs.Round)
-	dropAt := -1.0
-	if c.opt.DropProb > 0 && c.rng.Float64() < c.opt.DropProb {
+	prof, clock := c.opt.Profile, c.opt.Clock
+	began := clock.Now()
+	var work time.Duration // the emulated device's compute time
+	dropAt := -1.0         // fraction of the work at which the client drops (< 0: it does not)
+	if prof != nil {
+		work = prof.Compute(c.roundFLOPs(rs.Epochs))
+		if at, ok := prof.Drop(c.rng); ok {
+			dropAt = at
+		}
+	} else if c.opt.DropProb > 0 && c.rng.Float64() < c.opt.DropProb {
 		dropAt = c.rng.Float64()
 	}
-	var dropped bool
+	dropTime := time.Duration(dropAt * float64(work))
+	// dropped: the connection is closed. ahead: with a profile, the real
+	// training has done the dropping device's share of the work before
+	// its time; the rest of that time is waited below.
+	var dropped, ahead bool
 	lastSent, lastEvent, lastBatch := time.Time{}, time.Time{}, time.Duration(0)
 	progress := func(p nn.Progress) {
-		if c.opt.Slowdown > 1 {
+		if prof == nil && c.opt.Slowdown > 1 {
 			// Elapsed includes earlier sleeps: sleep in proportion to this
 			// batch's own work only.
 			sleep := time.Duration(float64(p.Elapsed-lastBatch) * (c.opt.Slowdown - 1))
@@ -195,11 +211,18 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 			lastBatch = p.Elapsed + sleep
 		}
 		done := float64((p.Epoch-1)*p.Batches+p.Batch) / float64(p.Epochs*p.Batches)
-		if dropAt >= 0 && done >= dropAt && !dropped {
-			dropped = true
-			conn.Close()
-			cancel()
-			return
+		if dropAt >= 0 && !dropped && !ahead {
+			switch {
+			case prof == nil && done >= dropAt, prof != nil && clock.Now().Sub(began) >= dropTime:
+				dropped = true
+				conn.Close()
+				stop()
+				return
+			case prof != nil && done >= dropAt:
+				ahead = true
+				stop()
+				return
+			}
 		}
 		now := time.Now()
 		last := p.Epoch == p.Epochs && p.Batch == p.Batches
@@ -226,13 +249,28 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 		c.local = getFloats(len(c.global))
 	}
 	st, err := c.trainer.Train(tctx, c.global, c.local, cfg, progress)
-	if dropped {
+	switch {
+	case dropped:
 		return st, errDropped
+	case prof != nil && dropAt >= 0 && (ahead || err == nil):
+		// The device drops at dropTime into its compute (a trainer that
+		// reports no progress finishes "ahead" too).
+		if err := c.wait(ctx, rs.Round, PhaseCompute, dropTime-clock.Now().Sub(began)); err != nil {
+			return st, err
+		}
+		conn.Close()
+		return st, errDropped
+	case err != nil:
+		return st, err
 	}
-	if err == nil {
-		c.tamper(rs.Seed)
+	if prof != nil {
+		if err := c.wait(ctx, rs.Round, PhaseCompute, work-clock.Now().Sub(began)); err != nil {
+			return st, err
+		}
+		c.emulated = clock.Now().Sub(began) // train_ms reports the emulated device's time
 	}
-	return st, err
+	c.tamper(rs.Seed)
+	return st, nil
 }
 
 // tamper applies the configured attack to the trained update.
@@ -250,8 +288,9 @@ func (c *Client) tamper(seed uint64) {
 }
 
 // upload encodes the trained weights against the round's model and sends
-// them.
-func (c *Client) upload(ctx context.Context, conn link.Conn, rs *wire.RoundStart, st nn.FitStats) error {
+// them on ctx, after the emulated device's upload time, waited on the
+// round's context rctx.
+func (c *Client) upload(ctx, rctx context.Context, conn link.Conn, rs *wire.RoundStart, st nn.FitStats) error {
 	c.state(StateUploading, rs.Round)
 	c.enc.Seed(rs.Seed)
 	payload, err := c.enc.Encode(nil, c.local, c.global)
@@ -264,12 +303,22 @@ func (c *Client) upload(ctx context.Context, conn link.Conn, rs *wire.RoundStart
 	h := &wire.FrameHeader{Kind: wire.KindUpdate, Run: c.welcome.Run.ID, Round: rs.Round, ModelVersion: c.version,
 		Codec: c.enc.Pipeline().String(), Params: len(c.local), Model: c.modelName, Samples: st.Samples / max(1, rs.Epochs),
 		Loss: finite(st.Loss), Accuracy: st.Accuracy, TrainMS: st.Duration.Milliseconds(), SamplesPerS: st.SamplesPerSecond()}
+	if c.opt.Profile != nil {
+		// The emulated device's compute time beside the speed really
+		// measured on this hardware.
+		h.TrainMS = c.emulated.Milliseconds()
+	}
 	frame, err := wire.AppendFrame(nil, h, payload)
 	if err != nil {
 		return err
 	}
 	if lim := c.welcome.Limits.MaxUpdateBytes; lim > 0 && len(frame) > lim {
 		return c.decline(ctx, conn, rs.Round, fmt.Sprintf("the update of %d bytes exceeds the server's limit of %d", len(frame), lim))
+	}
+	if p := c.opt.Profile; p != nil {
+		if err := c.wait(rctx, rs.Round, PhaseUpload, p.Upload(len(frame))); err != nil {
+			return c.stopped(ctx, rs.Round, err, "the update was sent")
+		}
 	}
 	// The connection owns the frame from here.
 	if err := conn.Send(ctx, link.Message{Binary: true, Data: frame}); err != nil {

@@ -22,6 +22,9 @@ type Device struct {
 	Cores     int     `json:"cores"`      // logical cores, 0 if unknown
 	MemoryGB  float64 `json:"memory_gb"`  // device memory in GB, 0 if unknown
 	Workers   int     `json:"workers"`    // training workers the client runs
+	// Profile names the device profile the client emulates (package
+	// profile), empty when it runs at its own speed.
+	Profile string `json:"profile,omitempty"`
 }
 
 // Device kinds.
@@ -60,6 +63,11 @@ type RunInfo struct {
 	Strategy    string  `json:"strategy"`
 	Mu          float64 `json:"mu"` // FedProx proximal term, 0 for none
 	Seed        uint64  `json:"seed"`
+	// Mode is "async" for FedBuff runs: a round is a server step, a task
+	// outlives the step it was given in, and pages show model versions
+	// and staleness instead of rounds. Empty or "sync": rounds.
+	Mode   string `json:"mode,omitempty"`
+	Buffer int    `json:"buffer,omitempty"` // async: updates per server step
 }
 
 // SliceInfo tells a client which part of the data set is its own.
@@ -119,6 +127,9 @@ type Decline struct {
 type Accepted struct {
 	Round int `json:"round"`
 	Bytes int `json:"bytes"` // size of the frame received
+	// Staleness is how many server steps behind the model it joined the
+	// update was trained (async runs; 0 otherwise).
+	Staleness int `json:"staleness,omitempty"`
 }
 
 // Rejected tells a client that its update or request was refused.
@@ -136,6 +147,11 @@ type RoundEnd struct {
 	Received     int     `json:"received"`
 	Accepted     int     `json:"accepted"`
 	ModelVersion int64   `json:"model_version"`
+	// Async: this was a server step of an asynchronous run; tasks in
+	// flight go on (their updates join a later step).
+	Async bool `json:"async,omitempty"`
+	// MeanStaleness is the step's mean update staleness (async).
+	MeanStaleness float64 `json:"mean_staleness,omitempty"`
 }
 
 // RunEnd announces that a run is over.
@@ -217,6 +233,7 @@ func (d *Device) validate() error {
 		checkInt("hello.device.cores", int64(d.Cores), 0, maxCores),
 		checkFloat("hello.device.memory_gb", d.MemoryGB, 0, maxMemoryGB),
 		checkInt("hello.device.workers", int64(d.Workers), 0, maxWorkers),
+		checkProfile("hello.device.profile", d.Profile),
 	)
 }
 

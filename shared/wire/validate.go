@@ -26,6 +26,7 @@ const (
 	maxHyper     = 1e6     // lr, weight_decay, mu
 	maxTimeMS    = 1 << 53 // unix milliseconds, train_ms
 	maxCodeLen   = 32      // rejected.code
+	maxProfile   = 32      // device.profile (profile.MaxNameLen)
 	maxClaimedV  = 1 << 16 // hello.v: any version parses, so the server can answer it
 	maxUpdateCap = 1 << 31 // limits.max_update_bytes
 )
@@ -171,6 +172,20 @@ func checkRelURL(field, s string) error {
 func checkPipeline(field, s string) error {
 	if _, err := ParsePipeline(s); err != nil {
 		return errorf(ErrMalformed, "wire: %s: %v", field, err)
+	}
+	return nil
+}
+
+// checkProfile checks an optional device profile name: at most maxProfile
+// bytes of [a-z0-9-]. The server decides whether it knows the profile.
+func checkProfile(field, s string) error {
+	if len(s) > maxProfile {
+		return errorf(ErrMalformed, "wire: %s is %d bytes long; limit %d", field, len(s), maxProfile)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return errorf(ErrMalformed, "wire: %s has byte %q at %d; want [a-z0-9-]", field, c, i)
+		}
 	}
 	return nil
 }

@@ -4,7 +4,9 @@
 // server over a real WebSocket, like a browser tab does, with the same
 // participant logic, and can run many clients of different emulated speeds
 // and reliability (and, for robustness studies, malicious ones) from one
-// machine. Command wasmclient's native build is its command line.
+// machine: a slowdown factor, or device profiles (package profile) that set
+// each client's compute, network and availability. Command wasmclient's
+// native build is its command line.
 package headless
 
 import (
@@ -29,6 +31,7 @@ import (
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/participant"
+	"github.com/qflare/qflare/shared/profile"
 	"github.com/qflare/qflare/shared/wire"
 )
 
@@ -43,6 +46,12 @@ type Options struct {
 	// Drop is each client's chance per round to drop its connection in the
 	// middle of training.
 	Drop float64
+	// Profiles, unless zero, gives the clients device profiles in these
+	// proportions (profile.Mix.Assign with Seed). A client with a profile
+	// trains, downloads and uploads at its device's pace, drops rounds
+	// with its DropProb instead of Drop, ignores the slowdown, and goes
+	// offline between sessions when the profile has offline periods.
+	Profiles profile.Mix
 	// Attack is what the attacking clients (a fraction Attackers of them,
 	// chosen with Seed) do.
 	Attack    adversary.Attack
@@ -64,8 +73,10 @@ func ParseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error)
 	fs.StringVar(&o.Token, "token", "", "the run's join token")
 	join := fs.String("join", "", "a join URL as printed by the server (sets --server, --run and --token)")
 	fs.IntVar(&o.Clients, "clients", 1, "participants to run, each on its own connection")
-	slow := fs.String("slowdown", "1", "training slowdown factor F, or a range MIN-MAX spread over the clients (emulates slow devices)")
-	fs.Float64Var(&o.Drop, "drop", 0, "chance per round that a client drops its connection mid-training (emulates flaky devices)")
+	slow := fs.String("slowdown", "1", "training slowdown factor F, or a range MIN-MAX spread over the clients (emulates slow devices; --profile/--profiles win over it)")
+	fs.Float64Var(&o.Drop, "drop", 0, "chance per round that a client drops its connection mid-training (emulates flaky devices; a profile's own drop chance replaces it)")
+	mix := fs.String("profiles", "", "device profiles of the clients in proportions, e.g. phone-low:0.3,laptop:0.5,desktop:0.2 (profiles: "+strings.Join(profile.Names(), ", ")+")")
+	one := fs.String("profile", "", "one device profile for every client (same as --profiles NAME)")
 	attack := fs.String("attack", "none", "attack of the malicious clients: sign-flip, gaussian, scale:K, label-flip")
 	fs.Float64Var(&o.Attackers, "attackers", 0, "fraction of the clients that attack")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed for drops, attacks and the choice of attackers")
@@ -86,6 +97,9 @@ func ParseFlags(args []string, stderr io.Writer) (*Options, *slog.Logger, error)
 		return nil, nil, err
 	}
 	if o.Attack, err = adversary.Parse(*attack); err != nil {
+		return nil, nil, err
+	}
+	if o.Profiles, err = parseProfiles(*mix, *one); err != nil {
 		return nil, nil, err
 	}
 	if err := o.validate(); err != nil {
@@ -161,6 +175,36 @@ func parseSlowdown(s string) (lo, hi float64, err error) {
 	return lo, hi, nil
 }
 
+// parseProfiles reads --profiles MIX or --profile NAME (not both; neither
+// gives the zero Mix).
+func parseProfiles(mix, one string) (profile.Mix, error) {
+	switch {
+	case mix != "" && one != "":
+		return profile.Mix{}, errors.New("give --profiles MIX or --profile NAME, not both")
+	case one != "":
+		p, err := profile.Lookup(one)
+		if err != nil {
+			return profile.Mix{}, fmt.Errorf("--profile: %w", err)
+		}
+		return profile.Single(p), nil
+	case mix != "":
+		m, err := profile.ParseMix(mix)
+		if err != nil {
+			return profile.Mix{}, fmt.Errorf("--profiles: %w", err)
+		}
+		return m, nil
+	}
+	return profile.Mix{}, nil
+}
+
+// profiles returns each client's device profile (nil without --profiles).
+func (o *Options) profiles() []profile.Profile {
+	if o.Profiles.IsZero() {
+		return nil
+	}
+	return o.Profiles.Assign(o.Clients, o.Seed)
+}
+
 // slowdown spreads client i's slowdown geometrically over [slowMin, slowMax].
 func (o *Options) slowdown(i int) float64 {
 	if o.Clients == 1 || o.SlowMax == o.SlowMin {
@@ -184,6 +228,7 @@ func Run(ctx context.Context, o *Options) error {
 	if err != nil {
 		return err
 	}
+	profiles := o.profiles()
 	var wg sync.WaitGroup
 	results := make([]error, o.Clients)
 	for i := 0; i < o.Clients; i++ {
@@ -191,11 +236,14 @@ func Run(ctx context.Context, o *Options) error {
 			Device: wire.Device{Kind: wire.DeviceHeadless, UserAgent: "qflare-headless", Platform: runtime.GOOS + "/" + runtime.GOARCH,
 				Cores: runtime.NumCPU(), Workers: 1},
 			Fetch: o.Fetch}
+		if profiles != nil {
+			po.Profile, po.Slowdown = &profiles[i], 1
+		}
 		if attackers[i] {
 			po.Attack = o.Attack
 		}
 		name := fmt.Sprintf("client %d", i+1)
-		logEvent := eventLogger(log.With("client", name), name, po.Slowdown, attackers[i])
+		logEvent := eventLogger(log.With("client", name), name, po.Slowdown, po.Profile, attackers[i])
 		po.Events = func(e participant.Event) {
 			logEvent(e)
 			if o.Events != nil {
@@ -203,10 +251,11 @@ func Run(ctx context.Context, o *Options) error {
 			}
 		}
 		cl := participant.New(po)
+		avail := rand.New(rand.NewPCG(o.Seed+uint64(i), 0xa7a11ab1e))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = o.keepConnected(ctx, cl, log.With("client", name))
+			results[i] = o.keepConnected(ctx, cl, po.Profile, avail, log.With("client", name))
 		}()
 	}
 	wg.Wait()
@@ -217,33 +266,62 @@ func Run(ctx context.Context, o *Options) error {
 }
 
 // keepConnected runs sessions with exponential back-off between them until
-// the run ends, the server refuses the client, or ctx is done.
-func (o *Options) keepConnected(ctx context.Context, cl *participant.Client, log *slog.Logger) error {
+// the run ends, the server refuses the client, or ctx is done. A client
+// whose profile has offline periods (prof, drawn from rng) ends each session
+// after a drawn online period and stays away for a drawn offline period.
+func (o *Options) keepConnected(ctx context.Context, cl *participant.Client, prof *profile.Profile, rng *rand.Rand, log *slog.Logger) error {
 	backoff := 500 * time.Millisecond
 	for {
-		conn, err := Dial(ctx, o.Server)
+		sctx, cancel := ctx, context.CancelFunc(func() {})
+		var online time.Duration
+		if prof != nil && !prof.AlwaysOnline() {
+			online = prof.OnlinePeriod(rng)
+			sctx, cancel = context.WithTimeout(ctx, online)
+		}
+		conn, err := Dial(sctx, o.Server)
 		if err == nil {
 			start := time.Now()
-			err = cl.Session(ctx, conn)
+			err = cl.Session(sctx, conn)
 			if time.Since(start) > time.Minute {
 				backoff = 500 * time.Millisecond
 			}
 		}
+		wentOffline := online > 0 && sctx.Err() != nil && ctx.Err() == nil
+		cancel()
 		var refused *participant.RefusedError
 		switch {
 		case errors.Is(err, participant.ErrRunEnded):
 			return nil
 		case errors.As(err, &refused), ctx.Err() != nil:
 			return err
+		case wentOffline:
+			off := prof.OfflinePeriod(rng)
+			log.Info("going offline (emulated availability)", "profile", prof.Name, "was_online", online.Round(time.Millisecond),
+				"offline_for", off.Round(time.Millisecond))
+			if err := sleep(ctx, off); err != nil {
+				return err
+			}
+			backoff = 500 * time.Millisecond
+			continue
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		log.Warn("disconnected; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := sleep(ctx, wait); err != nil {
+			return err
 		}
 		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// sleep waits d, or until ctx is done (its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -289,12 +367,16 @@ func (o *Options) Fetch(ctx context.Context, w *wire.Welcome) (*data.Set, error)
 }
 
 // eventLogger logs a client's notable events.
-func eventLogger(log *slog.Logger, name string, slowdown float64, attacker bool) func(participant.Event) {
+func eventLogger(log *slog.Logger, name string, slowdown float64, prof *profile.Profile, attacker bool) func(participant.Event) {
+	speed := []any{"slowdown", slowdown}
+	if prof != nil {
+		speed = []any{"profile", prof.Name}
+	}
 	return func(e participant.Event) {
 		switch e.Type {
 		case participant.EventWelcome:
 			if e.Params > 0 {
-				log.Info("joined", "id", e.ClientID, "model", e.Model, "params", e.Params, "slowdown", slowdown, "attacker", attacker)
+				log.Info("joined", append(append([]any{"id", e.ClientID, "model", e.Model, "params", e.Params}, speed...), "attacker", attacker)...)
 			}
 		case participant.EventUpload:
 			log.Info("update sent", "round", e.Round, "bytes", e.Bytes, "loss", round4(e.LocalLoss),

@@ -1,15 +1,21 @@
 // The dashboard: one run's live state over server-sent events (the REST API
 // only loads the state at the start and after a reconnect), a run picker,
 // the join QR code, and starting and stopping runs with the admin token.
-// window.qflareDash exposes the state (tests read it).
+// An async run (FedBuff) is shown in server steps, model versions and
+// staleness instead of rounds; the client timeline and participation per
+// profile are drawn by lanes.js. window.qflareDash exposes the state (tests
+// read it).
 'use strict';
 
 (() => {
   const D = (window.qflareDash = {
     runId: '', run: null, view: null, rounds: new Map(), clients: new Map(), updates: [],
-    lastUpdate: new Map(), feed: 'closed', events: 0,
+    lastUpdate: new Map(), feed: 'closed', events: 0, async: false,
   });
-  let es = null, dirty = false, accChart = null, bytesChart = null, runs = [];
+  // keep is how many updates the page holds (newest first): the timeline
+  // and the participation table are drawn from them.
+  const keep = 5000;
+  let es = null, dirty = false, accChart = null, bytesChart = null, staleChart = null, chartMode = '', runs = [];
 
   // ---- admin token: from #admin=TOKEN, kept for this tab only ---------------
   const token = (() => {
@@ -80,14 +86,17 @@
     const enc = encodeURIComponent(id);
     const [run, rounds, clients, updates] = await Promise.all([
       api('GET', `/api/runs/${enc}`), api('GET', `/api/runs/${enc}/rounds`),
-      api('GET', `/api/runs/${enc}/clients`), api('GET', `/api/runs/${enc}/updates?order=desc&limit=200`),
+      api('GET', `/api/runs/${enc}/clients`), api('GET', `/api/runs/${enc}/updates?order=desc&limit=${keep}`),
     ]);
     if (id !== D.runId) return;
     D.run = run;
     D.view = run.live || null;
+    D.async = (run.config || {}).mode === 'async';
     D.rounds = new Map(rounds.map((r) => [r.round, {
       round: r.round, status: r.status, acc: r.test_accuracy, loss: r.test_loss, up: r.bytes_up, down: r.bytes_down,
       selected: r.n_selected, received: r.n_received, accepted: r.n_accepted, error: r.error, epsilon: r.epsilon,
+      version: r.model_version, finished: lanes.time(r.finished_at),
+      stale: (r.metrics || {}).mean_staleness, staleMax: (r.metrics || {}).max_staleness,
     }]));
     D.clients = new Map(clients.map((c) => [c.id, { ...c, device: c.device || {}, ...(c.live || {}) }]));
     D.updates = updates.map((u) => ({ ...u, client: u.client_id })); // newest first
@@ -124,16 +133,17 @@
     on('client', (ev) => merge(ev.data));
     on('round_started', (ev) => openRound(ev.data));
     on('update', (ev) => {
-      const u = { ...ev.data, received_at: ev.time };
+      const u = { ...ev.data, received_at: ev.data.received_at || ev.time };
       D.updates.unshift(u);
-      D.updates.length = Math.min(D.updates.length, 200);
+      D.updates.length = Math.min(D.updates.length, keep);
       D.lastUpdate.set(u.client, u);
     });
     on('round_ended', (ev) => {
       const r = ev.data;
       D.rounds.set(r.round, { round: r.round, status: r.failed ? 'failed' : 'aggregated', acc: r.test_accuracy,
         loss: r.test_loss, up: r.bytes_up, down: r.bytes_down, selected: (r.selected || []).length,
-        received: r.received, accepted: r.accepted, error: r.failed, seconds: r.seconds, epsilon: r.epsilon });
+        received: r.received, accepted: r.accepted, error: r.failed, seconds: r.seconds, epsilon: r.epsilon,
+        version: r.model_version, finished: lanes.time(ev.time), stale: r.mean_staleness, staleMax: r.max_staleness });
       if (D.view && !r.failed) D.view.test_accuracy = r.test_accuracy;
       // The aggregator's verdicts arrive with the round: attach them to the
       // round's updates (score, cosine, norm ratio, exclusion).
@@ -167,7 +177,7 @@
   function openRound(r) {
     D.rounds.set(r.round, { ...(D.rounds.get(r.round) || {}), round: r.round, status: 'open',
       selected: (r.selected || []).length, received: r.received, accepted: r.accepted, up: r.bytes_up, down: r.bytes_down,
-      pending: r.pending, deadline: r.deadline });
+      pending: r.pending, deadline: r.deadline, target: r.target, base: r.base_version });
   }
 
   // ---- rendering ----------------------------------------------------------------
@@ -184,14 +194,27 @@
     document.title = `QFLARE · ${r.name}`;
     const facts = [
       ['Model', `${c.model} on ${c.dataset}`], ['Partition', `${c.partition} into ${c.clients} slices`],
-      ['Rounds', c.rounds], ['Per round', c.clients_per_round ? `${c.clients_per_round} clients` : `${ui.pct(c.fraction, 0)} of connected, at least ${c.min_clients}`],
+      ...(D.async ? [
+        ['Mode', `async (FedBuff): a server step every ${c.buffer} updates`], ['Server steps', c.rounds],
+        ['Training at once', `${c.concurrency} clients`],
+        ['Staleness', `weight ${c.staleness}, at most ${c.max_staleness} steps stale`],
+      ] : [
+        ['Rounds', c.rounds], ['Per round', c.clients_per_round ? `${c.clients_per_round} clients` : `${ui.pct(c.fraction, 0)} of connected, at least ${c.min_clients}`],
+      ]),
       ['Local training', `${c.local_epochs} epoch${c.local_epochs > 1 ? 's' : ''}, batch ${c.batch}, lr ${c.lr}` + (c.momentum ? `, momentum ${c.momentum}` : '')],
-      ['Strategy', c.strategy + (c.mu ? ` (mu ${c.mu})` : '')], ['Codecs', `up ${c.codec} · down ${c.down_codec}`],
-      ['Deadline', c.round_deadline || 'none'], ['Evaluation', c.eval_limit ? `first ${c.eval_limit} test images` : 'whole test set'],
+      ['Strategy', c.strategy + (c.mu ? ` (mu ${c.mu})` : '') + (c.server_lr ? `, server lr ${c.server_lr}` : '')],
+      ['Codecs', `up ${c.codec} · down ${c.down_codec}`],
+      [D.async ? 'Task deadline' : 'Deadline', c.round_deadline || 'none'], ['Evaluation', c.eval_limit ? `first ${c.eval_limit} test images` : 'whole test set'],
       ['Parameters', r.live ? ui.num(r.live.params) : '–'], ['Run id', r.id],
     ];
+    document.body.classList.toggle('async', D.async);
+    ui.setText('n-round-k', D.async ? 'server step' : 'round');
+    ui.setText('rounds-title', D.async ? 'Server steps' : 'Rounds');
+    ui.setText('bytes-title', D.async ? 'Bytes per step' : 'Bytes per round');
+    document.querySelectorAll('#updates .round-k').forEach((e) => { e.textContent = D.async ? 'Step' : 'Round'; });
+    charts();
     ui.$('config').replaceChildren(...facts.flatMap(([k, v]) => [ui.el('dt', { text: k }), ui.el('dd', { text: v })]));
-    const join = r.join_url ? location.origin + r.join_url : '';
+    const join = r.join_url ? new URL(r.join_url, location.origin).href : ''; // absolute (--public-url) or relative
     ui.setText('join-url', join || 'the join link is shown with the admin token');
     const qr = ui.$('qr');
     qr.replaceChildren();
@@ -203,6 +226,31 @@
     }
   }
 
+  // charts (re)builds the charts when the run's kind changes: an async
+  // run's x axis is the server step.
+  function charts() {
+    const x = D.async ? 'step' : 'round';
+    if (chartMode === x) return;
+    chartMode = x;
+    const box = (id) => {
+      const b = ui.el('div');
+      ui.$(id).replaceChildren(b);
+      return b;
+    };
+    accChart = ui.chart(box('acc-chart'), {
+      x, series: [{ label: 'accuracy', fmt: (v) => ui.pct(v) }, { label: 'loss', scale: 'loss', fmt: (v) => v.toFixed(3) }],
+      scales: { y: { range: [0, 1], fmt: (v) => Math.round(v * 100) + '%', label: 'accuracy' }, loss: { label: 'loss' } },
+    });
+    bytesChart = ui.chart(box('bytes-chart'), {
+      x, series: [{ label: 'up (MB)', fmt: (v) => v.toFixed(2) + ' MB' }, { label: 'down (MB)', fmt: (v) => v.toFixed(2) + ' MB' }],
+      scales: { y: { label: 'MB', zero: true } },
+    });
+    staleChart = ui.chart(box('stale-chart'), {
+      x, series: [{ label: 'mean staleness', fmt: (v) => v.toFixed(2) }, { label: 'max', fmt: (v) => v.toFixed(0) }],
+      scales: { y: { label: 'steps behind', zero: true } },
+    });
+  }
+
   function render() {
     const v = D.view, r = D.run;
     if (!r) return;
@@ -211,6 +259,9 @@
     ui.$('stop').disabled = !token() || !['running', 'waiting'].includes(status);
     ui.setText('n-round', `${v ? v.round : r.current_round} / ${r.config.rounds}`);
     const aggregated = [...D.rounds.values()].filter((x) => x.status === 'aggregated').sort((a, b) => a.round - b.round);
+    const last = aggregated[aggregated.length - 1];
+    ui.setText('n-version', v ? v.model_version : r.model_version);
+    ui.setText('n-stale', last && last.stale != null ? last.stale.toFixed(2) : '–');
     const lastAcc = aggregated.length ? aggregated[aggregated.length - 1].acc : v && v.test_accuracy;
     ui.setText('n-acc', ui.pct(lastAcc));
     const clients = [...D.clients.values()];
@@ -222,6 +273,8 @@
     ui.setText('n-privacy', eps.length ? `Differential privacy: ε = ${eps[eps.length - 1].epsilon.toPrecision(3)} spent (δ from the run's configuration)` : '');
     renderTimeline();
     renderCharts(aggregated);
+    renderLanes();
+    renderProfiles();
     renderClients(clients);
     renderUpdates();
   }
@@ -231,13 +284,22 @@
     ui.$('timeline').replaceChildren(...rs.map((x) => ui.el('span', {
       class: 'r ' + (x.status === 'open' ? 'open' : x.status === 'aggregated' ? 'ok' : x.status === 'failed' ? 'failed' : ''),
       'data-round': x.round,
-      title: `round ${x.round}: ${x.status}` + (x.acc ? `, accuracy ${ui.pct(x.acc)}` : '') + (x.epsilon != null ? `, ε ${x.epsilon.toPrecision(3)}` : '') +
-        `, ${x.accepted || 0} of ${x.selected || 0} selected clients accepted` + (x.error ? ` (${x.error})` : ''),
+      title: (D.async ? `step ${x.round}` + (x.version ? ` → version ${x.version}` : '') : `round ${x.round}`) + `: ${x.status}` +
+        (x.acc ? `, accuracy ${ui.pct(x.acc)}` : '') + (x.epsilon != null ? `, ε ${x.epsilon.toPrecision(3)}` : '') +
+        (D.async ? `, ${x.accepted || 0} updates` + (x.stale != null ? `, mean staleness ${x.stale.toFixed(2)}, max ${x.staleMax}` : '')
+          : `, ${x.accepted || 0} of ${x.selected || 0} selected clients accepted`) + (x.error ? ` (${x.error})` : ''),
       text: x.round,
     })));
     const open = rs.find((x) => x.status === 'open');
-    ui.setText('open-round', open ? `round ${open.round} open: ${open.received || 0} of ${open.selected} updates received` +
-      (open.deadline ? `, deadline ${new Date(open.deadline).toLocaleTimeString()}` : '') : '');
+    let text = '';
+    if (open && D.async) {
+      text = `step ${open.round} open: ${open.accepted || 0} of ${open.target || D.run.config.buffer} updates buffered` +
+        (open.base != null ? `; the model is version ${open.base}` : '');
+    } else if (open) {
+      text = `round ${open.round} open: ${open.received || 0} of ${open.selected} updates received` +
+        (open.deadline ? `, deadline ${new Date(open.deadline).toLocaleTimeString()}` : '');
+    }
+    ui.setText('open-round', text);
   }
 
   function renderCharts(aggregated) {
@@ -245,13 +307,62 @@
     accChart.set([xs, aggregated.map((x) => x.acc), aggregated.map((x) => x.loss)]);
     const all = [...D.rounds.values()].filter((x) => x.status !== 'open').sort((a, b) => a.round - b.round);
     bytesChart.set([all.map((x) => x.round), all.map((x) => (x.up || 0) / 1e6), all.map((x) => (x.down || 0) / 1e6)]);
+    if (D.async) staleChart.set([xs, aggregated.map((x) => x.stale ?? null), aggregated.map((x) => x.staleMax ?? null)]);
+  }
+
+  function profileOf(id) {
+    const c = D.clients.get(id);
+    return (c && (c.profile || (c.device && c.device.profile))) || '';
+  }
+
+  // renderLanes draws the client timeline: every held update with its task
+  // time, and (live) the tasks clients are working on now.
+  function renderLanes() {
+    if (!D.run) return;
+    const now = Date.now(), tasks = [], seen = new Set(), step = D.async ? 'step' : 'round';
+    let from = Infinity, to = -Infinity;
+    for (const u of D.updates) {
+      const a = lanes.time(u.task_at), b = lanes.time(u.received_at);
+      if (!(a <= b)) continue;
+      seen.add(u.client + '@' + a);
+      from = Math.min(from, a);
+      to = Math.max(to, b);
+      const took = ui.secs((b - a) / 1000);
+      const what = !u.accepted ? `refused: ${u.reason || u.code}` : u.excluded ? `excluded: ${u.reason}` : 'accepted';
+      tasks.push({ client: u.client, profile: u.profile || profileOf(u.client), from: a, to: b,
+        state: !u.accepted ? 'bad' : u.excluded ? 'excluded' : 'ok',
+        title: `${u.client}: ${step} ${u.round}, ` + (D.async ? `trained version ${u.base_version}, ${u.staleness || 0} steps stale, ` : '') +
+          `${took} from task to update, ${what}` });
+    }
+    const live = D.feed === 'live';
+    for (const c of D.clients.values()) {
+      const a = lanes.time(c.task_at);
+      if (!live || !c.connected || !(a > 0) || seen.has(c.id + '@' + a)) continue;
+      from = Math.min(from, a);
+      tasks.push({ client: c.id, profile: profileOf(c.id), from: a, to: Math.max(a, now), state: 'open',
+        title: `${c.id}: ${step} ${c.task_round}` + (D.async ? `, training version ${c.task_version}` : '') + `, ${ui.secs((now - a) / 1000)} so far` });
+    }
+    if (live && tasks.length) to = Math.max(to, now);
+    const ticks = [...D.rounds.values()].filter((x) => x.finished > 0)
+      .map((x) => ({ at: x.finished, label: D.async ? `step ${x.round} → version ${x.version}` : `round ${x.round} closed` }));
+    lanes.draw(ui.$('lanes'), { tasks, ticks, from, to, clients: D.clients, legend: ui.$('lanes-legend'),
+      tickName: D.async ? 'server step' : 'round closed' });
+    const n = new Set(tasks.map((t) => t.client)).size;
+    ui.setText('lanes-summary', tasks.length ? `${n} client${n === 1 ? '' : 's'} · ${ui.secs((to - from) / 1000)}` +
+      (D.updates.length >= keep ? ` · the last ${keep} updates` : '') : '');
+  }
+
+  function renderProfiles() {
+    lanes.participation(ui.$('profiles').tBodies[0], D.updates, D.clients, profileOf);
+    ui.setText('profiles-note', D.updates.length >= keep ? `Of the last ${keep} updates.` : '');
   }
 
   function deviceText(d) {
     if (!d) return '–';
     const ua = d.user_agent || '';
     const b = ua.match(/(Firefox|Edg|OPR|Chrome|Chromium|Safari)\/(\d+)/);
-    const parts = [b ? `${b[1] === 'Edg' ? 'Edge' : b[1]} ${b[2]}` : (d.kind || '') + (ua ? ' · ' + ua.slice(0, 24) : ''), d.platform];
+    const parts = [d.profile ? `emulating ${d.profile}` : '',
+      b ? `${b[1] === 'Edg' ? 'Edge' : b[1]} ${b[2]}` : (d.kind || '') + (ua ? ' · ' + ua.slice(0, 24) : ''), d.platform];
     if (d.cores) parts.push(`${d.cores} cores`);
     if (d.workers) parts.push(`${d.workers} worker${d.workers > 1 ? 's' : ''}`);
     if (d.memory_gb) parts.push(`${d.memory_gb} GB`);
@@ -266,7 +377,8 @@
       const state = c.state === 'training' && p ? `training · epoch ${p.epoch}/${p.epochs} · batch ${p.batch}/${p.batches}` : (c.state || (c.connected ? 'idle' : 'offline'));
       const u = D.lastUpdate.get(c.id);
       const last = u ? ui.el('span', { class: u.accepted ? 'ok' : 'bad', title: u.reason || '' },
-        `round ${u.round} · ${u.accepted ? 'accepted' : 'rejected: ' + (u.reason || u.code)} · ${ui.bytes(u.bytes)}`) : '–';
+        `${D.async ? 'step' : 'round'} ${u.round} · ${u.accepted ? 'accepted' : 'rejected: ' + (u.reason || u.code)}` +
+        (D.async && u.accepted ? ` · ${u.staleness || 0} stale` : '') + ` · ${ui.bytes(u.bytes)}`) : '–';
       return ui.el('tr', { 'data-client': c.id, class: c.connected ? '' : 'muted' },
         ui.el('td', {}, ui.el('span', { class: 'mono', text: c.id }), ui.el('div', { class: 'small muted', text: `slice ${c.slice} · ${c.kind || ''}` })),
         ui.el('td', { class: 'small', text: deviceText(c.device) }),
@@ -290,6 +402,7 @@
       ui.el('td', { text: u.round }),
       ui.el('td', { class: 'mono', text: u.client }),
       ui.el('td', { class: u.accepted && !u.excluded ? 'ok' : 'bad', text: resultText(u) }),
+      ui.el('td', { class: 'num async-only', text: u.accepted ? u.staleness || 0 : '–' }),
       ui.el('td', { class: 'num', text: ui.num(u.samples) }),
       ui.el('td', { class: 'num', text: ui.bytes(u.bytes) }),
       ui.el('td', { class: 'num', text: u.bytes_down ? ui.bytes(u.bytes_down) : '–' }),
@@ -340,14 +453,8 @@
   async function main() {
     ui.$('need-token').classList.toggle('hidden', !!token());
     controls();
-    accChart = ui.chart(ui.$('acc-chart'), {
-      series: [{ label: 'accuracy', fmt: (v) => ui.pct(v) }, { label: 'loss', scale: 'loss', fmt: (v) => v.toFixed(3) }],
-      scales: { y: { range: [0, 1], fmt: (v) => Math.round(v * 100) + '%', label: 'accuracy' }, loss: { label: 'loss' } },
-    });
-    bytesChart = ui.chart(ui.$('bytes-chart'), {
-      series: [{ label: 'up (MB)', fmt: (v) => v.toFixed(2) + ' MB' }, { label: 'down (MB)', fmt: (v) => v.toFixed(2) + ' MB' }],
-      scales: { y: { label: 'MB', zero: true } },
-    });
+    charts();
+    setInterval(() => { if (D.feed === 'live') renderLanes(); }, 1000); // bars of tasks in flight grow
     try {
       await loadRuns();
     } catch (e) {

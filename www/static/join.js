@@ -2,7 +2,9 @@
 // runs in Web Workers (worker.js): one lead worker that talks to the server
 // and trains, and helper workers that train shards of the tab's data for it.
 // This script only starts them, shows what they report and keeps the tab's
-// client id. window.qflare exposes the page's state (tests read it).
+// client id. In an async run (FedBuff) the page shows the model version
+// each task trains and how stale each accepted update was instead of round
+// numbers. window.qflare exposes the page's state (tests read it).
 'use strict';
 
 (() => {
@@ -14,7 +16,10 @@
   const S = (window.qflare = {
     state: 'starting', conn: 'starting', runId: '', run: null, clientId: '', round: 0,
     rounds: {}, events: [], workers: 0, speed: 0, samples: 0, labels: null, local: false,
-    stopped: null, ready: false, participants: 0,
+    stopped: null, ready: false, participants: 0, profile: null, emulating: null,
+    // async runs: tasks (newest last), the version being trained, and the
+    // global accuracy of each model version.
+    async: false, tasks: [], version: null, versions: {},
   });
   let token = '', shape = null, modulePromise = null;
   let lead = null, helpers = [], stopWaiters = [], currentOwn = null;
@@ -148,7 +153,7 @@
     const clientId = S.clientId || ids.claim(S.runId);
     lead.postMessage({
       type: 'boot', role: 'lead', module, run: S.runId, token, client_id: clientId, secret: ids.secret(S.runId, clientId),
-      ws_url: wsURL, origin: location.origin, device: device(), ports,
+      ws_url: wsURL, origin: location.origin, device: device(), ports, profile: params.get('profile') || '',
       own: own ? own.own : null, shape: shape ? { dataset: S.run.config.dataset, ...shape } : null,
     }, ports);
     setConn('connecting', 'warn');
@@ -166,6 +171,7 @@
   }
 
   function terminate() {
+    emulated(null);
     if (lead) lead.terminate();
     helpers.forEach((w) => w.terminate());
     lead = null;
@@ -188,14 +194,19 @@
           problem(m.error ? 'Connection lost: ' + m.error : '', 'warn');
         }
         break;
+      case 'profile':
+        S.profile = { name: m.name, gflops: m.gflops, down_mbps: m.down_mbps, up_mbps: m.up_mbps, rtt_ms: m.rtt_ms, drop: m.drop };
+        ui.setText('f-profile', `${m.name} · ${m.gflops} GFLOPS · ${m.down_mbps}/${m.up_mbps} Mbit/s down/up · ${m.rtt_ms} ms`);
+        break;
       case 'transfer':
         if (m.what === 'slice') ui.setBar('b-slice', m.total ? m.done / m.total : null, `${ui.bytes(m.done)}${m.total ? ' of ' + ui.bytes(m.total) : ''}`);
         if (m.what === 'upload') ui.setBar('b-upload', m.done / m.total, `${ui.bytes(m.done)} of ${ui.bytes(m.total)}`);
         break;
       case 'stopped':
         S.stopped = { reason: m.reason, code: m.code || '', error: !!m.error };
-        setConn(m.code === 'run_end' ? 'run over' : 'stopped', m.error ? 'bad' : '');
-        ui.setText('headline', m.code === 'left' ? 'You left the run' : m.code === 'run_end' ? 'The run is over' : 'Stopped');
+        setConn(m.code === 'run_end' ? 'run over' : m.code === 'cannot_join' ? 'not joined' : 'stopped', m.error ? 'bad' : '');
+        ui.setText('headline', m.code === 'left' ? 'You left the run' : m.code === 'run_end' ? 'The run is over'
+          : m.code === 'cannot_join' ? 'Cannot join' : 'Stopped');
         ui.setText('subline', m.reason);
         if (m.error) problem(m.reason);
         ui.$('leave').textContent = 'Join again';
@@ -230,15 +241,41 @@
     setTimeout(poll, 3000);
   }
 
+  // emulated counts down the time an emulated device (?profile=) still
+  // takes for a step of the round: "emulating phone-low: 3.2 s of compute
+  // left". null stops it.
+  let emuTimer = null;
+  function emulated(e) {
+    clearInterval(emuTimer);
+    emuTimer = null;
+    S.emulating = null;
+    if (!e) return;
+    const end = Date.now() + e.wait_s * 1000;
+    const bar = { download: 'b-model', compute: 'b-train', upload: 'b-upload' }[e.phase];
+    const tick = () => {
+      const left = Math.max(0, (end - Date.now()) / 1000);
+      S.emulating = { profile: e.profile, phase: e.phase, left };
+      const text = `emulating ${e.profile}: ${left.toFixed(1)} s of ${e.phase} left`;
+      ui.setText('subline', text);
+      if (bar) ui.setBar(bar, e.phase === 'compute' ? 1 : null, text);
+      if (left <= 0) emulated(null);
+    };
+    tick();
+    if (S.emulating) emuTimer = setInterval(tick, 200);
+  }
+
   function onEvent(e) {
     S.events.push(e);
     if (S.events.length > 300) S.events.splice(0, 100);
-    const r = e.round ? round(e.round) : null;
+    const r = S.async ? task(e) : e.round ? round(e.round) : null;
+    if (emuTimer && !['emulate', 'state', 'progress'].includes(e.type)) emulated(null);
+    const working = (state) => e.round && ['downloading model', 'training', 'uploading'].includes(state);
     switch (e.type) {
       case 'state':
         S.state = e.state;
         if (e.round) S.round = e.round;
-        ui.setText('headline', (e.round && ['downloading model', 'training', 'uploading'].includes(e.state) ? `Round ${e.round}: ` : '') + (headlines[e.state] || e.state));
+        ui.setText('headline', (!working(e.state) ? '' : S.async ? `Version ${S.version}: ` : `Round ${e.round}: `) +
+          (S.async && e.state === 'waiting' ? 'Waiting for a task' : headlines[e.state] || e.state));
         if (e.state === 'offline') setConn('offline', 'bad');
         break;
       case 'welcome':
@@ -259,13 +296,22 @@
         break;
       case 'round_start':
         S.round = e.round;
-        ui.setText('subline', `Selected for round ${e.round}.`);
+        if (S.async) {
+          S.version = e.model_version || 0;
+          ui.setText('headline', `Version ${S.version}: ${headlines['downloading model']}`);
+          ui.setText('subline', `Training model version ${S.version} (the server is at step ${e.round}).`);
+        } else {
+          ui.setText('subline', `Selected for round ${e.round}.`);
+        }
         ui.setBar('b-model', null, 'receiving…');
         ui.setBar('b-train', 0, '–');
         ui.setBar('b-upload', 0, '–');
         break;
       case 'download':
         ui.setBar('b-model', 1, ui.bytes(e.bytes));
+        break;
+      case 'emulate':
+        emulated(e);
         break;
       case 'progress': {
         const f = ((e.epoch - 1) * e.batches + e.batch) / (e.epochs * e.batches);
@@ -283,19 +329,32 @@
         ui.setBar('b-train', 1);
         break;
       case 'accepted':
+        if (S.async) {
+          const stale = staleText(e.staleness || 0);
+          if (r) Object.assign(r, { result: 'accepted', staleness: e.staleness || 0 });
+          ui.setText('subline', `Your update from version ${r ? r.version : S.version} was accepted · ${stale}.`);
+          break;
+        }
         if (r) r.result = 'accepted';
         ui.setText('subline', `Your update for round ${e.round} was accepted; waiting for the round to close.`);
         break;
       case 'rejected':
         if (r) r.result = 'rejected: ' + (e.message || e.code);
-        ui.setText('subline', `Your update for round ${e.round} was not taken: ${e.message || e.code}`);
+        ui.setText('subline', S.async ? `Your update from version ${r ? r.version : S.version} was not taken: ${e.message || e.code}`
+          : `Your update for round ${e.round} was not taken: ${e.message || e.code}`);
         break;
       case 'round_end':
+        if (S.async) {
+          versionAccuracy(e.model_version, e.test_accuracy || 0);
+          break;
+        }
         if (!r) break;
         r.global = e.test_accuracy || 0;
         ui.setText('s-global', ui.pct(r.global));
         break;
       case 'run_end':
+        for (const t of S.tasks) if (!t.result) t.result = 'run over first';
+        if (S.async) renderRounds();
         ui.setText('subline', `${e.message || 'The run is over.'} Final accuracy ${ui.pct(e.test_accuracy)}.`);
         break;
       case 'error':
@@ -307,6 +366,30 @@
 
   function round(n) {
     return (S.rounds[n] = S.rounds[n] || { round: n });
+  }
+
+  // task returns the async task an event is about: round_start begins one
+  // (a client trains one task at a time, and a step can hand the same
+  // client two tasks of one version); the events after it are about it.
+  function task(e) {
+    if (e.type === 'round_start') {
+      S.tasks.push({ n: S.tasks.length + 1, step: e.round, version: e.model_version || 0 });
+      if (S.tasks.length > 200) S.tasks.splice(0, 50);
+    }
+    const t = S.tasks[S.tasks.length - 1];
+    return t && e.round === t.step && e.type !== 'round_end' ? t : null;
+  }
+
+  function staleText(n) {
+    return `${n} step${n === 1 ? '' : 's'} stale`;
+  }
+
+  // versionAccuracy notes a model version's global test accuracy (async).
+  function versionAccuracy(v, acc) {
+    if (!(v > 0)) return;
+    S.versions[v] = acc;
+    ui.setText('s-global', ui.pct(acc));
+    renderRounds();
   }
 
   function setSpeed(v) {
@@ -334,6 +417,10 @@
   }
 
   function renderRounds() {
+    if (S.async) {
+      renderTasks();
+      return;
+    }
     const rows = Object.values(S.rounds).sort((a, b) => b.round - a.round);
     const tb = ui.$('rounds').tBodies[0];
     tb.replaceChildren(...rows.slice(0, 30).map((r) => ui.el('tr', {},
@@ -347,6 +434,28 @@
     if (accChart) {
       const xs = Object.keys(S.rounds).map(Number).sort((a, b) => a - b);
       accChart.set([xs, xs.map((x) => S.rounds[x].global ?? null), xs.map((x) => S.rounds[x].acc ?? null)]);
+    }
+  }
+
+  // renderTasks lists an async run's tasks, newest first: the version
+  // trained, the local result, the global accuracy of that version and how
+  // stale the update was when the server took it.
+  function renderTasks() {
+    const tb = ui.$('rounds').tBodies[0];
+    tb.replaceChildren(...S.tasks.slice(-30).reverse().map((t) => ui.el('tr', { 'data-version': t.version },
+      ui.el('td', { text: t.version }),
+      ui.el('td', { class: 'num', text: t.loss !== undefined ? t.loss.toFixed(3) : '–' }),
+      ui.el('td', { class: 'num', text: ui.pct(t.acc) }),
+      ui.el('td', { class: 'num', text: ui.num(t.speed) }),
+      ui.el('td', { class: 'num', text: t.bytes ? ui.bytes(t.bytes) : '–' }),
+      ui.el('td', { class: 'num', text: ui.pct(S.versions[t.version]) }),
+      ui.el('td', { class: t.result === 'accepted' ? 'ok' : (t.result || '').startsWith('rejected') ? 'bad' : '',
+        text: t.result === 'accepted' ? `accepted · ${staleText(t.staleness)}` : t.result || (t === S.tasks[S.tasks.length - 1] ? 'training' : '–') }))));
+    if (accChart) {
+      const local = {};
+      for (const t of S.tasks) if (t.acc !== undefined) local[t.version] = t.acc;
+      const xs = [...new Set([...Object.keys(S.versions), ...Object.keys(local)].map(Number))].sort((a, b) => a - b);
+      accChart.set([xs, xs.map((x) => S.versions[x] ?? null), xs.map((x) => local[x] ?? null)]);
     }
   }
 
@@ -376,21 +485,36 @@
     ui.setText('run-name', S.run.name);
     ui.setText('f-name', S.run.name);
     ui.setText('f-model', `${c.model} on ${c.dataset}`);
-    ui.setText('f-round', `${S.run.current_round || 0} of ${c.rounds}`);
+    S.async = c.mode === 'async';
+    if (S.async) {
+      ui.setText('f-round-k', 'Model version');
+      ui.setText('acc-title', 'Accuracy per model version');
+      ui.setText('rounds-k', 'Version');
+      ui.setText('global-k', "Version's global accuracy");
+    }
+    showRound(S.run.current_round || 0, S.run.model_version || 0);
     if (shape) ui.setText('own-shape', `This run trains ${c.model} on ${c.dataset}: images of ${shape.w}×${shape.h}` +
       (shape.c === 1 ? ' grayscale' : ' color') + `, ${shape.classes} classes.`);
     document.title = `QFLARE · ${S.run.name}`;
     try {
       for (const r of await getJSON(`/api/runs/${encodeURIComponent(S.runId)}/rounds`)) {
-        if (r.status === 'aggregated') round(r.round).global = r.test_accuracy;
+        if (r.status !== 'aggregated') continue;
+        if (S.async) S.versions[r.model_version] = r.test_accuracy;
+        else round(r.round).global = r.test_accuracy;
       }
     } catch (e) { /* history is optional */ }
     renderRounds();
   }
 
+  // showRound shows where the run is: the round, or an async run's model
+  // version and server step.
+  function showRound(round, version, phase) {
+    const n = S.run.config.rounds;
+    ui.setText('f-round', (S.async ? `version ${version || 0} · step ${round} of ${n}` : `${round} of ${n}`) + (phase ? ` · ${phase}` : ''));
+  }
+
   function follow() {
     const clients = new Map();
-    const cfg = S.run.config;
     const es = new EventSource(`/api/runs/${encodeURIComponent(S.runId)}/events`);
     const participants = () => {
       S.participants = [...clients.values()].filter(Boolean).length;
@@ -401,7 +525,7 @@
       clients.clear();
       (v.clients || []).forEach((c) => clients.set(c.id, c.connected));
       participants();
-      ui.setText('f-round', `${v.round} of ${cfg.rounds}` + (v.phase ? ` · ${v.phase}` : ''));
+      showRound(v.round, v.model_version, v.phase);
     });
     es.addEventListener('client', (e) => {
       const c = JSON.parse(e.data).data;
@@ -410,14 +534,16 @@
     });
     es.addEventListener('round_started', (e) => {
       const r = JSON.parse(e.data).data;
-      ui.setText('f-round', `${r.round} of ${cfg.rounds}`);
+      showRound(r.round, r.base_version);
     });
     // The stream's last event: the run is over. Close it instead of letting
     // the browser reconnect to replay the end.
     es.addEventListener('end', () => es.close());
     es.addEventListener('round_ended', (e) => {
       const r = JSON.parse(e.data).data;
-      if (!r.failed) {
+      if (!r.failed && S.async) {
+        versionAccuracy(r.model_version, r.test_accuracy);
+      } else if (!r.failed) {
         round(r.round).global = r.test_accuracy;
         ui.setText('s-global', ui.pct(r.test_accuracy));
         renderRounds();
@@ -471,6 +597,7 @@
       return;
     }
     accChart = ui.chart(ui.$('acc-chart'), {
+      x: S.async ? 'version' : 'round',
       series: [{ label: 'global accuracy', fmt: (v) => ui.pct(v) }, { label: 'local accuracy', fmt: (v) => ui.pct(v) }],
       scales: { y: { range: [0, 1], fmt: (v) => Math.round(v * 100) + '%' } }, height: 200,
     });

@@ -69,7 +69,7 @@
     P.clients = new Map(((run.live && run.live.clients) || []).map((c) => [c.id, c]));
     // The public run is joined from the server's root URL: shorter to type
     // and a simpler QR code than the join link with its token.
-    P.joinURL = pick.isPublic ? pick.base + '/' : run.join_url ? pick.base + run.join_url : '';
+    P.joinURL = pick.isPublic ? pick.base + '/' : run.join_url ? new URL(run.join_url, pick.base).href : '';
     drawJoin(pick.base);
     makeChart();
     follow();

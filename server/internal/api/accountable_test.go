@@ -290,6 +290,30 @@ func TestUpdatesArePaged(t *testing.T) {
 	}
 }
 
+// TestUpdatesTellTheirTask: a stored update says when its task was sent,
+// which profile its client emulates and how stale it was, so the dashboard
+// can draw a finished run's timeline.
+func TestUpdatesTellTheirTask(t *testing.T) {
+	ts := newTestServer(t)
+	run := ts.createRun(map[string]any{"rounds": 1})
+	sent := time.UnixMilli(1_700_000_000_000).UTC()
+	if _, err := ts.st.AddUpdate(context.Background(), &store.Update{RunID: run.ID, Round: 1, ClientID: "c1", Code: "test",
+		TaskAt: sent, ReceivedAt: sent.Add(1500 * time.Millisecond), Staleness: 2, Profile: "phone-low"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []struct {
+		TaskAt     time.Time `json:"task_at"`
+		ReceivedAt time.Time `json:"received_at"`
+		Staleness  int       `json:"staleness"`
+		Profile    string    `json:"profile"`
+	}
+	ts.do("GET", "/api/runs/"+run.ID+"/updates", "", nil, &got)
+	if len(got) != 1 || !got[0].TaskAt.Equal(sent) || got[0].ReceivedAt.Sub(got[0].TaskAt) != 1500*time.Millisecond ||
+		got[0].Staleness != 2 || got[0].Profile != "phone-low" {
+		t.Errorf("GET /updates = %+v; want the task sent at %v, received 1.5s later, 2 steps stale, phone-low", got, sent)
+	}
+}
+
 // TestPublicRunsAreDefended: a public run gets a norm bound and detection
 // by default, so one stranger's huge update is refused; a run that is not
 // public keeps exactly the settings its creator gave.

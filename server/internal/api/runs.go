@@ -322,6 +322,11 @@ type updateJSON struct {
 	Cosine      float64   `json:"cosine"`
 	NormRatio   float64   `json:"norm_ratio"`
 	Excluded    bool      `json:"excluded"`
+	// Staleness (async), TaskAt (zero: unknown) and Profile let a page
+	// draw each client's tasks on a timeline after the run.
+	Staleness int       `json:"staleness"`
+	TaskAt    time.Time `json:"task_at,omitzero"`
+	Profile   string    `json:"profile,omitempty"`
 }
 
 // Update pages: GET /api/runs/{id}/updates returns defaultUpdatesPage
@@ -377,7 +382,8 @@ func (s *Server) listUpdates(w http.ResponseWriter, r *http.Request) {
 		out = append(out, updateJSON{ID: u.ID, Round: u.Round, ClientID: u.ClientID, ReceivedAt: u.ReceivedAt,
 			Accepted: u.Accepted, Reason: u.Reason, Code: u.Code, Samples: u.Samples, Bytes: u.Bytes, BytesDown: u.BytesDown, Codec: u.Codec,
 			BaseVersion: u.BaseVersion, Loss: u.Loss, Accuracy: u.Accuracy, TrainMS: u.TrainMS, SamplesPerS: u.SamplesPerS,
-			Score: u.Score, Cosine: u.Cosine, NormRatio: u.NormRatio, Excluded: u.Excluded})
+			Score: u.Score, Cosine: u.Cosine, NormRatio: u.NormRatio, Excluded: u.Excluded,
+			Staleness: u.Staleness, TaskAt: u.TaskAt, Profile: u.Profile})
 	}
 	if len(ups) == int(limit) {
 		next := url.Values{}

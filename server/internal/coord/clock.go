@@ -20,6 +20,12 @@ type Timer interface {
 	Stop() bool
 }
 
+// noTrack is the Tracker of the real clock: time moves on its own.
+type noTrack struct{}
+
+func (noTrack) Hold()    {}
+func (noTrack) Release() {}
+
 // realClock is the system clock.
 type realClock struct{}
 

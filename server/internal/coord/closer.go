@@ -31,6 +31,10 @@ type closeJob struct {
 	why   string
 	from  *version            // the global model the round trained from
 	stats []store.ClientStats // telemetry to write with the round
+	// keepFrom is the oldest model version a task in flight trains from
+	// (async; 0: none): the store keeps it, to decode the task's update
+	// after a restart.
+	keepFrom int
 }
 
 // closeResult is what closing a round produced.
@@ -39,6 +43,7 @@ type closeResult struct {
 	why       string
 	next      *version // the new global model; nil when the round failed
 	loss, acc float64
+	labelAcc  []float64 // test accuracy on each label
 	epsilon   *float64
 	metrics   map[string]float64
 	verdicts  []VerdictView
@@ -57,9 +62,14 @@ func (r *Run) closeRound(ctx context.Context, o *round, why string) {
 	st := r.st
 	st.round, st.closing = nil, o
 	for _, id := range o.order {
-		if cl := st.clients[id]; cl != nil && cl.peer != nil {
-			if t := cl.peer.task.Load(); t != nil && t.round == o.n {
-				cl.peer.task.Store(nil)
+		if cl := st.clients[id]; cl != nil {
+			if cl.task != nil && cl.task.round == o.n {
+				r.dropTask(cl)
+			}
+			if cl.peer != nil {
+				if t := cl.peer.task.Load(); t != nil && t.round == o.n {
+					cl.peer.task.Store(nil)
+				}
 			}
 		}
 	}
@@ -70,10 +80,12 @@ func (r *Run) closeRound(ctx context.Context, o *round, why string) {
 			cl.dirty = true
 		}
 	}
-	job := &closeJob{o: o, why: why, from: st.current, stats: st.dirtyStats()}
+	job := &closeJob{o: o, why: why, from: st.current, stats: st.dirtyStats(), keepFrom: r.oldestBase()}
 	r.closers.Add(1)
+	r.c.track.Hold()
 	go func() {
 		defer r.closers.Done()
+		defer r.c.track.Release()
 		r.post(evClosed{res: r.aggregate(ctx, job)})
 	}()
 }
@@ -123,7 +135,8 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 		return res
 	}
 	start = time.Now()
-	loss, acc, err := sp.evaluate(ctx, next)
+	rep, err := sp.report(ctx, next)
+	loss, acc := rep.Loss, rep.Accuracy
 	r.c.deps.Observer.ObserveEvaluate(time.Since(start))
 	switch {
 	case ctx.Err() != nil:
@@ -141,6 +154,14 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 		res.epsilon = &ares.Epsilon
 	}
 	res.metrics["used"] = float64(ares.Used)
+	res.labelAcc = rep.LabelAccuracy()
+	for i, a := range res.labelAcc {
+		res.metrics[fmt.Sprintf("label_acc_%d", i)] = a
+	}
+	if o.received > 0 && sp.cfg.Async() {
+		res.metrics["mean_staleness"] = float64(o.staleSum) / float64(o.received)
+		res.metrics["max_staleness"] = float64(o.staleMax)
+	}
 	metrics, _ := json.Marshal(res.metrics)
 	verdicts := make([]store.Verdict, 0, len(ares.Verdicts))
 	for i, v := range ares.Verdicts {
@@ -172,7 +193,7 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 			Model: store.Model{Version: int(ver.v), Params: sp.numParams, Codec: store.CodecFloat32,
 				Weights: store.EncodeFloat32s(nil, next), TestAccuracy: acc, TestLoss: loss},
 			StrategyState: state, KeepBlobs: sp.cfg.KeepBlobs, Final: res.final, BytesDown: o.bytesDown.Load(),
-			Clients: j.stats, KeepModels: keepModels, KeepEveryModel: keepEveryModel})
+			Clients: j.stats, KeepModels: keepModels, KeepEveryModel: keepEveryModel, KeepFrom: j.keepFrom})
 	})
 	if err != nil {
 		res.err = fmt.Errorf("round %d: committing: %w", o.n, err)
@@ -180,6 +201,21 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 	}
 	res.next = ver
 	return res
+}
+
+// oldestBase returns the oldest model version an async task in flight
+// trains from (0: none, or a synchronous run).
+func (r *Run) oldestBase() int {
+	if !r.sp.cfg.Async() {
+		return 0
+	}
+	oldest := 0
+	for _, cl := range r.st.clients {
+		if t := cl.task; t != nil && (oldest == 0 || int(t.version) < oldest) {
+			oldest = max(int(t.version), 1)
+		}
+	}
+	return oldest
 }
 
 // rebuild replaces o's aggregation with one of exactly the updates stored
@@ -196,7 +232,7 @@ func (r *Run) rebuild(ctx context.Context, o *round) error {
 		if u.Lost != nil {
 			continue
 		}
-		w, err := r.decodeStored(&u, o.base.w)
+		w, err := r.storedDelta(ctx, o, &u)
 		if err != nil {
 			return fmt.Errorf("update %d: %w", u.ID, err)
 		}
@@ -244,11 +280,15 @@ func (r *Run) closed(ctx context.Context, res *closeResult) {
 	r.c.deps.Observer.Excluded(excluded)
 	r.c.deps.Log.Info("round aggregated", "run", sp.id, "round", o.n, "version", res.next.v, "accepted", o.accepted,
 		"test_accuracy", res.acc, "test_loss", res.loss, "why", res.why, "seconds", r.c.now().Sub(o.started).Seconds())
-	r.broadcast(&wire.RoundEnd{Round: o.n, TestAccuracy: res.acc, TestLoss: res.loss, Received: o.received,
-		Accepted: o.accepted, ModelVersion: res.next.v})
+	end := &wire.RoundEnd{Round: o.n, TestAccuracy: res.acc, TestLoss: res.loss, Received: o.received,
+		Accepted: o.accepted, ModelVersion: res.next.v, Async: sp.cfg.Async()}
+	if end.Async && o.received > 0 {
+		end.MeanStaleness = float64(o.staleSum) / float64(o.received)
+	}
+	r.broadcast(end)
 	v := o.view(r.c.now())
 	v.ModelVersion, v.TestAccuracy, v.TestLoss, v.Epsilon, v.Metrics = res.next.v, res.acc, res.loss, res.epsilon, res.metrics
-	v.Verdicts, v.Why = res.verdicts, res.why
+	v.Verdicts, v.Why, v.LabelAccuracy = res.verdicts, res.why, res.labelAcc
 	r.publish(Event{Type: EvRoundEnded, Round: v})
 	if res.final {
 		st.status = StatusFinished

@@ -118,7 +118,51 @@ type Config struct {
 	// NoDeadline makes RoundDeadline 0 mean "no deadline" rather than the
 	// default; set by simulations.
 	NoDeadline bool `json:"no_deadline,omitempty"`
+
+	// Mode is how rounds go: "sync" (the default: select clients, wait
+	// for them, aggregate) or "async" (FedBuff: clients train from the
+	// version they last received, and the server takes a step every Buffer
+	// updates). In async mode a round is one server step, Rounds the
+	// number of steps, and RoundDeadline the time each task may take.
+	Mode string `json:"mode,omitempty"`
+	// Buffer is FedBuff's K, the updates per server step (async; default
+	// 10).
+	Buffer int `json:"buffer,omitempty"`
+	// Concurrency is how many clients train at once (async; default
+	// 2×Buffer).
+	Concurrency int `json:"concurrency,omitempty"`
+	// Staleness weights an update τ steps stale (async): "sqrt" for
+	// 1/sqrt(1+τ) (the default), "constant", or "hinge:A,B" for 1 up to
+	// τ = B and 1/(1+A(τ−B)) after.
+	Staleness string `json:"staleness,omitempty"`
+	// MaxStaleness refuses updates more than that many steps stale
+	// (async; default 32).
+	MaxStaleness int `json:"max_staleness,omitempty"`
+	// ServerLR is the server learning rate, the step the aggregate moves
+	// the model by (default: the strategy's own, 1 for fedavg); the same
+	// as the strategy option eta.
+	ServerLR float64 `json:"server_lr,omitempty"`
+	// Selection is how clients are picked for work: "random" (the
+	// default), "deadline" (skip clients whose measured speed cannot
+	// finish before the deadline) or "utility" (Oort-style: prefer
+	// clients whose data still teaches the model much and who answer
+	// fast, with exploration and an ageing bonus so that slow clients
+	// keep contributing).
+	Selection string `json:"selection,omitempty"`
 }
+
+// Modes and selections.
+const (
+	ModeSync  = "sync"
+	ModeAsync = "async"
+
+	SelectRandom   = "random"
+	SelectDeadline = "deadline"
+	SelectUtility  = "utility"
+)
+
+// Async reports whether the run uses asynchronous buffered steps.
+func (c *Config) Async() bool { return c.Mode == ModeAsync }
 
 // DPSettings configure user-level differential privacy (DP-FedAvg).
 type DPSettings struct {
@@ -127,6 +171,9 @@ type DPSettings struct {
 	Delta           float64 `json:"delta"`            // epsilon is reported at this delta (default 1e-5)
 	TargetQuantile  float64 `json:"target_quantile"`  // adaptive clipping toward this quantile of norms (0 = fixed clip)
 }
+
+// etaStrategies take a server learning rate.
+var etaStrategies = map[string]bool{"fedavg": true, "fedprox": true, "fedavgm": true, "fedadam": true, "fedyogi": true, "fedadagrad": true}
 
 // ExpectedPerRound is the number of clients a round is expected to select
 // when every client is connected: the DP accountant's q·N.
@@ -144,6 +191,15 @@ func (c *Config) NewStrategy() (fl.Strategy, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.ServerLR > 0 {
+		if _, ok := etaStrategies[name]; !ok {
+			return nil, fmt.Errorf("server_lr: strategy %s takes no server learning rate", name)
+		}
+		if opts.ServerLR != 0 && opts.ServerLR != c.ServerLR {
+			return nil, fmt.Errorf("server_lr %g differs from the strategy's eta %g", c.ServerLR, opts.ServerLR)
+		}
+		opts.ServerLR = c.ServerLR
+	}
 	if name == "fedprox" && opts.Mu == 0 {
 		opts.Mu = c.Mu // "mu" in the configuration, unless the spec names one
 	}
@@ -153,6 +209,9 @@ func (c *Config) NewStrategy() (fl.Strategy, error) {
 	if d := c.DP; d != nil {
 		opts.DP = &fl.DPConfig{ClipNorm: d.ClipNorm, NoiseMultiplier: d.NoiseMultiplier, Delta: d.Delta,
 			TargetQuantile: d.TargetQuantile, ClientsPerRound: c.ExpectedPerRound(), TotalClients: c.Clients}
+		if c.Async() {
+			opts.DP.ClientsPerRound = min(c.Buffer, c.Clients) // one update per client and step (see README)
+		}
 		// Seed 0: the noise comes from a secret random seed; a seed derived
 		// from the run's would make it predictable.
 	}
@@ -176,6 +235,9 @@ const (
 	maxEpochs  = 100
 	maxBatch   = 4096
 	maxName    = 100
+	// maxStaleness bounds max_staleness: the server keeps every model
+	// version an in-flight task trains from.
+	maxStaleness = 1000
 )
 
 // Normalize fills defaults and validates c, returning an error a person can
@@ -242,6 +304,20 @@ func (c *Config) Normalize() error {
 	}
 	if c.Detect == nil {
 		c.Detect = new(false)
+	}
+	if c.Mode == "" {
+		c.Mode = ModeSync
+	}
+	if c.Selection == "" {
+		c.Selection = SelectRandom
+	}
+	if c.Async() {
+		def(&c.Buffer, 10)
+		def(&c.Concurrency, 2*c.Buffer)
+		def(&c.MaxStaleness, 32)
+		if c.Staleness == "" {
+			c.Staleness = "sqrt"
+		}
 	}
 	return c.validate()
 }
@@ -327,6 +403,42 @@ func (c *Config) validate() error {
 	}
 	if g := time.Duration(c.SliceGrace); g < time.Second || g > 7*24*time.Hour {
 		bad("slice_grace %v is not in 1s..168h", g)
+	}
+	switch c.Mode {
+	case ModeSync:
+		if c.Buffer != 0 || c.Concurrency != 0 || c.Staleness != "" || c.MaxStaleness != 0 {
+			bad("buffer, concurrency, staleness and max_staleness are settings of mode async")
+		}
+	case ModeAsync:
+		if c.Buffer < 1 || c.Buffer > maxClients {
+			bad("buffer %d is not in 1..%d", c.Buffer, maxClients)
+		}
+		if c.Concurrency < 1 || c.Concurrency > c.Clients {
+			bad("concurrency %d is not in 1..clients (%d)", c.Concurrency, c.Clients)
+		}
+		if _, err := ParseStaleness(c.Staleness); err != nil {
+			bad("%v", err)
+		}
+		if c.MaxStaleness < 1 || c.MaxStaleness > maxStaleness {
+			bad("max_staleness %d is not in 1..%d", c.MaxStaleness, maxStaleness)
+		}
+		if c.OverSelect != 1 {
+			bad("over_select is a setting of mode sync (async closes a step every buffer updates)")
+		}
+	default:
+		bad("mode %q is not sync or async", c.Mode)
+	}
+	switch c.Selection {
+	case SelectRandom, SelectUtility:
+	case SelectDeadline:
+		if c.RoundDeadline == 0 {
+			bad("selection deadline needs a round_deadline")
+		}
+	default:
+		bad("selection %q is not random, deadline or utility", c.Selection)
+	}
+	if !(c.ServerLR >= 0 && c.ServerLR <= 100) {
+		bad("server_lr %g is not in [0, 100]", c.ServerLR)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %s", ErrBadConfig, strings.Join(errs, "; "))

@@ -2,6 +2,7 @@ package coord_test
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,49 @@ func TestConfigErrors(t *testing.T) {
 	for _, want := range []string{"rounds", "fraction", "codec", "model", "strategy"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// TestAsyncConfig: mode async gets FedBuff's defaults, and its settings
+// are checked with reasons a person can act on.
+func TestAsyncConfig(t *testing.T) {
+	cfg := coord.Config{Mode: coord.ModeAsync}
+	if err := cfg.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Buffer != 10 || cfg.Concurrency != 20 || cfg.Staleness != "sqrt" || cfg.MaxStaleness != 32 || cfg.Selection != coord.SelectRandom {
+		t.Errorf("async defaults %+v; want buffer 10, concurrency 20, sqrt, max 32, random", cfg)
+	}
+	tests := []struct {
+		cfg  coord.Config
+		want string
+	}{
+		{coord.Config{Mode: "fast"}, `mode "fast"`},
+		{coord.Config{Buffer: 5}, "settings of mode async"},
+		{coord.Config{Mode: coord.ModeAsync, Concurrency: 500}, "concurrency 500"},
+		{coord.Config{Mode: coord.ModeAsync, Staleness: "hinge:1"}, "hinge:A,B"},
+		{coord.Config{Mode: coord.ModeAsync, Staleness: "poly"}, `staleness "poly"`},
+		{coord.Config{Mode: coord.ModeAsync, OverSelect: 1.3}, "over_select is a setting of mode sync"},
+		{coord.Config{Selection: "fastest"}, `selection "fastest"`},
+		{coord.Config{Selection: coord.SelectDeadline, NoDeadline: true}, "needs a round_deadline"},
+		{coord.Config{Strategy: "median", ServerLR: 2}, "takes no server learning rate"},
+		{coord.Config{Strategy: "fedavg:2", ServerLR: 3}, "differs from the strategy's eta"},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Normalize()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Normalize(%+v) = %v; want an error about %q", tt.cfg, err, tt.want)
+		}
+	}
+	for _, s := range []struct {
+		spec string
+		tau  int
+		want float64
+	}{{"sqrt", 3, 0.5}, {"constant", 9, 1}, {"hinge:1,2", 2, 1}, {"hinge:0.5,2", 6, 1.0 / 3}} {
+		st, err := coord.ParseStaleness(s.spec)
+		if err != nil || math.Abs(st.Weight(s.tau)-s.want) > 1e-12 {
+			t.Errorf("%s weight at τ=%d = %v, %v; want %v", s.spec, s.tau, st.Weight(s.tau), err, s.want)
 		}
 	}
 }

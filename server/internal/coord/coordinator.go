@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/qflare/qflare/shared/link"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -56,6 +57,9 @@ type Coordinator struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	lifecycle *hub // run_created and run_status of every run
+	// track counts work in flight when the clock is virtual (see
+	// link.Tracker); a no-op on the real clock.
+	track link.Tracker
 
 	mu   sync.Mutex
 	runs map[string]*Run
@@ -85,8 +89,12 @@ func New(deps Deps) *Coordinator {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	var track link.Tracker = noTrack{}
+	if t, ok := deps.Clock.(link.Tracker); ok {
+		track = t
+	}
 	return &Coordinator{deps: deps, ctx: ctx, cancel: cancel, runs: map[string]*Run{}, lifecycle: newHub(),
-		decodeSem: make(chan struct{}, runtime.GOMAXPROCS(0))}
+		decodeSem: make(chan struct{}, runtime.GOMAXPROCS(0)), track: track}
 }
 
 // Store returns the store.
@@ -129,9 +137,12 @@ func newToken() string { return rand.Text()[:20] }
 
 // newRun builds a run around its spec and the given global model.
 func (c *Coordinator) newRun(sp *spec) *Run {
-	r := &Run{c: c, sp: sp, policy: SyncPolicy{cfg: &sp.cfg}, models: newModels(sp), hub: newHub(),
+	r := &Run{c: c, sp: sp, policy: newPolicy(&sp.cfg), models: newModels(sp), hub: newHub(),
 		done: make(chan struct{}), mbWake: make(chan struct{}, 1),
 		st: &state{status: StatusWaiting, clients: map[string]*client{}, bySlice: make([]string, len(sp.parts))}}
+	if sp.cfg.Async() {
+		r.staleness, _ = ParseStaleness(sp.cfg.Staleness) // Normalize checked it
+	}
 	return r
 }
 

@@ -1,11 +1,15 @@
 package coord_test
 
 import (
+	"database/sql"
 	"errors"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/ncruces/go-sqlite3/driver"
 
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/store"
@@ -416,28 +420,33 @@ func cnnShapes(t *testing.T) [][]int {
 // stored updates, so the model holds exactly what is durable, and the
 // client is told its update was not stored.
 func TestStoreFailureRebuildsAggregate(t *testing.T) {
-	e := newEngine(t)
-	run := e.run(coord.Config{Fraction: 1, StartClients: 1, MinClients: 1, Rounds: 3})
-	a := e.join(run, nil)
-	rs, w := a.task()
-	// A row already claims a's accepted update for the round (as if
-	// written by another server process): a's own update cannot be
-	// stored beside it.
+	path := filepath.Join(t.TempDir(), "qflare.db")
+	e := newEngineAt(t, path)
+	run := e.run(coord.Config{Fraction: 1, StartClients: 2, MinClients: 2, Rounds: 3})
+	a, b := e.join(run, nil), e.join(run, nil)
+	rsA, w := a.task()
+	rsB, _ := b.task()
+	// The disk refuses a's accepted update (a trigger, set up beside the
+	// server's own connections); b's is stored.
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER refuse_a BEFORE INSERT ON updates
+		WHEN NEW.client_id = '` + a.id() + `' AND NEW.accepted = 1 BEGIN SELECT RAISE(ABORT, 'the disk refused'); END`); err != nil {
+		t.Fatal(err)
+	}
 	stored := make([]float32, len(w))
 	for i := range stored {
 		stored[i] = w[i] + 0.5
 	}
-	_, payload, err := wire.ParseFrame(a.frame(rs, stored), wire.DefaultLimits())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.st.AddUpdate(e.ctx, &store.Update{RunID: run.ID(), Round: 1, ClientID: a.id(), Accepted: true,
-		Samples: 40, Codec: "float32+zstd", BaseVersion: 0, Blob: payload}); err != nil {
-		t.Fatal(err)
-	}
-	a.update(rs, w) // w + 0.001 everywhere
+	a.update(rsA, w) // w + 0.001 everywhere
 	if rej := expect[*wire.Rejected](a); rej.Code != wire.CodeStore {
 		t.Errorf("the update that could not be stored was answered %+v; want code store", rej)
+	}
+	if err := b.conn.Send(e.ctx, link.Message{Binary: true, Data: b.frame(rsB, stored)}); err != nil {
+		t.Fatal(err)
 	}
 	r1 := e.waitRound(run, 1)
 	m, err := e.st.Model(e.ctx, run.ID(), 1)
@@ -447,7 +456,36 @@ func TestStoreFailureRebuildsAggregate(t *testing.T) {
 	got, _ := store.DecodeFloat32s(m.Weights, len(w))
 	for i := range got {
 		if got[i] != stored[i] {
-			t.Fatalf("model[%d] = %v; want %v, the stored update's (not the folded one's %v)", i, got[i], stored[i], w[i]+0.001)
+			t.Fatalf("model[%d] = %v; want %v, the stored update's (not the mean with the folded one's %v)", i, got[i], stored[i], w[i]+0.001)
 		}
+	}
+}
+
+// TestDeadlineAwareSelection: a client whose measured speed cannot finish
+// a round before the deadline (its last update came 90 s after its task,
+// the deadline is 60 s) is passed over in the next round; the others are
+// selected.
+func TestDeadlineAwareSelection(t *testing.T) {
+	e := newEngine(t)
+	run := e.run(coord.Config{Fraction: 1, StartClients: 3, MinClients: 2, Rounds: 5, Selection: coord.SelectDeadline,
+		RoundDeadline: coord.Duration(60 * time.Second)})
+	a, b, c := e.join(run, nil), e.join(run, nil), e.join(run, nil)
+	rsA, wA := a.task()
+	for _, cl := range []*client{b, c} {
+		rs, w := cl.task()
+		cl.update(rs, w)
+		expect[*wire.Accepted](cl)
+	}
+	e.clock.Advance(61 * time.Second) // the deadline: round 1 closes without a
+	e.waitRound(run, 1)
+	e.clock.Advance(29 * time.Second)
+	a.update(rsA, wA) // 90 s after its task
+	if rej := expect[*wire.Rejected](a); rej.Code != wire.CodeLate {
+		t.Fatalf("a's update after the deadline was answered %+v; want late", rej)
+	}
+	waitFor(t, "round 2", func() bool { return len(e.rounds(run)) == 2 })
+	sel := e.rounds(run)[1].Selected
+	if slices.Contains(sel, a.id()) || len(sel) != 2 {
+		t.Errorf("round 2 selected %v; want b and c, not a (measured 90 s against a 60 s deadline)", sel)
 	}
 }

@@ -100,9 +100,12 @@ type engine struct {
 	ctx   context.Context
 }
 
-func newEngine(t *testing.T) *engine {
+func newEngine(t *testing.T) *engine { return newEngineAt(t, store.MemoryPath) }
+
+// newEngineAt is newEngine on the database at path.
+func newEngineAt(t *testing.T, path string) *engine {
 	t.Helper()
-	st, err := store.Open(context.Background(), store.MemoryPath)
+	st, err := store.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

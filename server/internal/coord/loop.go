@@ -38,7 +38,8 @@ type (
 	// and folded it in.
 	evFolded struct {
 		p     *peer
-		round int
+		round int // the round (async: step) it was accepted into
+		task  int // the round of the task it answers
 		rec   *store.Update
 		err   error
 	}
@@ -81,11 +82,14 @@ type joinReply struct {
 }
 
 // verdict is the loop's answer to a decoded update: refused, or accepted,
-// in which case the session stores rec and folds the update into agg.
+// in which case the session stores rec and folds the update, its delta
+// multiplied by scale (the staleness weight of an async update; 1 for
+// synchronous rounds), into agg.
 type verdict struct {
-	rej *rejection
-	agg fl.Aggregation
-	rec *store.Update
+	rej   *rejection
+	agg   fl.Aggregation
+	rec   *store.Update
+	scale float32
 }
 
 // Rows stored for refused updates, per client and round: enough to see what
@@ -109,21 +113,32 @@ func (r *Run) loop(ctx context.Context) {
 		return
 	}
 	var armed time.Time
+	handled := 0 // events handled since the last take
+	defer func() {
+		for range handled {
+			r.c.track.Release()
+		}
+	}()
 	for r.st.active() {
 		r.step(ctx)
 		r.publishView()
-		// Wake at the open round's deadline.
-		if o := r.st.round; o != nil && !o.deadline.IsZero() && !o.deadline.Equal(armed) {
+		// Wake at the open round's deadline, or the first async task's.
+		at := r.nextExpiry()
+		if o := r.st.round; o != nil && !o.deadline.IsZero() {
+			at = o.deadline
+		}
+		if !at.IsZero() && !at.Equal(armed) {
 			if wake != nil {
 				wake.Stop()
 			}
-			armed = o.deadline
-			wake = r.c.deps.Clock.AfterFunc(o.deadline.Sub(r.c.now()), func() { r.post(evTick{}) })
+			armed = at
+			wake = r.c.deps.Clock.AfterFunc(at.Sub(r.c.now()), func() { r.post(evTick{}) })
 		}
 		if !r.st.active() {
 			break
 		}
-		evs := r.take(ctx)
+		evs := r.take(ctx, handled)
+		handled = len(evs)
 		if ctx.Err() != nil {
 			return
 		}
@@ -162,6 +177,11 @@ func (r *Run) handle(ctx context.Context, ev event) {
 			r.publishClient(cl)
 		}
 	case evUpdate:
+		if st := r.st; st.round == nil && st.closing != nil && r.sp.cfg.Async() {
+			// The step is being taken: the update joins the next buffer.
+			st.parked = append(st.parked, ev)
+			return
+		}
 		ev.reply <- r.takeUpdate(ev.p, ev.u)
 	case evFolded:
 		r.folded(ev)
@@ -172,6 +192,7 @@ func (r *Run) handle(ctx context.Context, ev event) {
 	case evStop:
 		r.stop(ev.reason, ev.reply)
 	case evTick:
+		r.expireTasks()
 	case evClosed:
 		r.closed(ctx, ev.res)
 	case evSnapshot:
@@ -225,6 +246,7 @@ func (r *Run) join(p *peer, h *wire.Hello) joinReply {
 		old.closeWith(&wire.Bye{Reason: "replaced by a newer connection of the same client"})
 	}
 	cl.peer, cl.device, cl.lastSeen, cl.kind = p, h.Device, now, p.kind(h)
+	cl.profile, cl.samples = h.Device.Profile, len(sp.parts[cl.slice])
 	cl.dirty = true
 	st.online++
 	cl.version = 0
@@ -236,7 +258,7 @@ func (r *Run) join(p *peer, h *wire.Hello) joinReply {
 		dev, _ := json.Marshal(h.Device)
 		row := &store.Client{RunID: sp.id, ID: cl.id, Kind: cl.kind, Device: dev, SliceIndex: cl.slice,
 			Samples: len(sp.parts[cl.slice]), LabelCounts: sp.labels[cl.slice], FirstSeen: cl.firstSeen, LastSeen: now,
-			SecretHash: cl.secretHash}
+			SecretHash: cl.secretHash, Profile: cl.profile}
 		r.submit("upsert_client", func(t *store.Tx) error { return t.UpsertClient(row) })
 	}
 	r.c.deps.Log.Info("client joined", "run", sp.id, "client", cl.id, "slice", cl.slice, "kind", cl.kind)
@@ -250,7 +272,7 @@ func (r *Run) join(p *peer, h *wire.Hello) joinReply {
 	p.sendMsg(w)
 	if o := st.round; o != nil && r.policy.Assign(o, cl) {
 		r.sendTask(o, cl)
-	} else {
+	} else if !r.fill() || cl.task == nil {
 		r.sendWait(cl)
 	}
 	r.publishClient(cl)
@@ -280,6 +302,7 @@ func (r *Run) release(cl *client) {
 func (r *Run) detach(cl *client) {
 	r.st.online--
 	cl.peer.task.Store(nil)
+	r.dropTask(cl)
 	cl.peer, cl.progress = nil, nil
 	cl.lastSeen = r.c.now()
 	cl.dirty = true
@@ -298,6 +321,7 @@ func (r *Run) leave(p *peer) {
 	r.detach(cl)
 	r.c.deps.Log.Info("client left", "run", r.sp.id, "client", cl.id)
 	r.publishClient(cl)
+	r.fill() // an async slot it held is free
 }
 
 // openRound asks the policy for the next round and opens it: it is queued
@@ -321,11 +345,88 @@ func (r *Run) openRound(ctx context.Context, now time.Time) {
 	for _, id := range chosen {
 		r.sendTask(o, st.clients[id])
 	}
+	parked := st.parked
+	st.parked = nil
+	for _, ev := range parked {
+		ev.reply <- r.takeUpdate(ev.p, ev.u)
+	}
+	async := r.fill()
+	if async && o.n > 1 {
+		return // the clients without a slot heard why when they got none
+	}
 	for _, id := range st.connected() {
-		if o.seat(id) == nil {
-			r.sendWait(st.clients[id])
+		if cl := st.clients[id]; cl.task == nil {
+			r.sendWait(cl)
 		}
 	}
+}
+
+// fill gives the policy's choice of idle clients a task in the open round;
+// it reports whether the policy hands out work that way (async).
+func (r *Run) fill() bool {
+	o := r.st.round
+	if !r.sp.cfg.Async() {
+		return false
+	}
+	if o == nil || !r.st.active() {
+		return true
+	}
+	now := r.c.now()
+	if due, _ := r.policy.Due(o, now); due {
+		return true // the step is about to be taken: the next one hands out its version
+	}
+	for _, id := range r.policy.Fill(r.st, o, now) {
+		r.sendTask(o, r.st.clients[id])
+	}
+	return true
+}
+
+// dropTask forgets the task cl holds, if any, freeing its slot.
+func (r *Run) dropTask(cl *client) {
+	if cl.task != nil {
+		cl.task = nil
+		r.st.busy--
+	}
+}
+
+// expireTasks takes back the async tasks whose time is up: the client
+// counts a missed task (and is passed over for a while, as in sync runs)
+// and its slot goes to another client. An update it sends for the task
+// later is refused as late.
+func (r *Run) expireTasks() {
+	st := r.st
+	if !r.sp.cfg.Async() || st.round == nil {
+		return
+	}
+	now := r.c.now()
+	for _, cl := range st.clients {
+		if t := cl.task; t != nil && !t.deadline.IsZero() && !now.Before(t.deadline) {
+			r.dropTask(cl)
+			if cl.peer != nil {
+				cl.peer.task.Store(nil)
+			}
+			cl.missed++
+			cl.skipUntil = st.roundNo + skipFor(cl.missed)
+			cl.dirty = true
+			r.c.deps.Log.Info("task expired", "run", r.sp.id, "client", cl.id, "round", t.round, "version", t.version)
+			r.publishClient(cl)
+		}
+	}
+	r.fill()
+}
+
+// nextExpiry returns when the earliest async task expires (zero: none).
+func (r *Run) nextExpiry() time.Time {
+	var at time.Time
+	if !r.sp.cfg.Async() || r.sp.cfg.RoundDeadline == 0 {
+		return at
+	}
+	for _, cl := range r.st.clients {
+		if t := cl.task; t != nil && !t.deadline.IsZero() && (at.IsZero() || t.deadline.Before(at)) {
+			at = t.deadline
+		}
+	}
+	return at
 }
 
 // open makes o the open round and queues it to the store.
@@ -365,18 +466,35 @@ func (r *Run) sendTask(o *round, cl *client) {
 	}
 	sp := r.sp
 	fit := sp.strategy.ConfigureFit(o.n, sp.fitBase())
+	now := r.c.now()
+	t := &inflight{round: o.n, version: o.version(), sent: now, deadline: o.deadline}
+	seed := clientSeed(sp.cfg.Seed, o.n, cl.slice)
+	if sp.cfg.Async() {
+		if d := time.Duration(sp.cfg.RoundDeadline); d > 0 {
+			t.deadline = now.Add(d)
+		}
+		// A client can get several tasks in one step: each its own seed.
+		seed = clientSeed(seed, cl.updates, cl.slice)
+	}
+	if cl.task == nil {
+		r.st.busy++
+	}
+	cl.task, cl.last = t, t
 	rs := &wire.RoundStart{Round: o.n, ModelVersion: o.version(), Epochs: fit.Epochs, Batch: fit.Batch, LR: fit.LR,
-		Mu: fit.Mu, Seed: clientSeed(sp.cfg.Seed, o.n, cl.slice)}
-	if !o.deadline.IsZero() {
-		rs.DeadlineUnixMS = o.deadline.UnixMilli()
+		Mu: fit.Mu, Seed: seed}
+	if !t.deadline.IsZero() {
+		rs.DeadlineUnixMS = t.deadline.UnixMilli()
 	}
 	cl.peer.task.Store(&task{round: o.n, version: o.version(), base: o.base.w})
 	cl.peer.lastTask.Store(int64(o.n))
 	cl.peer.sendMsg(rs)
-	s := o.seat(cl.id)
-	cl.peer.sendModel(&modelSend{models: r.models, target: o.base, base: cl.version,
-		counts: []*atomic.Int64{&cl.down, &o.bytesDown, &s.sent}})
+	counts := []*atomic.Int64{&cl.down, &o.bytesDown, &t.down}
+	if s := o.seat(cl.id); s != nil {
+		counts = append(counts, &s.sent)
+	}
+	cl.peer.sendModel(&modelSend{models: r.models, target: o.base, base: cl.version, counts: counts})
 	cl.version = o.version() // what it holds once it decodes the frame
+	r.publishClient(cl)
 }
 
 // sendWait tells cl that there is nothing for it to do now, and why.
@@ -391,6 +509,8 @@ func (r *Run) sendWait(cl *client) {
 	}
 	w := &wire.Wait{Round: st.roundNo, Clients: st.online, Needed: need}
 	switch {
+	case cfg.Async() && st.round != nil:
+		w.Reason = fmt.Sprintf("all %d training slots are taken; this client gets work when one frees", cfg.Concurrency)
 	case st.round != nil:
 		w.Reason = fmt.Sprintf("round %d is in progress without this client; waiting for the next round", st.round.n)
 	case st.closing != nil:
@@ -410,9 +530,15 @@ func (r *Run) takeUpdate(p *peer, u *decoded) verdict {
 	st := r.st
 	cl := st.clients[p.clientID]
 	rec := u.record(r.sp.id, p.clientID, r.c.now())
+	if cl != nil {
+		r.measure(cl, u.h.Round, rec.ReceivedAt)
+	}
 	if cl == nil || cl.peer != p {
 		p.reject()
 		return verdict{rej: &rejection{code: wire.CodeLate, reason: "this connection was replaced by a newer one of the same client"}}
+	}
+	if r.sp.cfg.Async() {
+		return r.takeAsync(p, cl, u, rec)
 	}
 	o := st.round
 	var rej *rejection
@@ -433,12 +559,78 @@ func (r *Run) takeUpdate(p *peer, u *decoded) verdict {
 		return verdict{rej: rej}
 	}
 	o.accept(cl.id)
+	rec.BytesDown = int(o.seat(cl.id).sent.Load())
+	return r.accepted(p, cl, u, rec, o.agg, 0, 1)
+}
+
+// accepted hands an update the loop took to its session: the client's task
+// is done, and its measured task time and loss are kept for selection.
+func (r *Run) accepted(p *peer, cl *client, u *decoded, rec *store.Update, agg fl.Aggregation, staleness int, scale float32) verdict {
 	p.task.Store(nil)
-	rec.Accepted, rec.Blob, rec.BytesDown = true, u.payload, int(o.seat(cl.id).sent.Load())
+	if t := cl.task; t != nil {
+		rec.TaskAt = t.sent
+		if rec.BytesDown == 0 {
+			rec.BytesDown = int(t.down.Load()) // async: the task's model
+		}
+	}
+	r.dropTask(cl)
+	rec.Accepted, rec.Blob, rec.Staleness, rec.Profile = true, u.payload, staleness, cl.profile
 	cl.updates++
 	cl.bytesUp += int64(u.size)
 	cl.speed, cl.progress, cl.lastSeen, cl.dirty = u.h.SamplesPerS, nil, rec.ReceivedAt, true
-	return verdict{agg: o.agg, rec: rec}
+	cl.storing, cl.lastLoss = true, u.h.Loss
+	return verdict{agg: agg, rec: rec, scale: scale}
+}
+
+// measure keeps how long cl took for its last task, from the task's start
+// to the arrival of its update for it (accepted or not: a late update
+// shows a slow client too), per sample trained; selection reads it.
+func (r *Run) measure(cl *client, round int, at time.Time) {
+	t := cl.last
+	if t == nil || t.round != round || cl.samples == 0 {
+		return
+	}
+	d := at.Sub(t.sent).Seconds()
+	if d <= 0 {
+		return
+	}
+	per := d / float64(cl.samples*r.sp.cfg.LocalEpochs)
+	if cl.secsPerSample > 0 {
+		per = (per + cl.secsPerSample) / 2
+	}
+	cl.secsPerSample = per
+	cl.last = nil // measured once
+}
+
+// takeAsync decides on an update of an asynchronous run: it must answer
+// the task its client holds, and joins the open step's buffer weighted by
+// its staleness, unless it is staler than the run allows.
+func (r *Run) takeAsync(p *peer, cl *client, u *decoded, rec *store.Update) verdict {
+	st, cfg := r.st, &r.sp.cfg
+	o, t := st.round, cl.task
+	var rej *rejection
+	tau := 0
+	switch {
+	case o == nil:
+		rej = &rejection{code: wire.CodeLate, reason: "the run is not taking updates"}
+	case t == nil || u.h.Round < t.round:
+		rej = &rejection{code: wire.CodeLate, reason: fmt.Sprintf("late: the task of round %d is over for this client (it expired, or the server restarted)", u.h.Round)}
+	case u.h.Round > t.round:
+		rej = &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("this client's task is of round %d, not %d", t.round, u.h.Round)}
+	case u.h.ModelVersion != t.version:
+		rej = &rejection{code: wire.CodeLate, reason: fmt.Sprintf("trained from model version %d, but the task was version %d", u.h.ModelVersion, t.version)}
+	default:
+		if tau = int(o.version() - t.version); tau > cfg.MaxStaleness {
+			rej = &rejection{code: wire.CodeLate, reason: fmt.Sprintf("stale: trained from version %d, %d steps behind the model (the run takes at most %d)", t.version, tau, cfg.MaxStaleness)}
+		}
+	}
+	if rej != nil {
+		r.refuse(p, rec, rej)
+		return verdict{rej: rej}
+	}
+	o.acceptAsync(cl.id, tau)
+	rec.Round = o.n // the step whose buffer it joins
+	return r.accepted(p, cl, u, rec, o.agg, tau, float32(r.staleness.Weight(tau)))
 }
 
 // folded finishes an accepted update: folded in and durable (answer the
@@ -447,18 +639,26 @@ func (r *Run) takeUpdate(p *peer, u *decoded) verdict {
 func (r *Run) folded(ev evFolded) {
 	st := r.st
 	o := st.round
+	cl := st.clients[ev.rec.ClientID]
+	if cl != nil {
+		cl.storing = false
+	}
 	if o == nil || o.n != ev.round {
 		return // the round was stopped under it
 	}
-	cl := st.clients[ev.rec.ClientID]
-	o.stored(ev.rec.ClientID, ev.rec.ID, ev.rec.Bytes, ev.err == nil)
+	if r.sp.cfg.Async() {
+		o.storedAsync(ev.rec.ID, ev.rec.Bytes, ev.err == nil)
+		defer r.fill() // the client is free for its next task
+	} else {
+		o.stored(ev.rec.ClientID, ev.rec.ID, ev.rec.Bytes, ev.err == nil)
+	}
 	if ev.err != nil {
 		r.c.deps.Log.Error("storing an accepted update", "run", r.sp.id, "client", ev.rec.ClientID, "err", ev.err)
 		ev.rec.Accepted, ev.rec.Blob = false, nil
 		ev.rec.Code, ev.rec.Reason = wire.CodeStore, "the server could not store the update: "+ev.err.Error()
 		r.c.deps.Observer.Update("rejected", wire.CodeStore)
 		if ev.p != nil {
-			ev.p.sendMsg(&wire.Rejected{Round: ev.round, Reason: ev.rec.Reason, Code: ev.rec.Code})
+			ev.p.sendMsg(&wire.Rejected{Round: ev.task, Reason: ev.rec.Reason, Code: ev.rec.Code})
 		}
 		r.publish(Event{Type: EvUpdate, Update: updateView(ev.rec)})
 		return
@@ -466,9 +666,9 @@ func (r *Run) folded(ev evFolded) {
 	r.c.deps.Observer.Update("accepted", "")
 	if cl != nil {
 		cl.accepted++
-		cl.missed, cl.skipUntil = 0, 0
+		cl.missed, cl.skipUntil, cl.lastRound = 0, 0, o.n
 		if cl.peer != nil {
-			cl.peer.sendMsg(&wire.Accepted{Round: ev.round, Bytes: ev.rec.Bytes})
+			cl.peer.sendMsg(&wire.Accepted{Round: ev.task, Bytes: ev.rec.Bytes, Staleness: ev.rec.Staleness})
 		}
 		r.publishClient(cl)
 	}
@@ -498,9 +698,14 @@ func (r *Run) refuse(p *peer, rec *store.Update, rej *rejection) {
 		}
 		cl.refusedRows++
 		stored = cl.refusedRows <= maxRefusedRows
-		if o := st.round; o != nil && rec.Round == o.n && rej.code != wire.CodeLate && rej.code != wire.CodeDuplicate {
-			o.answer(cl.id)
+		if t := cl.task; t != nil && t.round == rec.Round && (rej.code != wire.CodeLate && rej.code != wire.CodeDuplicate || r.sp.cfg.Async()) {
+			// It answered its task, with an update that cannot be taken.
+			if o := st.round; o != nil && !r.sp.cfg.Async() {
+				o.answer(cl.id)
+			}
 			p.task.Store(nil)
+			r.dropTask(cl)
+			defer r.fill()
 		}
 	}
 	if stored && rec.Round >= 1 {
@@ -524,13 +729,21 @@ func (r *Run) refuse(p *peer, rec *store.Update, rej *rejection) {
 func (r *Run) decline(p *peer, m *wire.Decline) {
 	st := r.st
 	cl, o := st.clients[p.clientID], st.round
-	if cl == nil || cl.peer != p || o == nil || m.Round != o.n || !o.waitsFor(cl.id) {
+	if cl == nil || cl.peer != p || o == nil || cl.task == nil || cl.task.round != m.Round {
 		return
 	}
-	rec := &store.Update{RunID: r.sp.id, Round: o.n, ClientID: cl.id, ReceivedAt: r.c.now(),
-		BytesDown: int(o.seat(cl.id).sent.Load()), Code: wire.CodeDeclined, Reason: "the client sent no update: " + m.Reason}
+	if !r.sp.cfg.Async() && (m.Round != o.n || !o.waitsFor(cl.id)) {
+		return
+	}
+	rec := &store.Update{RunID: r.sp.id, Round: o.n, ClientID: cl.id, ReceivedAt: r.c.now(), TaskAt: cl.task.sent,
+		BaseVersion: int(cl.task.version), Profile: cl.profile, Code: wire.CodeDeclined, Reason: "the client sent no update: " + m.Reason}
+	if s := o.seat(cl.id); s != nil {
+		rec.BytesDown = int(s.sent.Load())
+	}
 	o.answer(cl.id)
 	p.task.Store(nil)
+	r.dropTask(cl)
+	defer r.fill()
 	row := *rec // the writer sets its ID; the loop goes on reading rec
 	r.submit("add_update", func(t *store.Tx) error { _, err := t.AddUpdate(&row); return err })
 	r.c.deps.Observer.Update("declined", "")
@@ -551,6 +764,7 @@ func (r *Run) stop(reason string, reply chan error) {
 	}
 	o := st.round
 	st.round, st.status = nil, StatusStopped
+	r.refuseParked("the run was stopped")
 	stats := st.dirtyStats()
 	// The one place the loop waits for the disk: the run ends here, and the
 	// answer must say that the stop is durable.
@@ -576,6 +790,7 @@ func (r *Run) fail(err error) {
 	st, sp := r.st, r.sp
 	r.c.deps.Log.Error("run failed", "run", sp.id, "err", err)
 	st.status = StatusFailed
+	r.refuseParked("the run failed")
 	if o := st.round; o != nil {
 		st.round = nil
 		r.submit("fail_round", func(t *store.Tx) error {
@@ -598,6 +813,7 @@ func (r *Run) fail(err error) {
 // the clients' telemetry, ends every connection and the event stream, and
 // refuses further events.
 func (r *Run) end() {
+	r.refuseParked("the server is shutting down")
 	r.closeMailbox()
 	r.closers.Wait()
 	st := r.st
@@ -617,6 +833,15 @@ func (r *Run) end() {
 	}
 	r.hub.close(Event{Type: EvEnd, Run: r.sp.id, Time: r.c.now(), Status: &v})
 	close(r.done)
+}
+
+// refuseParked answers the updates parked for the next async step, which
+// will not come.
+func (r *Run) refuseParked(why string) {
+	for _, ev := range r.st.parked {
+		ev.reply <- verdict{rej: &rejection{code: wire.CodeRunOver, reason: why}}
+	}
+	r.st.parked = nil
 }
 
 // broadcast sends m to every connected client.

@@ -71,10 +71,14 @@ type peer struct {
 	once   sync.Once
 	mu     sync.Mutex
 	final  wire.Message // sent last when the writer drains on close
+	// track holds a unit per queued message (virtual clocks); dead is set
+	// once the writer has stopped, so that nothing is queued after.
+	track link.Tracker
+	dead  bool
 }
 
-func newPeer(conn link.Conn, info PeerInfo, log *slog.Logger) *peer {
-	return &peer{conn: conn, info: info, log: log, out: make(chan outMsg, outQueue), closed: make(chan struct{})}
+func newPeer(conn link.Conn, info PeerInfo, log *slog.Logger, track link.Tracker) *peer {
+	return &peer{conn: conn, info: info, log: log, out: make(chan outMsg, outQueue), closed: make(chan struct{}), track: track}
 }
 
 func (p *peer) kind(h *wire.Hello) string {
@@ -92,9 +96,18 @@ func (p *peer) send(m outMsg) {
 		return
 	default:
 	}
+	p.mu.Lock()
+	if p.dead {
+		p.mu.Unlock()
+		return
+	}
+	p.track.Hold() // until the writer has sent it
 	select {
 	case p.out <- m:
+		p.mu.Unlock()
 	default:
+		p.track.Release()
+		p.mu.Unlock()
 		p.closeWith(&wire.Bye{Reason: "too slow: the server's queue to this client is full"})
 	}
 }
@@ -150,7 +163,22 @@ func (p *peer) reject() bool {
 // the connection.
 func (p *peer) write(ctx context.Context) {
 	defer p.conn.Close()
+	defer func() { // what was not sent never will be
+		p.mu.Lock()
+		p.dead = true
+		for {
+			select {
+			case <-p.out:
+				p.track.Release()
+				continue
+			default:
+			}
+			break
+		}
+		p.mu.Unlock()
+	}()
 	put := func(m outMsg) bool {
+		defer p.track.Release()
 		msg := m.msg
 		if ms := m.model; ms != nil {
 			frame, err := ms.models.frame(ms.target, ms.base)
@@ -191,6 +219,7 @@ func (p *peer) write(ctx context.Context) {
 			p.mu.Unlock()
 			if final != nil {
 				b, _ := wire.Marshal(final)
+				p.track.Hold() // put releases it
 				put(outMsg{msg: link.Message{Data: b}})
 			}
 			return

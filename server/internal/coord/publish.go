@@ -70,10 +70,20 @@ func (r *Run) clientView(cl *client) ClientView {
 	v := ClientView{ID: cl.id, Slice: cl.slice, Samples: len(r.sp.parts[cl.slice]), LabelCounts: r.sp.labels[cl.slice], Kind: cl.kind, Device: cl.device, Connected: cl.peer != nil,
 		FirstSeen: cl.firstSeen, LastSeen: cl.lastSeen, SamplesPerS: cl.speed, Progress: cl.progress,
 		Updates: cl.updates, Accepted: cl.accepted, BytesUp: cl.bytesUp, BytesDown: cl.bytesDown + cl.down.Load(),
-		State: ClientOffline, Missed: cl.missed, SkipUntil: cl.skipUntil}
+		State: ClientOffline, Missed: cl.missed, SkipUntil: cl.skipUntil, Profile: cl.profile}
+	if t := cl.task; t != nil {
+		v.TaskRound, v.TaskVersion, v.TaskAt = t.round, t.version, t.sent
+	}
 	if cl.peer != nil {
 		v.State = ClientIdle
-		if o := r.st.round; o != nil {
+		if r.sp.cfg.Async() {
+			switch {
+			case cl.task != nil:
+				v.State = ClientTraining
+			case cl.storing:
+				v.State = ClientAnswered
+			}
+		} else if o := r.st.round; o != nil {
 			if s := o.seat(cl.id); s != nil {
 				v.State = ClientTraining
 				if s.state == seatStoring || s.state == seatDone {

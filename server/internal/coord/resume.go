@@ -61,7 +61,7 @@ func (c *Coordinator) resumeRun(ctx context.Context, sr *store.Run) (*Run, error
 		}
 		cl := &client{id: sc.ID, secretHash: sc.SecretHash, slice: sc.SliceIndex, kind: sc.Kind, firstSeen: sc.FirstSeen,
 			lastSeen: sc.LastSeen, speed: sc.SamplesPerS, updates: sc.Updates, accepted: sc.Accepted,
-			bytesUp: sc.BytesUp, bytesDown: sc.BytesDown}
+			bytesUp: sc.BytesUp, bytesDown: sc.BytesDown, profile: sc.Profile, samples: len(sp.parts[sc.SliceIndex])}
 		json.Unmarshal(sc.Device, &cl.device)
 		st.clients[cl.id] = cl
 		st.bySlice[cl.slice] = cl.id
@@ -98,7 +98,13 @@ func (r *Run) resumeOpenRound(ctx context.Context) error {
 		}
 	}
 	st.inSliceOrder(selected)
-	o := newRound(sr.Round, st.current, sr.StartedAt, now.Add(grace), selected, 0, sp.strategy.Begin(sr.Round, st.current.w))
+	deadline, target := now.Add(grace), 0
+	if sp.cfg.Async() {
+		// The step's buffer goes on filling from whoever connects; the
+		// tasks in flight before the restart are gone.
+		deadline, selected, target = time.Time{}, nil, sp.cfg.Buffer
+	}
+	o := newRound(sr.Round, st.current, sr.StartedAt, deadline, selected, target, sp.strategy.Begin(sr.Round, st.current.w))
 	o.resumed = true
 	o.received = sr.NReceived
 	o.bytesUp = sr.BytesUp
@@ -149,13 +155,46 @@ func (r *Run) decodeStored(u *store.Update, base []float32) ([]float32, error) {
 // replay folds a stored accepted update back into o's aggregation; its
 // client has answered.
 func (r *Run) replay(ctx context.Context, o *round, u *store.Update) error {
-	w, err := r.decodeStored(u, o.base.w)
+	w, err := r.storedDelta(ctx, o, u)
 	if err != nil {
 		return err
 	}
 	if err := o.agg.Add(ctx, fl.Update{Client: u.ClientID, Samples: u.Samples, Delta: w}); err != nil {
 		return err
 	}
-	o.replayed(u.ClientID, u.ID)
+	o.replayed(u.ClientID, u.ID, u.Staleness)
 	return nil
+}
+
+// storedDelta decodes a stored accepted update of round o into the delta
+// its session folded in: against the model version it was trained from
+// (in memory, or else from the store), weighted by its staleness in an
+// async run.
+func (r *Run) storedDelta(ctx context.Context, o *round, u *store.Update) ([]float32, error) {
+	base := o.base.w
+	if v := int64(u.BaseVersion); v != o.version() {
+		if ver := r.models.get(v); ver != nil {
+			base = ver.w
+		} else {
+			m, err := r.c.deps.Store.Model(ctx, r.sp.id, u.BaseVersion)
+			if err != nil {
+				return nil, fmt.Errorf("the model version %d it was trained from: %w", v, err)
+			}
+			if base, err = store.DecodeFloat32s(m.Weights, r.sp.numParams); err != nil {
+				return nil, fmt.Errorf("model version %d: %w", v, err)
+			}
+		}
+	}
+	w, err := r.decodeStored(u, base)
+	if err != nil {
+		return nil, err
+	}
+	if r.sp.cfg.Async() {
+		if scale := float32(r.staleness.Weight(u.Staleness)); scale != 1 {
+			for i := range w {
+				w[i] *= scale
+			}
+		}
+	}
+	return w, nil
 }

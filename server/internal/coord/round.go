@@ -55,11 +55,15 @@ type round struct {
 	bytesUp                     int64
 	bytesDown                   atomic.Int64
 	resumed                     bool
+	// contributed (async) holds the clients with an update in the buffer;
+	// staleSum and staleMax sum up the buffer's staleness.
+	contributed        map[string]bool
+	staleSum, staleMax int
 }
 
 func newRound(n int, base *version, started, deadline time.Time, order []string, target int, agg fl.Aggregation) *round {
 	o := &round{n: n, base: base, started: started, deadline: deadline, order: order, target: target, agg: agg,
-		seats: make(map[string]*seat, len(order))}
+		seats: make(map[string]*seat, len(order)), contributed: map[string]bool{}}
 	for _, id := range order {
 		o.seats[id] = &seat{}
 	}
@@ -136,12 +140,41 @@ func (o *round) stored(id string, storeID int64, bytes int, ok bool) {
 }
 
 // replayed records id's update, stored before a restart, as folded in.
-func (o *round) replayed(id string, storeID int64) {
+func (o *round) replayed(id string, storeID int64, staleness int) {
 	if s := o.seats[id]; s != nil {
 		o.move(s, seatDone)
 	}
 	o.ids = append(o.ids, storeID)
 	o.accepted++
+	o.buffered(id, staleness)
+}
+
+// acceptAsync takes an update into an async step's buffer; like accept, it
+// is stored before the step can close.
+func (o *round) acceptAsync(id string, staleness int) {
+	o.storing++
+	o.received++
+	o.buffered(id, staleness)
+}
+
+// buffered counts an update in the buffer's contributors and staleness.
+func (o *round) buffered(id string, staleness int) {
+	o.contributed[id] = true
+	o.staleSum += staleness
+	o.staleMax = max(o.staleMax, staleness)
+}
+
+// storedAsync records that an update of the async buffer is durable (or,
+// with ok false, failed to store: the aggregate must be rebuilt).
+func (o *round) storedAsync(storeID int64, bytes int, ok bool) {
+	o.storing--
+	if ok {
+		o.ids = append(o.ids, storeID)
+		o.accepted++
+		o.bytesUp += int64(bytes)
+	} else {
+		o.tainted = true
+	}
 }
 
 // answer records that id answered without an update for the round (it
@@ -194,6 +227,10 @@ func (o *round) view(now time.Time) *RoundView {
 	if !o.deadline.IsZero() {
 		d := o.deadline
 		v.Deadline = &d
+	}
+	if o.accepted > 0 && len(o.contributed) > 0 {
+		v.MeanStaleness = float64(o.staleSum) / float64(o.received)
+		v.MaxStaleness = o.staleMax
 	}
 	return v
 }

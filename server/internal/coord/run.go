@@ -32,14 +32,16 @@ type Run struct {
 	c      *Coordinator
 	sp     *spec
 	policy Policy
-	models *models
-	hub    *hub
-	done   chan struct{}
-	view   atomic.Pointer[RunView]
-	slices sync.Map  // client id → slice index, for the slice handler
-	deltas sync.Pool // *[]float32 decode buffers of the model's size
-	st     *state    // the loop's
-	edge   edgeState // edge shards' part of the run (shard.go, shard_round.go)
+	// staleness weighs async updates by how stale they are.
+	staleness Staleness
+	models    *models
+	hub       *hub
+	done      chan struct{}
+	view      atomic.Pointer[RunView]
+	slices    sync.Map  // client id → slice index, for the slice handler
+	deltas    sync.Pool // *[]float32 decode buffers of the model's size
+	st        *state    // the loop's
+	edge      edgeState // edge shards' part of the run (shard.go, shard_round.go)
 	// closers counts the goroutines aggregating a round off the loop; the
 	// loop waits for them before it ends.
 	closers sync.WaitGroup
@@ -63,6 +65,7 @@ func (r *Run) post(ev event) error {
 		return fmt.Errorf("%w: run %s", ErrNotRunning, r.sp.id)
 	}
 	r.mailbox = append(r.mailbox, ev)
+	r.c.track.Hold() // until the loop has handled it
 	r.mbMu.Unlock()
 	select {
 	case r.mbWake <- struct{}{}:
@@ -71,8 +74,12 @@ func (r *Run) post(ev event) error {
 	return nil
 }
 
-// take waits for the loop's next events.
-func (r *Run) take(ctx context.Context) []event {
+// take waits for the loop's next events; done is how many events the loop
+// finished handling since the last take.
+func (r *Run) take(ctx context.Context, done int) []event {
+	for range done {
+		r.c.track.Release()
+	}
 	for {
 		r.mbMu.Lock()
 		evs := r.mailbox
@@ -93,6 +100,9 @@ func (r *Run) take(ctx context.Context) []event {
 func (r *Run) closeMailbox() {
 	r.mbMu.Lock()
 	r.mbClosed = true
+	for range r.mailbox {
+		r.c.track.Release()
+	}
 	r.mailbox = nil
 	r.mbMu.Unlock()
 }
@@ -156,6 +166,9 @@ func (r *Run) Stop(ctx context.Context, reason string) error {
 	}
 	return err
 }
+
+// SliceLabels returns the label counts of each data slice, by slice index.
+func (r *Run) SliceLabels() [][]int { return r.sp.labels }
 
 // Slice returns client id's data slice.
 func (r *Run) Slice(id string) (*data.Set, error) {

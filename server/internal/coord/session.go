@@ -44,6 +44,7 @@ const progressEvery = 250 * time.Millisecond
 // an error that wraps ErrAuth.
 func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) error {
 	defer conn.Close()
+	defer link.Done(conn) // nothing more is read
 	h, err := c.readHello(ctx, conn)
 	if err != nil {
 		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeBadFrame, Reason: err.Error()})
@@ -65,7 +66,7 @@ func (c *Coordinator) Serve(ctx context.Context, conn link.Conn, info PeerInfo) 
 		sendNow(ctx, conn, &wire.Rejected{Code: wire.CodeAuth, Reason: "wrong join token for this run: open the join link the host shared"})
 		return fmt.Errorf("%w: wrong join token for run %s from %s", ErrAuth, r.sp.id, info.Remote)
 	}
-	p := newPeer(conn, info, c.deps.Log)
+	p := newPeer(conn, info, c.deps.Log, c.track)
 	wctx, cancelWriter := context.WithCancel(ctx)
 	defer cancelWriter()
 	writerDone := make(chan struct{})
@@ -113,6 +114,7 @@ func (r *Run) session(ctx context.Context, p *peer) error {
 		}
 		if !m.Binary {
 			msg, err := wire.ParseMessage(m.Data, wire.MaxMessageBytes)
+			m.Release() // parsed into msg
 			if err != nil {
 				p.closeWith(&wire.Bye{Reason: "bad message: " + err.Error()})
 				return err
@@ -135,7 +137,11 @@ func (r *Run) session(ctx context.Context, p *peer) error {
 			}
 			continue
 		}
-		if err := r.takeFrame(ctx, p, m.Data, &answered); err != nil {
+		// takeFrame is done with the frame when it returns (an accepted
+		// payload is durable by then), so its buffer goes back.
+		err = r.takeFrame(ctx, p, m.Data, &answered)
+		m.Release()
+		if err != nil {
 			return err
 		}
 		if p.isClosed() {
@@ -168,6 +174,11 @@ func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *in
 	// holds exactly what is durable. Neither step is cancelled with the
 	// connection: the loop must hear how both went.
 	keep := context.WithoutCancel(ctx)
+	if v.scale != 1 {
+		for i := range u.delta {
+			u.delta[i] *= v.scale
+		}
+	}
 	if err = v.agg.Add(keep, fl.Update{Client: p.clientID, Samples: u.h.Samples, Delta: u.delta}); err != nil {
 		// decode validated the update; Add can only refuse what it let
 		// through by mistake, or a round stopped under it.
@@ -177,7 +188,8 @@ func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *in
 		u.release()
 		_, err = r.c.deps.Store.AddUpdate(keep, v.rec)
 	}
-	return r.post(evFolded{p: p, round: u.h.Round, rec: v.rec, err: err})
+	v.rec.Blob = nil // the frame's buffer is reused once this returns
+	return r.post(evFolded{p: p, round: v.rec.Round, task: u.h.Round, rec: v.rec, err: err})
 }
 
 // precheck parses an update frame and checks it against the client's task
@@ -197,7 +209,7 @@ func (r *Run) precheck(p *peer, frame []byte, answered int) (*decoded, *rejectio
 		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("expected an update frame, got %q", h.Kind)}
 	case h.Run != r.sp.id:
 		return u, &rejection{code: wire.CodeBadFrame, reason: fmt.Sprintf("update for run %q sent to run %q", h.Run, r.sp.id)}
-	case answered > 0 && h.Round == answered:
+	case answered > 0 && h.Round == answered && !r.sp.cfg.Async():
 		return u, &rejection{code: wire.CodeDuplicate, reason: fmt.Sprintf("this client already sent an update for round %d", h.Round)}
 	case t == nil || h.Round < t.round:
 		switch last := int(p.lastTask.Load()); {

@@ -117,7 +117,7 @@ func (ev evEdgeFolded) apply(_ context.Context, r *Run) {
 		if cl := r.st.clients[rec.ClientID]; cl != nil {
 			p = cl.peer
 		}
-		r.folded(evFolded{p: p, round: ev.round, rec: rec, err: ev.err})
+		r.folded(evFolded{p: p, round: ev.round, task: ev.round, rec: rec, err: ev.err})
 	}
 }
 
@@ -152,6 +152,9 @@ func (r *Run) edgeUpdate(ev evEdgeUpdate) {
 	var p *peer
 	if cl != nil && cl.peer != nil && ev.vc != nil && cl.peer.conn == ev.vc {
 		p = cl.peer
+	}
+	if cl != nil {
+		r.measure(cl, u.Round, now) // as takeUpdate: a late update shows a slow client too
 	}
 	if !u.Accepted {
 		if p != nil {
@@ -188,10 +191,15 @@ func (r *Run) edgeUpdate(ev evEdgeUpdate) {
 	if p != nil {
 		p.task.Store(nil)
 	}
-	rec.Accepted, rec.BytesDown = true, int(o.seat(cl.id).sent.Load())
+	if t := cl.task; t != nil {
+		rec.TaskAt = t.sent
+	}
+	r.dropTask(cl)
+	rec.Accepted, rec.BytesDown, rec.Profile = true, int(o.seat(cl.id).sent.Load()), cl.profile
 	cl.updates++
 	cl.bytesUp += int64(u.Bytes)
 	cl.speed, cl.progress, cl.lastSeen, cl.dirty = u.SamplesPerS, nil, now, true
+	cl.lastLoss = u.Loss // utility selection reads it
 	if r.edge.seats == nil {
 		r.edge.seats = map[string]*edgeSeat{}
 	}
@@ -382,7 +390,7 @@ func (r *Run) replayPartials(ctx context.Context, o *round, resumed bool) error 
 		}
 		for _, u := range sp.Updates {
 			if resumed {
-				o.replayed(u.ClientID, u.ID)
+				o.replayed(u.ClientID, u.ID, u.Staleness)
 			} else {
 				o.ids = append(o.ids, u.ID)
 			}

@@ -127,8 +127,9 @@ func (cl *client) frameWith(rs *wire.RoundStart, w []float32, samples int) []byt
 	return f
 }
 
-// model returns the stored weights of a run's model version.
-func (e *engine) model(run *coord.Run, version int) []byte {
+// modelBytes returns the stored weights of a run's model version, as
+// stored: equal bytes are equal models, bit for bit.
+func (e *engine) modelBytes(run *coord.Run, version int) []byte {
 	e.t.Helper()
 	m, err := e.st.Model(e.ctx, run.ID(), version)
 	if err != nil {
@@ -173,7 +174,7 @@ func TestShardPartialsMatchDirect(t *testing.T) {
 		if rd.NAccepted != 6 || re.NAccepted != 6 || re.Status != store.RoundAggregated {
 			t.Fatalf("round %d: %d accepted directly, %d through shards (%s); want 6 and 6", n, rd.NAccepted, re.NAccepted, re.Status)
 		}
-		if !bytes.Equal(e.model(direct, n), e.model(edged, n)) {
+		if !bytes.Equal(e.modelBytes(direct, n), e.modelBytes(edged, n)) {
 			t.Fatalf("round %d: the model merged from shards' partials differs from plain FedAvg over the same updates", n)
 		}
 		ps, err := e.st.Partials(e.ctx, edged.ID(), n)
@@ -185,7 +186,7 @@ func TestShardPartialsMatchDirect(t *testing.T) {
 			t.Errorf("round %d through shards stored %s; want six accepted updates with their metadata", n, describe(ups))
 		}
 	}
-	if bytes.Equal(e.model(edged, 1), e.model(edged, 0)) {
+	if bytes.Equal(e.modelBytes(edged, 1), e.modelBytes(edged, 0)) {
 		t.Fatal("the model did not move: the comparison means nothing")
 	}
 }
@@ -304,7 +305,7 @@ func TestShardRefusedForRobustRuns(t *testing.T) {
 		cl := e.dialVia(sh, run, nil)
 		rej := expect[*wire.Rejected](cl)
 		if rej.Code != wire.CodeShardRefused || !strings.Contains(rej.Reason, "join the server directly") {
-			t.Errorf("%s (detect %v) through a shard: %+v; want %s with the reason", cfg.Strategy, *cfg.Detect, rej, wire.CodeShardRefused)
+			t.Errorf("%s (mode %s, detect %v) through a shard: %+v; want %s with the reason", cfg.Strategy, cfg.Mode, cfg.Detect != nil && *cfg.Detect, rej, wire.CodeShardRefused)
 		}
 		e.join(run, nil) // direct: welcome
 	}
@@ -466,7 +467,7 @@ func TestShardResumeReplaysPartials(t *testing.T) {
 			t.Fatalf("round 1 after the restart accepted %d; want 2", r.NAccepted)
 		}
 	}
-	if !bytes.Equal(e.model(direct, 1), e.model(edged, 1)) {
+	if !bytes.Equal(e.modelBytes(direct, 1), e.modelBytes(edged, 1)) {
 		t.Error("the round resumed with a stored partial differs from plain FedAvg over the same updates")
 	}
 }
@@ -496,7 +497,7 @@ func TestShardDP(t *testing.T) {
 		}
 		e.waitRound(run, 1)
 	}
-	a, b := e.model(direct, 1), e.model(edged, 1)
+	a, b := e.modelBytes(direct, 1), e.modelBytes(edged, 1)
 	for i := 0; i < len(a); i += 4 {
 		x := math.Float32frombits(binary.LittleEndian.Uint32(a[i:]))
 		y := math.Float32frombits(binary.LittleEndian.Uint32(b[i:]))

@@ -82,12 +82,18 @@ func newSpec(cfg Config, id, token string, created time.Time, deps *Deps) (*spec
 
 // evaluate measures weights w on the run's evaluation set, on all cores.
 func (sp *spec) evaluate(ctx context.Context, w []float32) (loss, acc float64, err error) {
+	r, err := sp.report(ctx, w)
+	return r.Loss, r.Accuracy, err
+}
+
+// report is evaluate with the accuracy on each label.
+func (sp *spec) report(ctx context.Context, w []float32) (nn.Report, error) {
 	m := *sp.evalModel // shares the immutable structure
 	m.Params = w
 	if err := ctx.Err(); err != nil {
-		return 0, 0, err
+		return nn.Report{}, err
 	}
-	return nn.Evaluate(&m, sp.evalSet, sp.evalWorkers)
+	return nn.EvaluateReport(&m, sp.evalSet, sp.evalWorkers)
 }
 
 func (sp *spec) fitBase() fl.FitConfig {
@@ -96,10 +102,14 @@ func (sp *spec) fitBase() fl.FitConfig {
 
 func (sp *spec) runInfo() wire.RunInfo {
 	c := sp.cfg
-	return wire.RunInfo{ID: sp.id, Name: c.Name, Model: c.Model, Dataset: c.Dataset, Rounds: c.Rounds,
+	info := wire.RunInfo{ID: sp.id, Name: c.Name, Model: c.Model, Dataset: c.Dataset, Rounds: c.Rounds,
 		LocalEpochs: c.LocalEpochs, Batch: c.Batch, LR: c.LR, Momentum: c.Momentum, WeightDecay: c.WeightDecay,
 		Codec: sp.upPipe.String(), DownCodec: sp.downPipe.String(), Strategy: c.Strategy,
 		Mu: sp.strategy.ConfigureFit(1, sp.fitBase()).Mu, Seed: c.Seed}
+	if c.Async() {
+		info.Mode, info.Buffer = ModeAsync, c.Buffer
+	}
+	return info
 }
 
 // sliceSet returns slice i of the training set.

@@ -27,6 +27,12 @@ type state struct {
 	online   int // connected clients
 	lastAcc  float64
 	failed   int // rounds in a row that produced no model
+	// busy counts the clients holding a task (async: the training slots in
+	// use).
+	busy int
+	// parked are updates that arrived while an async step was closing:
+	// they join the next step's buffer when it opens.
+	parked []evUpdate
 }
 
 // active reports whether the run still trains (waiting or running).
@@ -55,6 +61,31 @@ type client struct {
 	refusedRound, refusedRows int
 	skipUntil                 int  // passed over up to this round
 	dirty                     bool // telemetry changed since it was last written
+	profile                   string
+	samples                   int // its slice's size
+	// task is the work it holds (nil: none); last is the last task it got,
+	// kept after it is over so that a late update still shows how long
+	// the client takes.
+	task, last *inflight
+	// storing: its accepted update is being stored; it gets no new task
+	// before it hears "accepted".
+	storing bool
+	// secsPerSample is the measured time its last task took, from the
+	// task's start to its update's arrival, per sample trained (0: never
+	// measured). Selection reads it.
+	secsPerSample float64
+	lastLoss      float64 // training loss its last accepted update reported
+	lastRound     int     // the last round one of its updates was accepted in
+}
+
+// inflight is a task a client holds: the round it was given in, the model
+// version it trains, when it was sent and when it expires (zero: never).
+type inflight struct {
+	round    int
+	version  int64
+	sent     time.Time
+	deadline time.Time
+	down     atomic.Int64 // model bytes sent for it
 }
 
 // secretOK reports whether secret is the client's (in constant time).

@@ -57,6 +57,13 @@ type ClientView struct {
 	// did not answer; SkipUntil the last round it is passed over for.
 	Missed    int `json:"missed,omitempty"`
 	SkipUntil int `json:"skip_until,omitempty"`
+	// Profile is the device profile the client emulates ("" for none).
+	Profile string `json:"profile,omitempty"`
+	// TaskRound and TaskVersion are the round and model version of the
+	// task it holds, TaskAt when it got it (zero: none).
+	TaskRound   int       `json:"task_round,omitempty"`
+	TaskVersion int64     `json:"task_version,omitempty"`
+	TaskAt      time.Time `json:"task_at,omitzero"`
 }
 
 // RoundView is a round's state or result.
@@ -80,6 +87,12 @@ type RoundView struct {
 	Seconds      float64            `json:"seconds,omitempty"`
 	Why          string             `json:"why,omitempty"` // why it closed
 	Failed       string             `json:"failed,omitempty"`
+	// MeanStaleness and MaxStaleness (async) sum up how many steps behind
+	// the buffer's updates were trained.
+	MeanStaleness float64 `json:"mean_staleness,omitempty"`
+	MaxStaleness  int     `json:"max_staleness,omitempty"`
+	// LabelAccuracy is the new model's test accuracy on each label.
+	LabelAccuracy []float64 `json:"label_accuracy,omitempty"`
 	// Verdicts are the aggregator's judgement of each accepted update:
 	// anomaly score, cosine to the round's median update, norm ratio, and
 	// whether (and why) it was excluded.
@@ -111,12 +124,20 @@ type UpdateView struct {
 	Accuracy    float64 `json:"accuracy"`
 	TrainMS     int64   `json:"train_ms"`
 	SamplesPerS float64 `json:"samples_per_s"`
+	// BaseVersion is the model version it was trained from; Staleness how
+	// many steps behind the model it joined that was (async).
+	BaseVersion int       `json:"base_version"`
+	Staleness   int       `json:"staleness"`
+	Profile     string    `json:"profile,omitempty"`
+	TaskAt      time.Time `json:"task_at,omitzero"`     // when its task was sent
+	ReceivedAt  time.Time `json:"received_at,omitzero"` // when it arrived
 }
 
 func updateView(u *store.Update) *UpdateView {
 	return &UpdateView{ID: u.ID, Round: u.Round, Client: u.ClientID, Accepted: u.Accepted, Reason: u.Reason, Code: u.Code,
 		Bytes: u.Bytes, BytesDown: u.BytesDown, Samples: u.Samples, Loss: u.Loss, Accuracy: u.Accuracy,
-		TrainMS: u.TrainMS, SamplesPerS: u.SamplesPerS}
+		TrainMS: u.TrainMS, SamplesPerS: u.SamplesPerS, BaseVersion: u.BaseVersion, Staleness: u.Staleness,
+		Profile: u.Profile, TaskAt: u.TaskAt, ReceivedAt: u.ReceivedAt}
 }
 
 // StoredView builds a finished (or unknown to this process) run's view from

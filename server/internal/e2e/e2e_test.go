@@ -369,6 +369,18 @@ func (tb *tab) screenshotViewport(name string) {
 	tb.save(name, buf)
 }
 
+// screenshotOf writes a PNG of the first element css matches (one card of
+// a page, say), as screenshot does.
+func (tb *tab) screenshotOf(name, css string) {
+	tb.t.Helper()
+	buf, err := chromedp.Run(tb.ctx, chromedp.Screenshot(chromedp.CSS(css)))
+	if err != nil {
+		tb.t.Errorf("%s: screenshot of %s: %v", tb.name, css, err)
+		return
+	}
+	tb.save(name, buf)
+}
+
 func (tb *tab) save(name string, buf []byte) {
 	tb.t.Helper()
 	dirs := []string{artifacts}

@@ -11,16 +11,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"time"
 
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/server/internal/vclock"
 	"github.com/qflare/qflare/shared/data"
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
 	"github.com/qflare/qflare/shared/participant"
+	"github.com/qflare/qflare/shared/profile"
 	"github.com/qflare/qflare/shared/wire"
 )
 
@@ -37,6 +40,15 @@ type Options struct {
 	// Configure, when set, can adjust each client's options (attacks).
 	Configure func(i int, o *participant.Options)
 	Log       *slog.Logger
+	// Clock, when set, is the virtual clock the simulation runs on (the
+	// coordinator's too): clients connect through tracked pipes, and
+	// every wait of theirs is virtual.
+	Clock *vclock.Clock
+	// Profiles, when set, gives client i the device profile Profiles[i]:
+	// it takes the profile's download, compute and upload time (on Clock),
+	// drops tasks with its drop chance and goes offline for the profile's
+	// offline periods.
+	Profiles []profile.Profile
 }
 
 // Join connects n virtual clients to run and keeps them connected
@@ -51,6 +63,11 @@ func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt 
 	}
 	pool := newTrainerPool(opt.Parallel)
 	var wg sync.WaitGroup
+	if opt.Clock != nil {
+		// No virtual time passes while the clients join.
+		opt.Clock.Hold()
+		defer opt.Clock.Release()
+	}
 	for i := 0; i < n; i++ {
 		po := participant.Options{
 			Run: run.ID(), Token: run.Token(),
@@ -61,38 +78,117 @@ func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt 
 				return &pooledTrainer{pool: pool, arch: archOf(m), set: set}, nil
 			},
 		}
+		var prof *profile.Profile
+		if i < len(opt.Profiles) {
+			prof = &opt.Profiles[i]
+			po.Profile, po.Device.Profile = prof, prof.Name
+		}
 		if opt.Configure != nil {
 			opt.Configure(i, &po)
 		}
-		cl := participant.New(po)
+		if opt.Clock != nil {
+			po.Clock = opt.Clock
+			opt.Clock.Hold() // the client's goroutine's, released when it ends
+		}
 		wg.Add(1)
+		avail := rand.New(rand.NewPCG(opt.Seed+uint64(i), 0xa7a11))
+		// Clients join one after the other, so that client i gets slice i
+		// and a seeded simulation gives every slice the same device
+		// profile, drops and availability each time.
+		welcomed := make(chan struct{})
+		var once sync.Once
+		events := po.Events
+		po.Events = func(e participant.Event) {
+			if e.Type == participant.EventWelcome {
+				once.Do(func() { close(welcomed) })
+			}
+			if events != nil {
+				events(e)
+			}
+		}
+		cl := participant.New(po)
 		go func() {
 			defer wg.Done()
-			keepConnected(ctx, c, cl, opt.Log)
+			defer once.Do(func() { close(welcomed) }) // refused, or ctx done
+			keepConnected(ctx, c, cl, opt.Log, opt.Clock, prof, avail)
 		}()
+		select {
+		case <-welcomed:
+		case <-ctx.Done():
+		}
 	}
 	return wg.Wait
 }
 
 // keepConnected runs sessions until the run ends, the server refuses the
 // client, or ctx is done.
-func keepConnected(ctx context.Context, c *coord.Coordinator, cl *participant.Client, log *slog.Logger) {
-	for ctx.Err() == nil {
-		a, b := link.Pipe(16)
-		go c.Serve(ctx, a, coord.PeerInfo{Remote: "sim", Kind: store.KindVirtual})
-		err := cl.Session(ctx, b)
-		var refused *participant.RefusedError
-		if errors.Is(err, participant.ErrRunEnded) || errors.As(err, &refused) {
-			log.Info("virtual client done", "client", cl.ID(), "err", err)
+//
+// A client whose profile has offline periods stays connected for an online
+// period drawn from avail, then goes offline (its connection closes, as a
+// tab closed or a phone out of coverage) for an offline period.
+func keepConnected(ctx context.Context, c *coord.Coordinator, cl *participant.Client, log *slog.Logger, clock *vclock.Clock,
+	prof *profile.Profile, avail *rand.Rand) {
+	sleep := func(d time.Duration) {
+		if clock != nil {
+			clock.Sleep(ctx, d)
 			return
 		}
-		log.Info("virtual client reconnecting", "client", cl.ID(), "err", err)
 		select {
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(d):
 		case <-ctx.Done():
 		}
 	}
+	if clock != nil {
+		defer clock.Release()
+	}
+	for ctx.Err() == nil {
+		a, b := link.Pipe(16)
+		if clock != nil {
+			a, b = link.TrackedPipe(clock)
+		}
+		go c.Serve(ctx, a, coord.PeerInfo{Remote: "sim", Kind: store.KindVirtual})
+		var offline *offlineTimer
+		if prof != nil && !prof.AlwaysOnline() {
+			offline = goOfflineAfter(clock, prof.OnlinePeriod(avail), b)
+		}
+		err := cl.Session(ctx, b)
+		var refused *participant.RefusedError
+		if errors.Is(err, participant.ErrRunEnded) || errors.As(err, &refused) {
+			offline.stop()
+			log.Info("virtual client done", "client", cl.ID(), "err", err)
+			return
+		}
+		if offline.stop() {
+			log.Info("virtual client reconnecting", "client", cl.ID(), "err", err)
+			sleep(reconnectDelay)
+			continue
+		}
+		log.Info("virtual client offline", "client", cl.ID(), "profile", prof.Name)
+		sleep(prof.OfflinePeriod(avail))
+	}
 }
+
+// offlineTimer closes a client's connection when its online period ends.
+type offlineTimer struct {
+	stopFn func() bool
+}
+
+// goOfflineAfter closes conn after d (on clock, or in real time).
+func goOfflineAfter(clock *vclock.Clock, d time.Duration, conn link.Conn) *offlineTimer {
+	if clock != nil {
+		t := clock.AfterFunc(d, func() { conn.Close() })
+		return &offlineTimer{stopFn: t.Stop}
+	}
+	t := time.AfterFunc(d, func() { conn.Close() })
+	return &offlineTimer{stopFn: t.Stop}
+}
+
+// stop cancels the timer; it reports whether the period had not ended
+// (true for no timer).
+func (t *offlineTimer) stop() bool { return t == nil || t.stopFn() }
+
+// reconnectDelay is how long a virtual client waits before it reconnects.
+const reconnectDelay = 20 * time.Millisecond
 
 // fetcher returns the client's slice as a real client gets it: serialised
 // by the server and parsed by the client.

@@ -39,6 +39,8 @@ type Client struct {
 	// Released reports that the client's slice went back to the pool (it
 	// was gone longer than the run's grace period): it holds no slice.
 	Released bool
+	// Profile is the device profile the client emulates ("" for none).
+	Profile string
 }
 
 // validKind reports whether kind is one the schema allows.
@@ -74,16 +76,16 @@ func (t *Tx) UpsertClient(c *Client) error {
 	}
 	_, err = t.exec(`INSERT INTO clients
 		(run_id, id, kind, device, slice_index, samples, label_counts, first_seen, last_seen,
-		 updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		 updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released, profile)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (run_id, id) DO UPDATE SET
 		kind = excluded.kind, device = excluded.device, slice_index = excluded.slice_index,
 		samples = excluded.samples, label_counts = excluded.label_counts,
-		secret_hash = excluded.secret_hash, released = excluded.released,
+		secret_hash = excluded.secret_hash, released = excluded.released, profile = excluded.profile,
 		last_seen = max(last_seen, excluded.last_seen)`,
 		c.RunID, c.ID, c.Kind, device, c.SliceIndex, c.Samples, marshalList(c.LabelCounts),
 		first, last, c.Updates, c.Accepted, c.BytesUp, c.BytesDown, c.SamplesPerS,
-		blobOrNull(c.SecretHash), boolInt(c.Released))
+		blobOrNull(c.SecretHash), boolInt(c.Released), textOrNull(c.Profile))
 	return wrap("upsert client", err)
 }
 
@@ -137,7 +139,7 @@ func (t *Tx) saveClientStats(runID string, stats []ClientStats) error {
 }
 
 const clientColumns = `run_id, id, kind, device, slice_index, samples, label_counts,
-	first_seen, last_seen, updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released`
+	first_seen, last_seen, updates, accepted, bytes_up, bytes_down, samples_per_s, secret_hash, released, profile`
 
 // scanClient reads one row of clientColumns.
 func scanClient(row interface{ Scan(...any) error }) (*Client, error) {
@@ -145,8 +147,9 @@ func scanClient(row interface{ Scan(...any) error }) (*Client, error) {
 	var device, labels sql.NullString
 	var first, last sql.NullInt64
 	var speed sql.NullFloat64
+	var profile sql.NullString
 	err := row.Scan(&c.RunID, &c.ID, &c.Kind, &device, &c.SliceIndex, &c.Samples, &labels,
-		&first, &last, &c.Updates, &c.Accepted, &c.BytesUp, &c.BytesDown, &speed, &c.SecretHash, &c.Released)
+		&first, &last, &c.Updates, &c.Accepted, &c.BytesUp, &c.BytesDown, &speed, &c.SecretHash, &c.Released, &profile)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +158,7 @@ func scanClient(row interface{ Scan(...any) error }) (*Client, error) {
 		return nil, err
 	}
 	c.FirstSeen, c.LastSeen = fromMS(first), fromMS(last)
-	c.SamplesPerS = speed.Float64
+	c.SamplesPerS, c.Profile = speed.Float64, profile.String
 	return &c, nil
 }
 

@@ -39,6 +39,9 @@ type Commit struct {
 	// KeepModels and KeepEveryModel, when KeepModels > 0, prune the run's
 	// model versions after the new one is in (see PruneModels).
 	KeepModels, KeepEveryModel int
+	// KeepFrom > 0 keeps every version from KeepFrom on as well: the
+	// versions clients still train from (asynchronous runs).
+	KeepFrom int
 }
 
 // CommitRound closes an open round in ONE transaction: it inserts the new
@@ -100,7 +103,7 @@ func (t *Tx) CommitRound(c *Commit) error {
 			return err
 		}
 		if c.KeepModels > 0 {
-			if _, err := t.PruneModels(c.RunID, c.KeepModels, c.KeepEveryModel); err != nil {
+			if _, err := t.pruneModels(c.RunID, c.KeepModels, c.KeepEveryModel, c.KeepFrom); err != nil {
 				return err
 			}
 		}

@@ -127,7 +127,20 @@ ALTER TABLE updates ADD COLUMN payload_len INTEGER;
 ALTER TABLE updates ADD COLUMN payload_crc INTEGER;
 CREATE INDEX updates_by_run ON updates (run_id, id);
 `,
-	// 4: partial aggregates from edge shards. A partial's payload (its
+	// 4: asynchronous steps and device profiles. An async step's buffer
+	// may hold several updates of one client (it trains again as soon as
+	// it is done), so the one-accepted-update-per-round index goes: the
+	// coordinator's loop enforces one per task. staleness is how many
+	// steps behind the step's model an update was trained; task_at when
+	// its task was sent; profile the device profile its client emulates.
+	`
+DROP INDEX updates_one_accepted;
+ALTER TABLE updates ADD COLUMN staleness INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE updates ADD COLUMN task_at INTEGER;
+ALTER TABLE updates ADD COLUMN profile TEXT;
+ALTER TABLE clients ADD COLUMN profile TEXT;
+`,
+	// 5: partial aggregates from edge shards. A partial's payload (its
 	// compressed sum) lives in the round's payload file like an update's;
 	// the updates folded into it have no payload of their own and name it
 	// in partial_id.
@@ -154,7 +167,7 @@ ALTER TABLE updates ADD COLUMN partial_id INTEGER;
 
 // SchemaVersion is the user_version of a database that Open has migrated:
 // the number of schema migrations this package knows.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // userVersion reads PRAGMA user_version.
 func userVersion(ctx context.Context, q interface {

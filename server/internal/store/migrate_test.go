@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ncruces/go-sqlite3/vfs/memdb"
 )
@@ -61,7 +62,7 @@ func TestMigrateFromV1(t *testing.T) {
 	if err != nil || v != SchemaVersion {
 		t.Fatalf("user_version after Open = %d, %v; want %d", v, err, SchemaVersion)
 	}
-	for _, index := range []string{"updates_by_round", "updates_one_accepted"} {
+	for _, index := range []string{"updates_by_round", "updates_by_run"} {
 		var n int
 		if err := s.r.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?`, index).Scan(&n); err != nil || n != 1 {
 			t.Errorf("index %q: count %d, %v; want 1", index, n, err)
@@ -75,9 +76,19 @@ func TestMigrateFromV1(t *testing.T) {
 	if err != nil || len(pending) != 1 || !bytes.Equal(pending[0].Blob, []byte{1, 2}) {
 		t.Errorf("PendingUpdates after migration = %+v, %v; want the one old accepted update", pending, err)
 	}
-	// Version 2's unique index now guards the old data.
-	_, err = s.AddUpdate(ctx, &Update{RunID: "r1", Round: 1, ClientID: "c1", Accepted: true})
-	wantErr(t, "AddUpdate(second accepted c1)", err, ErrDuplicate)
+	// Version 4 columns read back on old rows with their defaults, and new
+	// rows keep what they are given.
+	if pending[0].Staleness != 0 || !pending[0].TaskAt.IsZero() || pending[0].Profile != "" {
+		t.Errorf("an old row after migration = %+v; want staleness 0, no task time, no profile", pending[0])
+	}
+	taskAt := time.UnixMilli(5000)
+	if _, err = s.AddUpdate(ctx, &Update{RunID: "r1", Round: 1, ClientID: "c1", Accepted: true, Staleness: 3, TaskAt: taskAt, Profile: "phone-low"}); err != nil {
+		t.Fatal(err)
+	}
+	pending, err = s.PendingUpdates(ctx, "r1", 1)
+	if err != nil || len(pending) != 2 || pending[1].Staleness != 3 || !pending[1].TaskAt.Equal(taskAt) || pending[1].Profile != "phone-low" {
+		t.Errorf("PendingUpdates = %+v, %v; want the new row with staleness 3, its task time and profile", pending, err)
+	}
 }
 
 func TestOpenNewerVersionRefused(t *testing.T) {

@@ -135,11 +135,18 @@ func (s *Store) PruneModels(ctx context.Context, runID string, keepLast, keepEve
 
 // PruneModels is Store.PruneModels inside a group commit.
 func (t *Tx) PruneModels(runID string, keepLast, keepEvery int) (int, error) {
+	return t.pruneModels(runID, keepLast, keepEvery, 0)
+}
+
+// pruneModels is PruneModels that also keeps every version from keepFrom
+// on (when keepFrom > 0).
+func (t *Tx) pruneModels(runID string, keepLast, keepEvery, keepFrom int) (int, error) {
 	res, err := t.exec(`DELETE FROM models WHERE run_id = ?1
 		AND version NOT IN (SELECT version FROM models WHERE run_id = ?1
 		                    ORDER BY version DESC LIMIT ?2)
-		AND (?3 <= 0 OR version % ?3 != 0)`,
-		runID, max(keepLast, 1), keepEvery)
+		AND (?3 <= 0 OR version % ?3 != 0)
+		AND (?4 <= 0 OR version < ?4)`,
+		runID, max(keepLast, 1), keepEvery, keepFrom)
 	if err != nil {
 		return 0, wrap("prune models", err)
 	}

@@ -35,9 +35,10 @@ type Partial struct {
 // AddPartial stores an edge shard's partial and its updates, which must be
 // accepted, in fold order, and carry no payload, in one write: the partial
 // is durable with all of them, or nothing is written. Like AddUpdate it
-// needs the round open, bumps the round's counters for each update, and
-// refuses (ErrDuplicate) an update of a client that already has an accepted
-// one in the round. p.ID and each update's ID are set.
+// needs the round open and bumps the round's counters for each update; as
+// for AddUpdate, the coordinator's loop, not the store, enforces one
+// accepted update per client and task (schema 4). p.ID and each update's
+// ID are set.
 func (t *Tx) AddPartial(p *Partial, ups []*Update) error {
 	switch {
 	case p.RunID == "" || p.Shard == "" || len(p.Blob) == 0:

@@ -79,19 +79,25 @@ func TestPartialDurableWithItsUpdates(t *testing.T) {
 	}
 }
 
-// TestPartialAllOrNothing: a partial with an update of a client that
-// already has an accepted one in the round is refused whole; a round that
-// is not open takes none; a lost payload gives its clients back.
+// TestPartialAllOrNothing: a partial whose second update cannot be stored
+// (it carries a payload of its own) is refused whole, the first update
+// too; a round that is not open takes none; a lost payload gives its
+// clients back.
 func TestPartialAllOrNothing(t *testing.T) {
 	ctx := context.Background()
 	s := openMem(t)
 	mustRun(t, s, "r")
 	mustClients(t, s, "r", "a", "b")
 	mustOpenRound(t, s, "r", 1)
-	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Blob: []byte{1}})
-	err := mustAddPartial(t, s, &Partial{RunID: "r", Round: 1, Shard: "eu", Weight: 2, Blob: []byte{9}}, "b", "a")
-	if !errors.Is(err, ErrDuplicate) {
-		t.Errorf("AddPartial with a's second accepted update = %v; want ErrDuplicate", err)
+	ups := []*Update{
+		{RunID: "r", Round: 1, ClientID: "b", Accepted: true, Samples: 10},
+		{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Samples: 10, Blob: []byte{1}},
+	}
+	err := s.Do(ctx, "add_partial", func(tx *Tx) error {
+		return tx.AddPartial(&Partial{RunID: "r", Round: 1, Shard: "eu", Count: 2, Weight: 20, Blob: []byte{9}}, ups)
+	})
+	if err == nil {
+		t.Errorf("AddPartial with an update that has its own payload = nil; want an error")
 	}
 	var n int
 	s.r.QueryRow(`SELECT count(*) FROM updates WHERE client_id = 'b'`).Scan(&n)

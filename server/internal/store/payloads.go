@@ -84,10 +84,16 @@ func (l *payloadLog) appendPayload(run string, round int, payload []byte) (paylo
 		return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
 	}
 	ref := payloadRef{offset: off, length: len(payload), crc: crc32.Checksum(payload, castagnoli)}
-	rec := make([]byte, payloadRecordHeader, payloadRecordHeader+len(payload))
-	binary.LittleEndian.PutUint32(rec, uint32(len(payload)))
-	binary.LittleEndian.PutUint32(rec[4:], ref.crc)
-	if _, err := f.Write(append(rec, payload...)); err != nil {
+	var hdr [payloadRecordHeader]byte
+	binary.LittleEndian.PutUint32(hdr[:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(hdr[4:], ref.crc)
+	// Two writes rather than a copy of the payload: the file is synced
+	// before anything points at the record, and a record cut short by a
+	// crash fails its length or CRC check.
+	if _, err := f.Write(hdr[:]); err != nil {
+		return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
+	}
+	if _, err := f.Write(payload); err != nil {
 		return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
 	}
 	return ref, nil

@@ -26,8 +26,11 @@ type Update struct {
 	Loss        float64
 	Accuracy    float64
 	TrainMS     int64
-	SamplesPerS float64
-	Score       float64 // set by the aggregator's verdict
+	SamplesPerS float64   // the training speed the client measured
+	Staleness   int       // steps behind the step's model it was trained (async)
+	TaskAt      time.Time // when its task was sent (zero: unknown)
+	Profile     string    // the device profile its client emulates
+	Score       float64   // set by the aggregator's verdict
 	Cosine      float64
 	NormRatio   float64
 	Excluded    bool   // accepted but left out by the aggregator
@@ -44,9 +47,10 @@ type Update struct {
 // counters are telemetry the coordinator keeps and writes with the round
 // (ClientStats).
 //
-// An accepted update needs an open round (else ErrNotFound or ErrNotOpen)
-// and is the only accepted one from its client in that round (else
-// ErrDuplicate, and nothing is written). A zero ReceivedAt means now.
+// An accepted update needs an open round (else ErrNotFound or ErrNotOpen,
+// and nothing is written). A round may hold several accepted updates of a
+// client (an asynchronous step does); the coordinator accepts one per
+// task. A zero ReceivedAt means now.
 func (s *Store) AddUpdate(ctx context.Context, u *Update) (int64, error) {
 	var id int64
 	err := s.tx(ctx, "add_update", func(t *Tx) (err error) {
@@ -88,12 +92,12 @@ func (t *Tx) AddUpdate(u *Update) (int64, error) {
 		res, err := t.exec(`INSERT INTO updates
 			(run_id, round, client_id, received_at, accepted, reason, code, samples, bytes, bytes_down, codec,
 			 base_version, loss, accuracy, train_ms, samples_per_s, score, cosine, norm_ratio,
-			 excluded, payload_offset, payload_len, payload_crc, blob)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			 excluded, payload_offset, payload_len, payload_crc, blob, staleness, task_at, profile)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			u.RunID, u.Round, u.ClientID, received, accepted, textOrNull(u.Reason),
 			textOrNull(u.Code), u.Samples, u.Bytes, u.BytesDown, u.Codec, u.BaseVersion, u.Loss, u.Accuracy,
 			u.TrainMS, u.SamplesPerS, u.Score, u.Cosine, u.NormRatio, boolInt(u.Excluded),
-			off, length, crc, blob)
+			off, length, crc, blob, u.Staleness, msOrNull(u.TaskAt), textOrNull(u.Profile))
 		if err != nil {
 			return err
 		}
@@ -115,7 +119,7 @@ func (t *Tx) AddUpdate(u *Update) (int64, error) {
 
 const updateColumns = `id, run_id, round, client_id, received_at, accepted, reason, code,
 	samples, bytes, bytes_down, codec, base_version, loss, accuracy, train_ms, samples_per_s, score,
-	cosine, norm_ratio, excluded`
+	cosine, norm_ratio, excluded, staleness, task_at, profile`
 
 // scanUpdate reads one row of updateColumns, followed by extra columns
 // into extra; a *[]byte last is the blob.
@@ -124,9 +128,11 @@ func scanUpdate(row interface{ Scan(...any) error }, extra ...any) (*Update, err
 	var received sql.NullInt64
 	var reason, code sql.NullString
 	var loss, acc, speed, score, cosine, ratio sql.NullFloat64
+	var taskAt sql.NullInt64
+	var profile sql.NullString
 	dest := []any{&u.ID, &u.RunID, &u.Round, &u.ClientID, &received, &u.Accepted, &reason, &code,
 		&u.Samples, &u.Bytes, &u.BytesDown, &u.Codec, &u.BaseVersion, &loss, &acc, &u.TrainMS, &speed, &score,
-		&cosine, &ratio, &u.Excluded}
+		&cosine, &ratio, &u.Excluded, &u.Staleness, &taskAt, &profile}
 	dest = append(dest, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return nil, err
@@ -137,6 +143,7 @@ func scanUpdate(row interface{ Scan(...any) error }, extra ...any) (*Update, err
 		}
 	}
 	u.ReceivedAt = fromMS(received)
+	u.TaskAt, u.Profile = fromMS(taskAt), profile.String
 	u.Reason, u.Code = reason.String, code.String
 	u.Loss, u.Accuracy, u.SamplesPerS = loss.Float64, acc.Float64, speed.Float64
 	u.Score, u.Cosine, u.NormRatio = score.Float64, cosine.Float64, ratio.Float64

@@ -52,38 +52,25 @@ func TestAddUpdateCounters(t *testing.T) {
 	}
 }
 
-func TestAddUpdateDuplicateAccepted(t *testing.T) {
+func TestAddUpdateSeveralAcceptedOfAClient(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := openMem(t)
 	mustRun(t, s, "r")
 	mustClients(t, s, "r", "a")
 	mustOpenRound(t, s, "r", 1)
-	mustOpenRound(t, s, "r", 2)
+	// An asynchronous step's buffer takes a client's updates of successive
+	// tasks: each is stored and counted.
 	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Bytes: 5, Blob: []byte{1}})
-
-	tests := []struct {
-		name string
-		u    Update
-		want error
-	}{
-		{"second accepted, same round", Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Bytes: 5, Blob: []byte{2}}, ErrDuplicate},
-		{"rejected, same round", Update{RunID: "r", Round: 1, ClientID: "a", Reason: "duplicate"}, nil},
-		{"rejected again", Update{RunID: "r", Round: 1, ClientID: "a", Reason: "duplicate"}, nil},
-		{"accepted, next round", Update{RunID: "r", Round: 2, ClientID: "a", Accepted: true}, nil},
-	}
-	for _, tt := range tests {
-		_, err := s.AddUpdate(ctx, &tt.u)
-		wantErr(t, "AddUpdate("+tt.name+")", err, tt.want)
-	}
-	// The refused duplicate left no trace: not in updates, not in counters.
+	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Bytes: 6, Blob: []byte{2}, Staleness: 2})
+	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Reason: "late"})
 	r, err := s.Round(ctx, "r", 1)
-	if err != nil || r.NReceived != 3 || r.NAccepted != 1 || r.BytesUp != 5 {
-		t.Errorf("round 1 after duplicate = %+v, %v; want n_received 3 n_accepted 1 bytes_up 5", r, err)
+	if err != nil || r.NReceived != 3 || r.NAccepted != 2 || r.BytesUp != 11 {
+		t.Errorf("round 1 = %+v, %v; want n_received 3 n_accepted 2 bytes_up 11", r, err)
 	}
 	pending, err := s.PendingUpdates(ctx, "r", 1)
-	if err != nil || len(pending) != 1 || !bytes.Equal(pending[0].Blob, []byte{1}) {
-		t.Errorf("PendingUpdates(1) = %+v, %v; want only the first accepted update", pending, err)
+	if err != nil || len(pending) != 2 || !bytes.Equal(pending[1].Blob, []byte{2}) || pending[1].Staleness != 2 {
+		t.Errorf("PendingUpdates(1) = %+v, %v; want both accepted updates, the second 2 steps stale", pending, err)
 	}
 }
 
@@ -317,8 +304,8 @@ func TestGroupCommit(t *testing.T) {
 		_, err := t.AddUpdate(&Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Bytes: 5})
 		return err
 	})
-	submit(2, func(t *Tx) error { // a duplicate accepted update: refused, alone
-		_, err := t.AddUpdate(&Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Bytes: 6})
+	submit(2, func(t *Tx) error { // an accepted update for a round that does not exist: refused, alone
+		_, err := t.AddUpdate(&Update{RunID: "r", Round: 9, ClientID: "a", Accepted: true, Bytes: 6})
 		return err
 	})
 	submit(3, func(t *Tx) error { // writes, then fails: its write is rolled back
@@ -338,8 +325,8 @@ func TestGroupCommit(t *testing.T) {
 	wg.Wait()
 	wantErr(t, "OpenRound", results[0], nil)
 	wantErr(t, "AddUpdate(a)", results[1], nil)
-	wantErr(t, "AddUpdate(a again)", results[2], ErrDuplicate)
-	if results[3] == nil || errors.Is(results[3], ErrDuplicate) {
+	wantErr(t, "AddUpdate(round 9)", results[2], ErrNotFound)
+	if results[3] == nil || errors.Is(results[3], ErrNotFound) {
 		t.Errorf("failing job = %v; want its own error", results[3])
 	}
 	wantErr(t, "AddUpdate(b rejected)", results[4], nil)

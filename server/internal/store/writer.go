@@ -16,9 +16,13 @@ import (
 // batch still commit (see writer.run). A Tx is valid only during the
 // function it is passed to.
 type Tx struct {
-	s   *Store
-	tx  *sql.Tx
-	ctx context.Context // not cancellable: see writer.run
+	s  *Store
+	tx *sql.Tx
+	// stmts are the statements prepared in this transaction: a batch runs
+	// the same few statements over and over, and preparing one costs SQLite
+	// more than running it.
+	stmts map[string]*sql.Stmt
+	ctx   context.Context // not cancellable: see writer.run
 	// logged: payloads were appended to the payload log, which must be
 	// synced before the commit; after: what to do once it has committed.
 	logged bool
@@ -28,7 +32,7 @@ type Tx struct {
 // Store-wide limits of the group commit.
 const (
 	// maxBatch is the most writes one transaction takes.
-	maxBatch = 256
+	maxBatch = 1024
 )
 
 // ErrClosed is returned for writes submitted after Close.
@@ -177,7 +181,7 @@ func (w *writer) inTx(ctx context.Context, jobs []*job) error {
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}
-	t := &Tx{s: w.s, tx: tx, ctx: ctx}
+	t := &Tx{s: w.s, tx: tx, ctx: ctx, stmts: map[string]*sql.Stmt{}}
 	for _, j := range jobs {
 		if j.err = runJob(t, j); j.err != nil {
 			tx.Rollback()
@@ -249,10 +253,32 @@ func (s *Store) tx(ctx context.Context, op string, fn func(*Tx) error) error {
 
 // exec runs a statement of the write.
 func (t *Tx) exec(query string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(t.ctx, query, args...)
+	st, err := t.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(t.ctx, args...)
 }
 
 // queryRow runs a query of the write.
 func (t *Tx) queryRow(query string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(t.ctx, query, args...)
+	st, err := t.stmt(query)
+	if err != nil {
+		return t.tx.QueryRowContext(t.ctx, query, args...) // reports the same error
+	}
+	return st.QueryRowContext(t.ctx, args...)
+}
+
+// stmt returns query prepared in the transaction, once per transaction
+// (the statements close with it).
+func (t *Tx) stmt(query string) (*sql.Stmt, error) {
+	st := t.stmts[query]
+	if st == nil {
+		var err error
+		if st, err = t.tx.PrepareContext(t.ctx, query); err != nil {
+			return nil, err
+		}
+		t.stmts[query] = st
+	}
+	return st, nil
 }

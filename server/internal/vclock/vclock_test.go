@@ -1,0 +1,106 @@
+package vclock
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// run starts the clock's scheduler for the test.
+func run(t *testing.T, c *Clock) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, time.Second) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestSleepersWakeInOrderOfVirtualTime: three goroutines sleeping 3, 1
+// and 2 virtual hours wake in time order, at once in real time, each
+// reading its own wake time.
+func TestSleepersWakeInOrderOfVirtualTime(t *testing.T) {
+	c := New(epoch)
+	var mu sync.Mutex
+	var order []time.Duration
+	var wg sync.WaitGroup
+	for _, h := range []int{3, 1, 2} {
+		c.Hold() // the goroutine's, before it starts
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Release()
+			if err := c.Sleep(context.Background(), time.Duration(h)*time.Hour); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			order = append(order, c.Now().Sub(epoch))
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	run(t, c)
+	wg.Wait()
+	if len(order) != 3 || order[0] != time.Hour || order[1] != 2*time.Hour || order[2] != 3*time.Hour {
+		t.Errorf("wake times %v; want 1h, 2h, 3h", order)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("3 virtual hours took %v of real time", time.Since(start))
+	}
+}
+
+// TestHeldWorkStopsTheClock: while a unit is held the clock does not move,
+// however long the work takes in real time; it moves once released.
+func TestHeldWorkStopsTheClock(t *testing.T) {
+	c := New(epoch)
+	fired := make(chan time.Time, 1)
+	c.Hold()
+	c.AfterFunc(time.Minute, func() { fired <- c.Now() })
+	run(t, c)
+	select {
+	case <-fired:
+		t.Fatal("the timer fired while work was held")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if c.Elapsed() != 0 {
+		t.Fatalf("the clock moved to %v while work was held", c.Elapsed())
+	}
+	c.Release()
+	if at := <-fired; !at.Equal(epoch.Add(time.Minute)) {
+		t.Errorf("the timer fired at %v; want 1m", at.Sub(epoch))
+	}
+}
+
+// TestStoppedTimerAndCancelledSleep: a stopped AfterFunc never fires, and a
+// sleep whose context ends returns its error holding a unit again.
+func TestStoppedTimerAndCancelledSleep(t *testing.T) {
+	c := New(epoch)
+	run(t, c)
+	c.Hold()
+	tm := c.AfterFunc(time.Second, func() { t.Error("a stopped timer fired") })
+	if !tm.Stop() || tm.Stop() {
+		t.Error("Stop of a pending timer = false, or a second Stop = true")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		c.Hold() // the canceller works
+		defer c.Release()
+		cancel()
+	}()
+	if err := c.Sleep(ctx, time.Hour); err != context.Canceled {
+		t.Fatalf("cancelled Sleep = %v; want context.Canceled", err)
+	}
+	c.Release() // the unit Sleep came back with
+}
+
+// TestStallIsReported: nothing held and nothing scheduled: Run says the
+// simulation stalled instead of waiting forever.
+func TestStallIsReported(t *testing.T) {
+	c := New(epoch)
+	err := c.Run(context.Background(), 100*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Fatalf("Run on an idle clock = %v; want a stall error", err)
+	}
+}
