@@ -49,7 +49,8 @@ const (
 	CodeFull        = "full"         // a hello for a run whose data slices are all held
 	CodeRateLimited = "rate_limited" // too many failed hellos from this address
 	// CodeShardRefused: a hello through an edge shard for a run whose
-	// strategy needs every update (robust rules, anomaly detection).
+	// strategy needs every update (robust rules, anomaly detection) or
+	// that is asynchronous.
 	CodeShardRefused = "shard_refused"
 )
 

@@ -47,8 +47,9 @@ import (
 //     and are told why. A shard that misses the deadline thus counts as its
 //     clients dropping out, and never stalls a round.
 //
-// Runs whose strategy needs each update (robust rules, anomaly detection)
-// refuse tabs that come through a shard, with wire.CodeShardRefused.
+// Runs whose strategy needs each update (robust rules, anomaly detection),
+// and asynchronous runs (mode async), refuse tabs that come through a
+// shard, with wire.CodeShardRefused.
 
 // ShardInfo describes an edge shard's link.
 type ShardInfo struct {
@@ -588,11 +589,18 @@ func (vc *shardConn) closeQuietly() {
 }
 
 // edgeAllowed reports why a run cannot take clients through an edge
-// shard: its strategy or anomaly detection needs each update.
+// shard: its strategy or anomaly detection needs each update, or it is
+// asynchronous.
 func (r *Run) edgeAllowed() error {
 	r.edge.once.Do(func() {
 		sp := r.sp
 		switch agg := sp.strategy.Begin(0, make([]float32, 1)); {
+		case sp.cfg.Async():
+			// A partial is a sum over one round's model; an async step
+			// weighs each update by its own staleness against the version
+			// it was trained from, so a shard would have to keep one sum
+			// per version and the origin one task per tab.
+			r.edge.refusal = fmt.Sprintf("run %s is asynchronous (mode async): its steps weigh each update by its staleness; an edge shard sends sums over one round's model, which only mode sync uses: join the server directly", sp.id)
 		case sp.cfg.Detecting():
 			r.edge.refusal = fmt.Sprintf("run %s scores each update for anomalies (detect); an edge shard sends sums: join the server directly", sp.id)
 		case isMean(agg):

@@ -291,8 +291,8 @@ func TestShardRefusesLikeTheOrigin(t *testing.T) {
 }
 
 // TestShardRefusedForRobustRuns: runs whose strategy needs each update
-// (robust rules, anomaly detection) refuse tabs that come through a shard,
-// saying why; the same run takes direct clients.
+// (robust rules, anomaly detection), and async runs, refuse tabs that come
+// through a shard, saying why; the same run takes direct clients.
 func TestShardRefusedForRobustRuns(t *testing.T) {
 	e := newEngine(t)
 	sh := e.shard("eu")
@@ -300,6 +300,7 @@ func TestShardRefusedForRobustRuns(t *testing.T) {
 		{Strategy: "krum", StartClients: 3, MinClients: 3},
 		{Strategy: "median", StartClients: 3, MinClients: 3},
 		{Strategy: "fedavg", Detect: new(true), StartClients: 3, MinClients: 3},
+		{Mode: coord.ModeAsync, Buffer: 2, StartClients: 1, MinClients: 1},
 	} {
 		run := e.run(cfg)
 		cl := e.dialVia(sh, run, nil)
