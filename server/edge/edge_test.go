@@ -570,8 +570,9 @@ func TestEdgeCNNMemory(t *testing.T) {
 	}
 }
 
-// TestEdgeServesTheJoinPage: the shard's Worker serves the pages from the
-// static assets and passes /api/ on to the origin.
+// TestEdgeServesTheJoinPage: the shard's Worker serves the pages and
+// client.wasm (byte for byte, as application/wasm, where make wasm built
+// it) from the static assets and passes /api/ on to the origin.
 func TestEdgeServesTheJoinPage(t *testing.T) {
 	needWorkerd(t)
 	o := newOrigin(t)
@@ -597,6 +598,20 @@ func TestEdgeServesTheJoinPage(t *testing.T) {
 		if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), c.ctype) || !bytes.Contains(b, []byte(c.has)) {
 			t.Errorf("GET %s through the shard = %s, %q, %d bytes; want 200, %s, with %q", c.path, res.Status,
 				res.Header.Get("Content-Type"), len(b), c.ctype, c.has)
+		}
+	}
+	if want, err := os.ReadFile(filepath.Join(repoRoot, "www", "static", "client.wasm")); err != nil {
+		t.Logf("client.wasm not checked: %v (make wasm builds it)", err)
+	} else {
+		res, err := http.Get(s.URL + "/static/client.wasm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if ct := res.Header.Get("Content-Type"); res.StatusCode != 200 || ct != "application/wasm" || !bytes.Equal(got, want) {
+			t.Errorf("GET /static/client.wasm through the shard = %s, %q, %d bytes; want 200, application/wasm, the %d bytes of www/static/client.wasm",
+				res.Status, ct, len(got), len(want))
 		}
 	}
 	if res, err := http.Post(s.URL+"/api/runs", "application/json", strings.NewReader("{}")); err == nil {
