@@ -12,6 +12,7 @@ import (
 
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/sim"
+	"github.com/qflare/qflare/shared/nn"
 )
 
 // Bounds of the seed system's one-round endpoint.
@@ -20,6 +21,7 @@ const (
 	maxSeedParticipants = 100
 	maxSeedEpochs       = 5
 	seedTimeout         = 10 * time.Minute
+	seedModel           = "mnist-2nn"
 )
 
 // seedResult is the answer of POST /api/fl/run_real_training.
@@ -62,8 +64,9 @@ func (s *seedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err1 := formInt(r, "target_participants", 3, 1, maxSeedParticipants)
 	epochs, err2 := formInt(r, "local_epochs", 1, 1, maxSeedEpochs)
-	batch, err3 := formInt(r, "batch_size", 10, 1, 1024)
-	lr, err4 := formFloat(r, "learning_rate", 0.05, 0, 1)
+	def := nn.DefaultsFor(seedModel)
+	batch, err3 := formInt(r, "batch_size", def.Batch, 1, 1024)
+	lr, err4 := formFloat(r, "learning_rate", def.LR, 0, 1)
 	for _, err := range []error{err1, err2, err3, err4} {
 		if err != nil {
 			fail(w, err)
@@ -78,7 +81,7 @@ func (s *seedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), seedTimeout)
 	defer cancel()
 	start := time.Now()
-	cfg := coord.Config{Name: "run_real_training", Model: "mnist-2nn", Dataset: "mnist", Partition: "iid",
+	cfg := coord.Config{Name: "run_real_training", Model: seedModel, Dataset: "mnist", Partition: "iid",
 		Clients: max(100, n), Rounds: 1, ClientsPerRound: n, MinClients: n, StartClients: n,
 		LocalEpochs: epochs, Batch: batch, LR: lr, NoDeadline: true, Seed: uint64(start.UnixNano())}
 	run, err := s.c.CreateRun(ctx, cfg)

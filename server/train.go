@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/qflare/qflare/server/internal/datasets"
@@ -34,8 +35,8 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dataset := fs.String("dataset", "mnist", "dataset: mnist or cifar10")
 	dataDir := fs.String("data-dir", "", "dataset folder (default: MNIST from the GoMNIST module, CIFAR-10 from $QFLARE_CIFAR10_DIR)")
 	epochs := fs.Int("epochs", 1, "training epochs")
-	batch := fs.Int("batch", 10, "batch size")
-	lr := fs.Float64("lr", 0.05, "learning rate")
+	batch := fs.Int("batch", 0, "batch size (0 = the model's default: "+defaultsHelp("batch")+")")
+	lr := fs.Float64("lr", 0, "learning rate (0 = the model's default: "+defaultsHelp("lr")+")")
 	momentum := fs.Float64("momentum", 0, "SGD momentum")
 	wd := fs.Float64("weight-decay", 0, "L2 weight decay")
 	seed := fs.Uint64("seed", 1, "seed for initialisation, shuffling and dropout")
@@ -54,6 +55,12 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *limit < 0 {
 		return fmt.Errorf("train: --limit %d is negative", *limit)
+	}
+	if *lr == 0 {
+		*lr = nn.DefaultsFor(*model).LR
+	}
+	if *batch == 0 {
+		*batch = nn.DefaultsFor(*model).Batch
 	}
 	idx := make([]int, train.Len())
 	if *limit > 0 && *limit < len(idx) {
@@ -126,4 +133,22 @@ func progressPrinter(w io.Writer, epoch, epochs int) func(nn.Progress) {
 		fmt.Fprintf(w, "epoch %d/%d: batch %d/%d, loss %.4f, %.0f samples/s, %s left\n",
 			epoch, epochs, p.Batch, p.Batches, p.Loss, p.SamplesPerSecond(), left.Round(time.Second))
 	}
+}
+
+// defaultsHelp lists each built-in model's default learning rate ("lr") or
+// batch size ("batch") for a flag's help text.
+func defaultsHelp(what string) string {
+	var parts []string
+	for _, name := range nn.Models {
+		if strings.HasPrefix(name, "mlp:") {
+			continue
+		}
+		d := nn.DefaultsFor(name)
+		v := fmt.Sprint(d.LR)
+		if what == "batch" {
+			v = fmt.Sprint(d.Batch)
+		}
+		parts = append(parts, name+" "+v)
+	}
+	return strings.Join(parts, ", ")
 }

@@ -159,6 +159,7 @@ func (l *lead) options() (participant.Options, error) {
 			Platform: clip(dev.Get("platform").String(), 64), Cores: min(dev.Get("cores").Int(), 1024),
 			MemoryGB: dev.Get("memory_gb").Float(), Workers: 1 + len(l.ports)},
 		Events: l.event,
+		Yield:  new(yielder).maybe,
 		NewTrainer: func(m *nn.Model, set *data.Set) (participant.Trainer, error) {
 			if l.trainer != nil {
 				l.trainer.close()

@@ -57,10 +57,9 @@ func (c *conv2d) setup(in Shape) (Shape, error) {
 func (c *conv2d) kk() int { return c.in.C * c.k * c.k }
 
 func (c *conv2d) params() []paramDecl {
-	fanIn, fanOut := c.kk(), c.filters*c.k*c.k
 	return []paramDecl{
-		{"weight", []int{c.filters, c.in.C, c.k, c.k}, initHe, fanIn, fanOut},
-		{"bias", []int{c.filters}, initZero, fanIn, fanOut},
+		{"weight", []int{c.filters, c.in.C, c.k, c.k}, c.kk()},
+		{"bias", []int{c.filters}, c.kk()},
 	}
 }
 

@@ -5,7 +5,6 @@ import "fmt"
 // dense is a fully connected layer: y = x·Wᵀ + b, W stored [out, in].
 type dense struct {
 	in, out int
-	act     initKind // initHe when a ReLU follows, initGlorot otherwise
 }
 
 func (d *dense) kind() string { return fmt.Sprintf("Dense(%d)", d.out) }
@@ -20,8 +19,8 @@ func (d *dense) setup(in Shape) (Shape, error) {
 
 func (d *dense) params() []paramDecl {
 	return []paramDecl{
-		{"weight", []int{d.out, d.in}, d.act, d.in, d.out},
-		{"bias", []int{d.out}, initZero, d.in, d.out},
+		{"weight", []int{d.out, d.in}, d.in},
+		{"bias", []int{d.out}, d.in},
 	}
 }
 

@@ -19,10 +19,11 @@
 //
 // # Determinism
 //
-// Initialisation uses only integer PRNG output, multiplication and square
-// roots, so a seed yields bit-identical weights on every platform. Training
-// results agree across platforms to float32 rounding (summation order inside
-// GEMM kernels differs between implementations).
+// Initialisation uses only integer PRNG output, multiplication, division and
+// square roots (all correctly rounded in IEEE 754), so a seed yields
+// bit-identical weights on every platform. Training results agree across
+// platforms to float32 rounding (summation order inside GEMM kernels
+// differs between implementations).
 //
 // # Concurrency
 //

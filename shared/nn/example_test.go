@@ -51,3 +51,11 @@ func ExampleModel_TrainFLOPs() {
 	// Output:
 	// 397600 7.1568e+08
 }
+
+// Each model has a default learning rate and batch size.
+func ExampleDefaultsFor() {
+	d := nn.DefaultsFor("mnist-cnn")
+	fmt.Println(d.LR, d.Batch)
+	// Output:
+	// 0.1 10
+}

@@ -16,7 +16,7 @@ type gradCase struct {
 
 func gradCases() []gradCase {
 	return []gradCase{
-		{"dense", &dense{out: 5, act: initHe}, Shape{1, 1, 7}, 3},
+		{"dense", &dense{out: 5}, Shape{1, 1, 7}, 3},
 		{"conv-same-3x3", &conv2d{filters: 4, k: 3, stride: 1, pad: Same}, Shape{5, 6, 2}, 2},
 		{"conv-valid-3x3", &conv2d{filters: 3, k: 3, stride: 1, pad: Valid}, Shape{6, 5, 3}, 2},
 		{"conv-same-5x5", &conv2d{filters: 2, k: 5, stride: 1, pad: Same}, Shape{7, 7, 2}, 2},
@@ -135,7 +135,7 @@ func TestModelGradient(t *testing.T) {
 	m, err := build("tiny", in, 3, []namedLayer{
 		{"conv1", &conv2d{filters: 3, k: 3, stride: 1, pad: Same}}, {"", &relu{}}, {"", &maxPool2d{size: 2}},
 		{"conv2", &conv2d{filters: 4, k: 3, stride: 1, pad: Valid}}, {"", &dropout{rate: 0.3}},
-		{"", &flatten{}}, {"fc1", &dense{out: 5, act: initHe}}, {"", &relu{}}, {"fc2", &dense{out: 3, act: initGlorot}},
+		{"", &flatten{}}, {"fc1", &dense{out: 5}}, {"", &relu{}}, {"fc2", &dense{out: 3}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -7,22 +7,11 @@ import (
 	"gonum.org/v1/gonum/blas/blas32"
 )
 
-// initKind says how a parameter tensor is initialised.
-type initKind int
-
-const (
-	initZero    initKind = iota // biases
-	initHe                      // He-uniform: U(±sqrt(6/fanIn)), for layers followed by ReLU
-	initGlorot                  // Glorot-uniform: U(±sqrt(6/(fanIn+fanOut))), for the output layer
-	initUnknown                 // sentinel
-)
-
 // paramDecl declares one parameter tensor of a layer.
 type paramDecl struct {
-	suffix        string // "weight" or "bias"
-	shape         []int
-	init          initKind
-	fanIn, fanOut int
+	suffix string // "weight" or "bias"
+	shape  []int
+	fanIn  int // inputs that feed one output; sets the initialisation's scale
 }
 
 // scratch is the per-layer workspace a Trainer or Evaluator owns.

@@ -104,8 +104,8 @@ func layersFor(name string, in Shape, classes int) ([]namedLayer, error) {
 			{"conv1", &conv2d{filters: 32, k: 3, stride: 1, pad: Valid}}, {"", &relu{}},
 			{"conv2", &conv2d{filters: 64, k: 3, stride: 1, pad: Valid}}, {"", &relu{}},
 			{"", &maxPool2d{size: 2}}, {"", &dropout{rate: 0.25}}, {"", &flatten{}},
-			{"fc1", &dense{out: 128, act: initHe}}, {"", &relu{}}, {"", &dropout{rate: 0.5}},
-			{"fc2", &dense{out: classes, act: initGlorot}},
+			{"fc1", &dense{out: 128}}, {"", &relu{}}, {"", &dropout{rate: 0.5}},
+			{"fc2", &dense{out: classes}},
 		}, nil
 	case strings.HasPrefix(name, "mlp:"):
 		hidden, err := parseWidths(strings.TrimPrefix(name, "mlp:"))
@@ -123,8 +123,8 @@ func fedAvgCNN(classes int) []namedLayer {
 		{"conv1", &conv2d{filters: 32, k: 5, stride: 1, pad: Same}}, {"", &relu{}}, {"", &maxPool2d{size: 2}},
 		{"conv2", &conv2d{filters: 64, k: 5, stride: 1, pad: Same}}, {"", &relu{}}, {"", &maxPool2d{size: 2}},
 		{"", &flatten{}},
-		{"fc1", &dense{out: 512, act: initHe}}, {"", &relu{}},
-		{"fc2", &dense{out: classes, act: initGlorot}},
+		{"fc1", &dense{out: 512}}, {"", &relu{}},
+		{"fc2", &dense{out: classes}},
 	}
 }
 
@@ -132,9 +132,9 @@ func fedAvgCNN(classes int) []namedLayer {
 func mlp(hidden []int, classes int) []namedLayer {
 	ls := []namedLayer{{"", &flatten{}}}
 	for i, h := range hidden {
-		ls = append(ls, namedLayer{fmt.Sprintf("fc%d", i+1), &dense{out: h, act: initHe}}, namedLayer{"", &relu{}})
+		ls = append(ls, namedLayer{fmt.Sprintf("fc%d", i+1), &dense{out: h}}, namedLayer{"", &relu{}})
 	}
-	return append(ls, namedLayer{fmt.Sprintf("fc%d", len(hidden)+1), &dense{out: classes, act: initGlorot}})
+	return append(ls, namedLayer{fmt.Sprintf("fc%d", len(hidden)+1), &dense{out: classes}})
 }
 
 func parseWidths(s string) ([]int, error) {

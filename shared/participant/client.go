@@ -75,6 +75,10 @@ type Options struct {
 	Seed uint64
 	// ProgressEvery is how often progress goes to the server (default 1s).
 	ProgressEvery time.Duration
+	// Yield, when set, is called between batches of the work the client
+	// does itself outside Trainer.Train (checking the trained model), so a
+	// single-threaded host can let its event loop run.
+	Yield func()
 	// Events, when set, receives every Event synchronously.
 	Events func(Event)
 	// Log receives diagnostics (default: discarded).
@@ -93,6 +97,7 @@ type Client struct {
 	shapes    [][]int // the model's tensor shapes
 	modelName string
 	trainer   Trainer
+	guard     *guard // checks that training did not make the model worse
 	enc       *wire.Encoder
 	// Between rounds a client keeps only what the next round needs: the
 	// global model as last received when the run sends model deltas (their

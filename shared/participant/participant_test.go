@@ -410,3 +410,89 @@ func TestDivergedTrainingDeclines(t *testing.T) {
 		t.Errorf("Session = %v; want it to carry on to ErrRunEnded", err)
 	}
 }
+
+// TestTrainingThatMakesTheModelWorseDeclines: a client whose local training
+// leaves the model worse on its own data (finite weights, a higher loss: a
+// learning rate too large for a model that is already good) declines the
+// round, saying so, instead of uploading the worse model.
+func TestTrainingThatMakesTheModelWorseDeclines(t *testing.T) {
+	set := noisySet()
+	m := newModel(t)
+	good := trainedOn(t, m, set)
+	rs := &wire.RoundStart{Round: 1, ModelVersion: 1, Epochs: 1, Batch: 1, LR: 1, Seed: 3}
+	// The scenario must be real: the same training, done here, is worse.
+	before, after := lossBeforeAfter(t, m, set, good, participant.RoundConfig{Epochs: rs.Epochs, Batch: rs.Batch, LR: rs.LR, Seed: rs.Seed})
+	if !(after > before) || math.IsInf(after, 0) || math.IsNaN(after) {
+		t.Fatalf("training at lr %g takes the loss from %g to %g; the test needs a finite, higher loss", rs.LR, before, after)
+	}
+
+	srv, _, done := start(t, participant.Options{Data: set})
+	srv.recv()
+	srv.send(welcome("float32+zstd"))
+	srv.send(rs)
+	srv.model(wire.KindModel, 1, 1, good, nil, m.TensorShapes(), "float32+zstd")
+	for {
+		msg, frame := srv.recv()
+		if frame != nil {
+			t.Fatalf("the client uploaded a model whose loss on its data rose from %.4g to %.4g", before, after)
+		}
+		if d, ok := msg.(*wire.Decline); ok {
+			if d.Round != 1 || !strings.Contains(d.Reason, "worse") {
+				t.Errorf("decline = %+v; want round 1, saying training made the model worse", d)
+			}
+			break
+		}
+	}
+	srv.send(&wire.RunEnd{Reason: "done"})
+	if err := <-done; !errors.Is(err, participant.ErrRunEnded) {
+		t.Errorf("Session = %v; want it to carry on to ErrRunEnded", err)
+	}
+}
+
+// noisySet is tinySet with 4 in 10 labels of each class wrong: no model fits it,
+// so large steps on single samples throw a good model off its optimum.
+func noisySet() *data.Set {
+	s := tinySet()
+	for i := range s.Labels {
+		if i/3%3 == 0 { // the same image as other samples, another label
+			s.Labels[i] = (s.Labels[i] + 1) % 3
+		}
+	}
+	return s
+}
+
+// trainedOn returns m's parameters after training them well on set.
+func trainedOn(t *testing.T, m *nn.Model, set *data.Set) []float32 {
+	t.Helper()
+	c := m.Clone()
+	tr, err := nn.NewTrainer(c, nn.TrainConfig{Batch: 5, LR: 0.1, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Fit(context.Background(), set, nil, nn.FitOptions{Epochs: 200, LR: func(step, steps int) float32 {
+		return 0.1 * float32(steps-step) / float32(steps)
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	return c.Params
+}
+
+// lossBeforeAfter trains from global as a client would and returns the
+// mean loss on set before and after.
+func lossBeforeAfter(t *testing.T, m *nn.Model, set *data.Set, global []float32, cfg participant.RoundConfig) (before, after float64) {
+	t.Helper()
+	local := make([]float32, len(global))
+	if _, err := participant.NewLocalTrainer(m, set).Train(context.Background(), global, local, cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	loss := func(p []float32) float64 {
+		c := m.Clone()
+		copy(c.Params, p)
+		l, _, err := nn.NewEvaluator(c, 8).Evaluate(set, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	return loss(global), loss(local)
+}

@@ -56,6 +56,7 @@ func (c *Client) join(ctx context.Context, w *wire.Welcome) error {
 		return err
 	}
 	c.trainer, c.shapes, c.modelName = tr, m.TensorShapes(), m.Name
+	c.guard = newGuard(m, c.set, c.opt.Yield)
 	c.flopsPerSample = m.TrainFLOPs(1)
 	c.enc = wire.NewEncoder(p, c.shapes, w.Run.Seed)
 	putFloats(c.global)
@@ -105,6 +106,9 @@ func (c *Client) round(ctx context.Context, conn link.Conn, rs *wire.RoundStart,
 	c.emit(Event{Type: EventDownload, Round: rs.Round, Bytes: len(it.frame)})
 
 	st, err := c.train(rctx, conn, rs)
+	if worse := (*worseError)(nil); errors.As(err, &worse) {
+		return c.decline(ctx, conn, rs.Round, worse.Error())
+	}
 	if err != nil {
 		return c.stopped(ctx, rs.Round, err, "training finished")
 	}
@@ -268,6 +272,11 @@ func (c *Client) train(ctx context.Context, conn link.Conn, rs *wire.RoundStart)
 			return st, err
 		}
 		c.emulated = clock.Now().Sub(began) // train_ms reports the emulated device's time
+	}
+	if c.opt.Attack.IsNone() { // an attacker sends what it likes
+		if err := c.guard.check(c.global, c.local); err != nil {
+			return st, err
+		}
 	}
 	c.tamper(rs.Seed)
 	return st, nil

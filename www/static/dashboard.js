@@ -450,9 +450,24 @@
     });
   }
 
+  // The form leaves batch and learning rate empty unless a person types one:
+  // the server then uses the model's defaults, which its placeholders show.
+  async function formDefaults() {
+    const models = (await api('GET', '/api/info')).models || {};
+    const f = ui.$('run-form').elements;
+    const show = () => {
+      const d = models[f.model.value];
+      f.batch.placeholder = d ? `${d.batch} (the model's default)` : "model's default";
+      f.lr.placeholder = d ? `${d.lr} (the model's default)` : "model's default";
+    };
+    f.model.addEventListener('change', show);
+    show();
+  }
+
   async function main() {
     ui.$('need-token').classList.toggle('hidden', !!token());
     controls();
+    formDefaults().catch((e) => problem(e.message));
     charts();
     setInterval(() => { if (D.feed === 'live') renderLanes(); }, 1000); // bars of tasks in flight grow
     try {

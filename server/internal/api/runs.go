@@ -15,6 +15,7 @@ import (
 
 	"github.com/qflare/qflare/server/internal/coord"
 	"github.com/qflare/qflare/server/internal/store"
+	"github.com/qflare/qflare/shared/nn"
 )
 
 // maxBody caps request bodies.
@@ -90,7 +91,10 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 		Server    string  `json:"server"`
 		PublicURL string  `json:"public_url,omitempty"` // serve --public-url
 		PublicRun *public `json:"public_run"`
-	}{Server: "qflare", PublicURL: s.opt.PublicURL}
+		// Models lists the built-in models with their default learning
+		// rate and batch size, for forms that leave them to the server.
+		Models map[string]nn.Defaults `json:"models"`
+	}{Server: "qflare", PublicURL: s.opt.PublicURL, Models: nn.AllDefaults()}
 	var newest *coord.Run
 	for _, run := range s.c.Runs() {
 		v := run.View()

@@ -265,13 +265,13 @@ func (c *Config) Normalize() error {
 	def(&c.MinClients, 2)
 	def(&c.StartClients, c.MinClients)
 	def(&c.LocalEpochs, 1)
-	def(&c.Batch, 10)
+	def(&c.Batch, nn.DefaultsFor(c.Model).Batch)
 	def(&c.MaxFailedRounds, 10)
 	if c.Fraction == 0 {
 		c.Fraction = 0.1
 	}
 	if c.LR == 0 {
-		c.LR = 0.05
+		c.LR = nn.DefaultsFor(c.Model).LR
 	}
 	if c.RoundDeadline == 0 && !c.NoDeadline {
 		c.RoundDeadline = Duration(120 * time.Second)

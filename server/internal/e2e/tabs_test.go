@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/qflare/qflare/shared/nn"
 )
 
 // TestTabsTrainTogether runs a run with three browser tabs: they train
@@ -94,7 +97,8 @@ func TestTabsTrainTogether(t *testing.T) {
 	startAndStopFromDashboard(t, e, dash)
 }
 
-// startAndStopFromDashboard starts a run with the dashboard's form and
+// startAndStopFromDashboard starts a run with the dashboard's form, leaving
+// batch and learning rate to the model's defaults that the form shows, and
 // stops it with its Stop button.
 func startAndStopFromDashboard(t *testing.T, e *env, dash *tab) {
 	t.Helper()
@@ -116,16 +120,22 @@ func startAndStopFromDashboard(t *testing.T, e *env, dash *tab) {
 		t.Fatal(err)
 	}
 	dash.waitFor("the new run selected", fmt.Sprintf(`qflareDash.run && qflareDash.run.name === %q && qflareDash.feed === 'live'`, name), 20*time.Second)
+	def := nn.DefaultsFor("mnist-2nn") // the form's first model
+	if ph := eval[string](dash, `document.querySelector('#run-form input[name=lr]').placeholder`); !strings.HasPrefix(ph, fmt.Sprint(def.LR)+" ") {
+		t.Errorf("learning rate placeholder %q; want it to show mnist-2nn's default %g", ph, def.LR)
+	}
 	id := eval[string](dash, `qflareDash.runId`)
 	var got struct {
 		Name   string `json:"name"`
 		Config struct {
-			Rounds int `json:"rounds"`
+			Rounds int     `json:"rounds"`
+			LR     float64 `json:"lr"`
+			Batch  int     `json:"batch"`
 		} `json:"config"`
 	}
 	e.api("GET", "/api/runs/"+id, nil, &got)
-	if got.Name != name || got.Config.Rounds != 3 {
-		t.Errorf("run created by the dashboard = %+v; want name %q and 3 rounds", got, name)
+	if got.Name != name || got.Config.Rounds != 3 || got.Config.LR != def.LR || got.Config.Batch != def.Batch {
+		t.Errorf("run created by the dashboard = %+v; want name %q, 3 rounds, lr %g and batch %d", got, name, def.LR, def.Batch)
 	}
 	if err := chromedp.Do(dash.ctx, chromedp.Click(chromedp.ID("stop"))); err != nil {
 		t.Fatal(err)
