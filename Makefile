@@ -64,7 +64,7 @@ edge-dev: build edge $(WORKERD)
 # mnist-2nn, then the same directly: one JSON line; and a Chromium tab
 # through a shard.
 test-edge: $(WORKERD)
-	bash -o pipefail -c "QFLARE_TEST_EDGE=1 $(GO) test -count=1 -v -run 'TestEdge' -timeout 40m ./server/edge ./server/internal/e2e | grep -E '^[{]|^(ok|FAIL|--- )|edge_test.go'"
+	bash -o pipefail -c "QFLARE_TEST_EDGE=1 $(GO) test -count=1 -v -run 'TestEdge' -timeout 40m ./server/edge ./server/internal/e2e | grep -E '^[{]|^(ok|FAIL|--- )|(edge|e2e)_test.go'"
 
 # The OCI image (build/Containerfile, FROM scratch): the static server with
 # the wasm client embedded. See README.md, "Run it for real".
