@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/qflare/qflare/server/internal/coord"
+	"github.com/qflare/qflare/shared/nn"
 )
 
 // runStudy runs a grid of simulations and prints a Markdown table: the
@@ -359,8 +361,12 @@ func studyHetero(ctx context.Context, f *simFlags, noniid string, noniidTarget f
 		}
 		return fmt.Sprintf(" (%.2fx)", *v / *base)
 	}
+	batch, lr := f.cfg.Batch, f.cfg.LR
+	if d := nn.DefaultsFor(f.cfg.Model); batch == 0 || lr == 0 { // 0: the model's defaults, as the runs took them
+		batch, lr = cmp.Or(batch, d.Batch), cmp.Or(lr, d.LR)
+	}
 	fmt.Fprintf(stdout, "Population: %d clients, %s, %.0f%% of tasks dropped mid-training; %d rounds (async: server steps of %d updates); %s, E=%d, B=%d, lr %g; virtual device time.\n\n",
-		f.cfg.Clients, f.profiles, 100*f.opt.DropProb, f.cfg.Rounds, 10, f.cfg.Model, f.cfg.LocalEpochs, f.cfg.Batch, f.cfg.LR)
+		f.cfg.Clients, f.profiles, 100*f.opt.DropProb, f.cfg.Rounds, 10, f.cfg.Model, f.cfg.LocalEpochs, batch, lr)
 	fmt.Fprintf(stdout, "| policy | time to %g, IID | final accuracy, IID | time to %g, %s | final accuracy, %s | worst label, %s | phone-low share of updates, %s | bytes, IID |\n",
 		f.target, noniidTarget, noniid, noniid, noniid, noniid)
 	fmt.Fprintln(stdout, "|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -8,6 +8,13 @@
 //	{"what":"idle","sockets":10000,"bytes_per_socket":...,...}
 //	{"what":"soak","round":...,"heap_mb":...,"rss_mb":...}   (with -soak N)
 //
+// With -shard the load clients join through an edge shard instead (-shard
+// auto: one shard under workerd, from the bundle make edge builds, in
+// front of the server it starts), and the load line adds what the shard
+// itself measured: shard_updates_per_s (updates it validated and folded
+// per second of its own time: one shard's capacity on this machine) and
+// its wasm memory.
+//
 // limit_updates_per_s is the rate at which this process decodes and folds
 // the same updates on all cores, measured in the same run (before and after
 // the load, averaged; limit_before_after gives both): the limit of the
@@ -18,7 +25,7 @@
 // neither changes, updates_per_server_cpu_s against
 // limit_updates_per_cpu_s (cpu_ratio_to_limit). Progress goes to stderr.
 //
-//	go run ./build/loadbench [-clients 1000] [-rounds 6] [-idle 10000] [-soak 0] [-pprof DIR] [-bin FILE]
+//	go run ./build/loadbench [-clients 1000] [-rounds 6] [-idle 10000] [-soak 0] [-pprof DIR] [-bin FILE] [-shard auto|URL]
 package main
 
 import (
@@ -46,6 +53,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/qflare/qflare/server/edge/workerd"
 	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/nn"
 	"github.com/qflare/qflare/shared/wire"
@@ -63,7 +71,10 @@ var (
 	pid      = flag.Int("pid", 0, "with -server: the server's process id, for memory figures")
 	binPath  = flag.String("bin", "", "run this server binary instead of building ./server (to compare two builds under the same generator)")
 	profDir  = flag.String("pprof", "", "write the server's profiles to this `DIR`: CPU over the measured load rounds, heap and goroutines with the idle sockets held")
+	shardArg = flag.String("shard", "", `drive the load through an edge shard: "auto" (one under workerd, in front of the server started here) or a running shard's base URL`)
+	bundle   = flag.String("bundle", "bin/edge", "with -shard auto: the edge bundle (make edge)")
 	adminTok = "loadbench-admin"
+	shardTok = "loadbench-shard-token"
 	out      = json.NewEncoder(os.Stdout)
 )
 
@@ -73,6 +84,7 @@ func logf(format string, args ...any) {
 
 func main() {
 	flag.StringVar(&adminTok, "admin-token", adminTok, "with -server: the server's admin token")
+	flag.StringVar(&shardTok, "shard-token", shardTok, "with -shard auto and -server: the server's shard token")
 	flag.Parse()
 	if *quick {
 		*clients, *rounds, *idle = 50, 3, 200
@@ -140,7 +152,7 @@ func startServer(bin, dir, name string) (*server, error) {
 	}
 	db := filepath.Join(dir, name+".db")
 	os.Remove(db)
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db, "--admin-token", adminTok)
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db, "--admin-token", adminTok, "--shard-token", shardTok)
 	stdout, _ := cmd.StdoutPipe()
 	logFile, _ := os.Create(filepath.Join(dir, name+".log"))
 	cmd.Stderr = logFile
@@ -524,7 +536,7 @@ func joinAll(ls []*loader) error {
 // loadRun measures ingest for one model: -clients loaders, fraction 1,
 // -rounds rounds; the first round (joins, first encodes) is not measured.
 func loadRun(bin, dir, model string) error {
-	shapes, pays, base, err := payloads(model, *codec, 16)
+	shapes, pays, weights, err := payloads(model, *codec, 16)
 	if err != nil {
 		return err
 	}
@@ -537,7 +549,7 @@ func loadRun(bin, dir, model string) error {
 		params += k
 	}
 	logf("%s: measuring the machine's decode+fold limit", model)
-	limit0, limitCPU0 := limitRate(shapes, *codec, pays, base)
+	limit0, limitCPU0 := limitRate(shapes, *codec, pays, weights)
 	srv, err := startServer(bin, dir, "load-"+strings.ReplaceAll(model, ":", "-"))
 	if err != nil {
 		return err
@@ -549,12 +561,19 @@ func loadRun(bin, dir, model string) error {
 	if err != nil {
 		return err
 	}
-	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/ws"
+	base, sh, err := shardFor(srv)
+	if err != nil {
+		return err
+	}
+	if sh != nil {
+		defer sh.Kill()
+	}
+	ws := "ws" + strings.TrimPrefix(base, "http") + "/ws"
 	ls := make([]*loader, *clients)
 	for i := range ls {
 		ls[i] = &loader{payload: pays[i%len(pays)], run: run, codec: *codec, params: params, ws: ws, token: token}
 	}
-	logf("%s: %d clients joining", model, len(ls))
+	logf("%s: %d clients joining through %s", model, len(ls), base)
 	if err := joinAll(ls); err != nil {
 		return fmt.Errorf("joining: %w", err)
 	}
@@ -595,7 +614,7 @@ func loadRun(bin, dir, model string) error {
 	// after the load, and the two are averaged.
 	srv.stop()
 	logf("%s: measuring the limit again", model)
-	limit1, limitCPU1 := limitRate(shapes, *codec, pays, base)
+	limit1, limitCPU1 := limitRate(shapes, *codec, pays, weights)
 	limit, limitCPU := (limit0+limit1)/2, (limitCPU0+limitCPU1)/2
 	// Measured: rounds 2..R, from the end of round 1 to the end of round R.
 	st.mu.Lock()
@@ -619,7 +638,7 @@ func loadRun(bin, dir, model string) error {
 	rate := float64(accepted) / secs
 	cores := float64(runtime.NumCPU())
 	srvCPU, genCPU := cpuServer[1]-cpuServer[0], cpuGen[1]-cpuGen[0]
-	out.Encode(map[string]any{"what": "load", "model": model, "codec": *codec, "clients": *clients,
+	line := map[string]any{"what": "load", "model": model, "codec": *codec, "clients": *clients,
 		"rounds": *rounds - 1, "updates_per_s": round1(rate), "limit_updates_per_s": round1(limit),
 		"ratio_to_limit": round3(rate / limit), "limit_before_after": []float64{round1(limit0), round1(limit1)},
 		"mb_per_s": round1(float64(bytesUp) / secs / 1e6), "cores": cores, "load_avg": loadAvg(),
@@ -628,7 +647,18 @@ func loadRun(bin, dir, model string) error {
 		"cpu_ratio_to_limit": round3(float64(accepted) / srvCPU / limitCPU), "round_close_ms": median(closes),
 		"round_open_ms": median(opens), "round_ingest_ms": median(ingests),
 		"round_ms": round1(secs * 1000 / float64(*rounds-1)), "rss_mb": round1(peak),
-		"update_bytes": len(pays[0])})
+		"update_bytes": len(pays[0])}
+	if base != srv.base {
+		line["via"] = "shard"
+		if st, err := shardStatus(base); err == nil && st.FoldMS > 0 {
+			line["shard_updates_per_s"] = round1(float64(st.Folded) / (st.FoldMS / 1000))
+			line["shard_folded"] = st.Folded
+			line["shard_memory_mb"] = round1(st.MemoryMB)
+		} else {
+			logf("the shard's status: %v", err)
+		}
+	}
+	out.Encode(line)
 	return nil
 }
 
@@ -806,3 +836,45 @@ func median(x []float64) float64 {
 
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
 func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
+
+// shardFor returns where load clients connect: the server, or with -shard
+// the shard (started here under workerd with -shard auto, linked to srv).
+func shardFor(srv *server) (base string, sh *workerd.Shard, err error) {
+	switch *shardArg {
+	case "":
+		return srv.base, nil, nil
+	case "auto":
+		bin, why := workerd.Find(".")
+		if bin == "" {
+			return "", nil, errors.New(why)
+		}
+		logFile, _ := os.CreateTemp("", "loadbench-workerd-*.log")
+		sh, err = workerd.Start(context.Background(), workerd.Options{Bin: bin, Bundle: *bundle, Name: "loadbench",
+			Origin: srv.base, Token: shardTok, Log: logFile})
+		if err != nil {
+			return "", nil, fmt.Errorf("starting the shard (make edge builds %s): %w", *bundle, err)
+		}
+		if err := sh.WaitLinked(30 * time.Second); err != nil {
+			sh.Kill()
+			return "", nil, err
+		}
+		logf("shard under workerd at %s (log %s)", sh.URL, logFile.Name())
+		return sh.URL, sh, nil
+	}
+	return strings.TrimRight(*shardArg, "/"), nil, nil
+}
+
+// shardStatus reads a shard's counters.
+func shardStatus(base string) (st struct {
+	Folded   int64   `json:"folded"`
+	FoldMS   float64 `json:"fold_ms"`
+	MemoryMB float64 `json:"memory_mb"`
+}, err error) {
+	res, err := http.Get(base + "/shard/status")
+	if err != nil {
+		return st, err
+	}
+	defer res.Body.Close()
+	err = json.NewDecoder(res.Body).Decode(&st)
+	return st, err
+}

@@ -155,6 +155,7 @@ func (r *Run) step(ctx context.Context) {
 	st := r.st
 	now := r.c.now()
 	if o := st.round; o != nil {
+		r.edgeStep(o, now) // edge shards: flush, or drop what missed the round (shard_round.go)
 		if due, why := r.policy.Due(o, now); due {
 			r.closeRound(ctx, o, why)
 		}
@@ -196,6 +197,8 @@ func (r *Run) handle(ctx context.Context, ev event) {
 		r.closed(ctx, ev.res)
 	case evSnapshot:
 		ev.reply <- r.snapshot()
+	case edgeEvent: // edge shards' events (shard_round.go)
+		ev.apply(ctx, r)
 	}
 }
 
@@ -430,6 +433,7 @@ func (r *Run) nextExpiry() time.Time {
 func (r *Run) open(o *round) error {
 	st, sp := r.st, r.sp
 	st.round, st.roundNo = o, o.n
+	r.edgeOpened(o) // edge shards: describe the round to their links (shard_round.go)
 	row := &store.Round{RunID: sp.id, Round: o.n, StartedAt: o.started, DeadlineAt: o.deadline, Selected: o.order}
 	first := st.status == StatusWaiting
 	st.status = StatusRunning
