@@ -16,13 +16,17 @@ FUZZTIME_SLOW ?= 20000x
 SIMD_TOOLCHAIN ?= go1.27.3
 # The container image make image builds (podman or buildah).
 IMAGE ?= localhost/qflare:latest
+# workerd, the Workers runtime the edge shard's tests and make edge-dev run
+# under (npm package, pinned in build/edge/package-lock.json).
+WORKERD := build/edge/node_modules/.bin/workerd
+SHARDS ?= 2
 
 # The packages whose tests run under the race detector, and the rest.
 SERVER_PKGS := ./server/...
 OTHER_PKGS   = $(shell $(GO) list ./... | grep -v '/server')
 
 .PHONY: all build wasm vendor run image test vet test-native test-race test-wasm test-wasm-simd fuzz bench-smoke \
-	test-e2e bench bench-workers bench-demo bench-load bench-soak bench-secagg screenshots fmt clean
+	test-e2e bench bench-workers bench-demo bench-load bench-soak bench-secagg screenshots fmt clean edge edge-dev test-edge
 
 all: build
 
@@ -42,6 +46,26 @@ vendor:
 run: build
 	$(BIN)/qflare serve --addr $(ADDR) --db $(DB) --demo
 
+# The edge shard's Worker bundle (bin/edge: edge.wasm and the JS glue), and
+# the pages it serves as static assets (www/static, with client.wasm).
+edge: wasm vendor
+	GO=$(GO) sh build/edge.sh $(BIN)/edge
+
+$(WORKERD): build/edge/package-lock.json
+	npm ci --prefix build/edge --no-audit --no-fund
+	touch $@
+
+# The server with SHARDS edge shards in front of it, each under workerd on
+# its own port from 8787 (README.md, Edge shards).
+edge-dev: build edge $(WORKERD)
+	$(GO) run ./build/edgedev -serve $(BIN)/qflare -bundle $(BIN)/edge -addr $(ADDR) -db $(DB) -shards $(SHARDS)
+
+# serve, two shards under workerd and 40 headless clients, five rounds of
+# mnist-2nn, then the same directly: one JSON line; and a Chromium tab
+# through a shard.
+test-edge: $(WORKERD)
+	bash -o pipefail -c "QFLARE_TEST_EDGE=1 $(GO) test -count=1 -v -run 'TestEdge' -timeout 40m ./server/edge ./server/internal/e2e | grep -E '^[{]|^(ok|FAIL|--- )|(edge|e2e)_test.go'"
+
 # The OCI image (build/Containerfile, FROM scratch): the static server with
 # the wasm client embedded. See README.md, "Run it for real".
 image: wasm vendor
@@ -53,7 +77,7 @@ vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) vet ./shared/... ./wasmclient
+	GOOS=js GOARCH=wasm $(GO) vet ./shared/... ./wasmclient ./server/edge ./server/internal/shard ./server/internal/shardwire
 
 test-native:
 	$(GO) test $(OTHER_PKGS)
@@ -86,6 +110,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzReadSet$$' -fuzztime $(FUZZTIME) ./shared/data
 	$(GO) test -run '^$$' -fuzz '^FuzzReadIDX$$' -fuzztime $(FUZZTIME) ./shared/data
 	$(GO) test -run '^$$' -fuzz '^FuzzReadCIFAR10$$' -fuzztime $(FUZZTIME_SLOW) ./shared/data
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./server/internal/shardwire
 
 # Every benchmark once, so none rots (the measurements are make bench and
 # make bench-load), and the load generator on a small scale.
@@ -104,16 +129,18 @@ bench:
 
 # The server under load over real WebSockets (1,000 clients on mlp:32 and
 # mnist-2nn, 10,000 idle sockets): JSON lines, with the machine's
-# decode+fold limit measured in the same run.
+# decode+fold limit measured in the same run. SHARD=auto drives 200
+# clients (CLIENTS=N) through one edge shard under workerd instead (make
+# edge first), and reports what the shard folds per second.
 bench-load:
-	$(GO) run ./build/loadbench
+	$(GO) run ./build/loadbench $(if $(SHARD),-shard $(SHARD) -idle 0 -clients $(or $(CLIENTS),200))
 
 # Memory over long runs: 500 rounds of a mnist-2nn sim, 30 of a mnist-cnn sim
 # (E=5; about an hour here) and 200 rounds of serve under load. Live heap and
 # RSS as JSON lines every few rounds.
 bench-soak:
-	$(GO) run ./server sim --model mnist-2nn --clients 100 --fraction 0.1 --epochs 1 --batch 10 --rounds 500 --eval-limit 2000 --mem-every 25 --json | grep '"mem"'
-	$(GO) run ./server sim --model mnist-cnn --clients 100 --fraction 0.1 --epochs 5 --batch 10 --lr 0.05 --rounds 30 --eval-limit 2000 --mem-every 3 --json | grep '"mem"'
+	$(GO) run ./server sim --model mnist-2nn --clients 100 --fraction 0.1 --epochs 1 --rounds 500 --eval-limit 2000 --mem-every 25 --json | grep '"mem"'
+	$(GO) run ./server sim --model mnist-cnn --clients 100 --fraction 0.1 --epochs 5 --rounds 30 --eval-limit 2000 --mem-every 3 --json | grep '"mem"'
 	$(GO) run ./build/loadbench -models none -idle 0 -soak 200
 
 bench-workers:

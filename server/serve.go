@@ -38,6 +38,7 @@ const (
 // serveConfig is what serve's flags (or their environment variables) say.
 type serveConfig struct {
 	addr, db, adminToken, publicURL, origins, hosts, dataDir string
+	shardToken                                               string
 	demo, logJSON                                            bool
 	grace                                                    time.Duration
 	tlsCert, tlsKey                                          string
@@ -59,6 +60,7 @@ func parseServe(args []string, lookup func(string) (string, bool), stderr io.Wri
 	fs.StringVar(&c.hosts, "allow-hosts", "", "comma-separated extra host `NAMES` the server answers to (besides IP addresses, localhost and --public-url's host)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "dataset `DIR` (default: MNIST from the GoMNIST module)")
 	fs.BoolVar(&c.logJSON, "log-json", false, "log as JSON lines")
+	fs.StringVar(&c.shardToken, "shard-token", "", "let edge shards link at /shard with this `TOKEN` (at least 16 characters; see README, Edge shards)")
 	fs.DurationVar(&c.grace, "grace", 20*time.Second, "on SIGTERM or SIGINT, how long to finish the open step and tell clients before exiting anyway")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "serve HTTPS with this certificate chain `FILE` (PEM; with --tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "the certificate's private key `FILE` (PEM)")
@@ -80,6 +82,9 @@ func parseServe(args []string, lookup func(string) (string, bool), stderr io.Wri
 		return nil, errors.New("serve: --addr and --db must not be empty")
 	}
 	if err := checkTLSFlags(&c); err != nil {
+		return nil, err
+	}
+	if err := checkShardToken(c.shardToken); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -142,7 +147,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		publicURL = scheme + reachableAddr(ln.Addr().(*net.TCPAddr), interfaceAddrs())
 	}
 	a := api.New(api.Options{Coord: c, AdminToken: cfg.adminToken, Assets: www.Handler(), Log: log,
-		AllowedOrigins: allowed, AllowedHosts: names, Metrics: m, Starting: true, PublicURL: publicURL,
+		AllowedOrigins: allowed, AllowedHosts: names, Metrics: m, Starting: true, PublicURL: publicURL, ShardToken: cfg.shardToken,
 		Routes: map[string]http.Handler{"POST /api/fl/run_real_training": &seedHandler{c: c}}})
 	srv := &http.Server{
 		Handler:           a,
@@ -189,6 +194,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "  presenter:   %s/present\n", base)
 		}
 		fmt.Fprintf(stdout, "  dashboard:   %s/dashboard#admin=%s\n", base, cfg.adminToken)
+		if cfg.shardToken != "" {
+			fmt.Fprintf(stdout, "  edge shards: link at %s/shard with the shard token\n", "ws"+strings.TrimPrefix(base, "http"))
+		}
 		fmt.Fprintf(stdout, "  admin token: %s\n", cfg.adminToken)
 		return nil
 	}
@@ -295,4 +303,21 @@ func interfaceAddrs() []net.IP {
 		}
 	}
 	return ips
+}
+
+// checkShardToken accepts an empty token (no shards) or one of 16 to 256
+// printable ASCII characters without spaces: it travels in a header.
+func checkShardToken(t string) error {
+	if t == "" {
+		return nil
+	}
+	if len(t) < 16 || len(t) > 256 {
+		return fmt.Errorf("serve: --shard-token must be 16 to 256 characters long, not %d", len(t))
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] >= 0x7f {
+			return fmt.Errorf("serve: --shard-token may hold only printable ASCII without spaces")
+		}
+	}
+	return nil
 }

@@ -8,11 +8,24 @@
 //	{"what":"idle","sockets":10000,"bytes_per_socket":...,...}
 //	{"what":"soak","round":...,"heap_mb":...,"rss_mb":...}   (with -soak N)
 //
-// limit_updates_per_s is the rate at which this process decodes and folds
-// the same updates on all cores, measured in the same run: the limit of
-// the machine. Progress goes to stderr.
+// With -shard the load clients join through an edge shard instead (-shard
+// auto: one shard under workerd, from the bundle make edge builds, in
+// front of the server it starts), and the load line adds what the shard
+// itself measured: shard_updates_per_s (updates it validated and folded
+// per second of its own time: one shard's capacity on this machine) and
+// its wasm memory.
 //
-//	go run ./build/loadbench [-clients 1000] [-rounds 6] [-idle 10000] [-soak 0]
+// limit_updates_per_s is the rate at which this process decodes and folds
+// the same updates on all cores, measured in the same run (before and after
+// the load, averaged; limit_before_after gives both): the limit of the
+// machine. The load generator runs on the same cores as the server,
+// and other work on the machine takes its share too, so a load line also
+// says where the CPU went over the measured rounds: server_cpu_share and
+// generator_cpu_share (of all cores), load_avg, and the comparison that
+// neither changes, updates_per_server_cpu_s against
+// limit_updates_per_cpu_s (cpu_ratio_to_limit). Progress goes to stderr.
+//
+//	go run ./build/loadbench [-clients 1000] [-rounds 6] [-idle 10000] [-soak 0] [-pprof DIR] [-bin FILE] [-shard auto|URL]
 package main
 
 import (
@@ -36,9 +49,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/qflare/qflare/server/edge/workerd"
 	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/nn"
 	"github.com/qflare/qflare/shared/wire"
@@ -54,7 +69,12 @@ var (
 	quick    = flag.Bool("quick", false, "a small run of everything, to check the harness")
 	attach   = flag.String("server", "", "drive this running server (base URL) instead of starting one; its admin token comes from -admin-token")
 	pid      = flag.Int("pid", 0, "with -server: the server's process id, for memory figures")
+	binPath  = flag.String("bin", "", "run this server binary instead of building ./server (to compare two builds under the same generator)")
+	profDir  = flag.String("pprof", "", "write the server's profiles to this `DIR`: CPU over the measured load rounds, heap and goroutines with the idle sockets held")
+	shardArg = flag.String("shard", "", `drive the load through an edge shard: "auto" (one under workerd, in front of the server started here) or a running shard's base URL`)
+	bundle   = flag.String("bundle", "bin/edge", "with -shard auto: the edge bundle (make edge)")
 	adminTok = "loadbench-admin"
+	shardTok = "loadbench-shard-token"
 	out      = json.NewEncoder(os.Stdout)
 )
 
@@ -64,6 +84,7 @@ func logf(format string, args ...any) {
 
 func main() {
 	flag.StringVar(&adminTok, "admin-token", adminTok, "with -server: the server's admin token")
+	flag.StringVar(&shardTok, "shard-token", shardTok, "with -shard auto and -server: the server's shard token")
 	flag.Parse()
 	if *quick {
 		*clients, *rounds, *idle = 50, 3, 200
@@ -77,7 +98,9 @@ func main() {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "qflare")
-	if *attach == "" {
+	if *binPath != "" {
+		bin = *binPath
+	} else if *attach == "" {
 		logf("building the server")
 		build := exec.Command("go", "build", "-o", bin, "./server")
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -129,7 +152,7 @@ func startServer(bin, dir, name string) (*server, error) {
 	}
 	db := filepath.Join(dir, name+".db")
 	os.Remove(db)
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db, "--admin-token", adminTok)
+	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--db", db, "--admin-token", adminTok, "--shard-token", shardTok)
 	stdout, _ := cmd.StdoutPipe()
 	logFile, _ := os.Create(filepath.Join(dir, name+".log"))
 	cmd.Stderr = logFile
@@ -150,9 +173,10 @@ func startServer(bin, dir, name string) (*server, error) {
 	return nil, fmt.Errorf("the server did not start (see %s)", logFile.Name())
 }
 
+// stop ends the server (once; a no-op when attached).
 func (s *server) stop() {
 	if s.done == nil {
-		return // attached
+		return
 	}
 	s.cmd.Process.Signal(os.Interrupt)
 	select {
@@ -160,6 +184,7 @@ func (s *server) stop() {
 	case <-time.After(20 * time.Second):
 		s.cmd.Process.Kill()
 	}
+	s.done = nil
 }
 
 // rssMB reads the server's resident set (current and peak) in MB.
@@ -208,6 +233,31 @@ func (s *server) heapMB() float64 {
 	return 0
 }
 
+// profile saves what the server answers at path (an admin URL such as
+// "/debug/pprof/heap" or "/debug/pprof/profile?seconds=5") under -pprof as
+// name; a no-op without it.
+func (s *server) profile(path, name string) {
+	if *profDir == "" {
+		return
+	}
+	req, _ := http.NewRequest("GET", s.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+adminTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		logf("profile %s: %v", path, err)
+		return
+	}
+	defer resp.Body.Close()
+	os.MkdirAll(*profDir, 0o755)
+	f, err := os.Create(filepath.Join(*profDir, name))
+	if err != nil {
+		logf("profile %s: %v", path, err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
+}
+
 // createRun creates a run and returns its id and join token.
 func (s *server) createRun(cfg map[string]any) (id, token string, err error) {
 	b, _ := json.Marshal(cfg)
@@ -232,17 +282,22 @@ func (s *server) createRun(cfg map[string]any) (id, token string, err error) {
 	return r.RunID, token, nil
 }
 
+// cpuProfileSeconds is how long the server's CPU is profiled (with -pprof)
+// from the start of the measured rounds; give -rounds enough to cover it.
+const cpuProfileSeconds = 5
+
 // payloads pre-encodes k distinct valid updates of the model with the
-// codec: weights near a fixed random model (the server decodes weights and
-// subtracts its global model, so any valid weights make a valid update).
-func payloads(model string, codec string, k int) (shapes [][]int, out [][]byte, err error) {
+// codec: weights near a fixed random model, which it returns as base (the
+// server decodes weights and subtracts its global model, so any valid
+// weights make a valid update).
+func payloads(model string, codec string, k int) (shapes [][]int, out [][]byte, base []float32, err error) {
 	m, err := nn.New(model, nn.Shape{H: 28, W: 28, C: 1}, 10, 1)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	p, err := wire.ParsePipeline(codec)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	shapes = m.TensorShapes()
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -253,16 +308,20 @@ func payloads(model string, codec string, k int) (shapes [][]int, out [][]byte, 
 		}
 		b, err := wire.NewEncoder(p, shapes, uint64(i)).Encode(nil, w, m.Params)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		out = append(out, b)
 	}
-	return shapes, out, nil
+	return shapes, out, m.Params, nil
 }
 
-// limitRate decodes and folds the payloads on all cores for about two
-// seconds and returns updates per second: the machine's limit.
-func limitRate(shapes [][]int, codec string, pays [][]byte) float64 {
+// limitRate decodes the payloads against base and folds them on all cores
+// for about two seconds and returns updates per second: the machine's
+// limit. It also returns the rate per CPU-second, which other work on the
+// machine does not change. base is real weights, as the server's global
+// model is: a zero vector fresh from make would be read from the kernel's
+// one zero page, always in cache, and flatter the limit.
+func limitRate(shapes [][]int, codec string, pays [][]byte, base []float32) (perS, perCPUS float64) {
 	p, _ := wire.ParsePipeline(codec)
 	n := 0
 	for _, s := range shapes {
@@ -276,8 +335,7 @@ func limitRate(shapes [][]int, codec string, pays [][]byte) float64 {
 	var done atomic.Int64
 	stop := time.Now().Add(2 * time.Second)
 	var wg sync.WaitGroup
-	start := time.Now()
-	base := make([]float32, n)
+	start, cpu0 := time.Now(), selfCPU()
 	for g := range runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
 			part := fl.NewPartial(n)
@@ -298,7 +356,48 @@ func limitRate(shapes [][]int, codec string, pays [][]byte) float64 {
 		})
 	}
 	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds()
+	secs, cpu := time.Since(start).Seconds(), selfCPU()-cpu0
+	return float64(done.Load()) / secs, float64(done.Load()) / cpu
+}
+
+// selfCPU is this process's CPU time (user and system) in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// cpu is the server's CPU time (user and system) in seconds (0 when
+// unknown).
+func (s *server) cpu() float64 {
+	if s.cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command's closing parenthesis; utime and stime are
+	// the 14th and 15th of the line, in clock ticks (100 a second on Linux).
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
+// loadAvg is the machine's one-minute load average, as /proc/loadavg says.
+func loadAvg() float64 {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // loader is one load client: a WebSocket that answers every task with a
@@ -437,7 +536,7 @@ func joinAll(ls []*loader) error {
 // loadRun measures ingest for one model: -clients loaders, fraction 1,
 // -rounds rounds; the first round (joins, first encodes) is not measured.
 func loadRun(bin, dir, model string) error {
-	shapes, pays, err := payloads(model, *codec, 16)
+	shapes, pays, weights, err := payloads(model, *codec, 16)
 	if err != nil {
 		return err
 	}
@@ -450,7 +549,7 @@ func loadRun(bin, dir, model string) error {
 		params += k
 	}
 	logf("%s: measuring the machine's decode+fold limit", model)
-	limit := limitRate(shapes, *codec, pays)
+	limit0, limitCPU0 := limitRate(shapes, *codec, pays, weights)
 	srv, err := startServer(bin, dir, "load-"+strings.ReplaceAll(model, ":", "-"))
 	if err != nil {
 		return err
@@ -462,12 +561,19 @@ func loadRun(bin, dir, model string) error {
 	if err != nil {
 		return err
 	}
-	ws := "ws" + strings.TrimPrefix(srv.base, "http") + "/ws"
+	base, sh, err := shardFor(srv)
+	if err != nil {
+		return err
+	}
+	if sh != nil {
+		defer sh.Kill()
+	}
+	ws := "ws" + strings.TrimPrefix(base, "http") + "/ws"
 	ls := make([]*loader, *clients)
 	for i := range ls {
 		ls[i] = &loader{payload: pays[i%len(pays)], run: run, codec: *codec, params: params, ws: ws, token: token}
 	}
-	logf("%s: %d clients joining", model, len(ls))
+	logf("%s: %d clients joining through %s", model, len(ls), base)
 	if err := joinAll(ls); err != nil {
 		return fmt.Errorf("joining: %w", err)
 	}
@@ -476,11 +582,40 @@ func loadRun(bin, dir, model string) error {
 	for _, l := range ls {
 		wg.Go(func() { l.serve(st) })
 	}
+	// The CPU both processes spend over the measured rounds, read when
+	// round 1 and round R end.
+	var cpuServer, cpuGen [2]float64
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for i, n := range []int{1, *rounds} {
+			for {
+				st.mu.Lock()
+				_, ok := st.ends[n]
+				st.mu.Unlock()
+				if ok {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			cpuServer[i], cpuGen[i] = srv.cpu(), selfCPU()
+			if i == 0 {
+				go srv.profile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", cpuProfileSeconds), "cpu-"+strings.ReplaceAll(model, ":", "-")+".pb.gz")
+			}
+		}
+	}()
 	wg.Wait()
+	<-watched
 	for _, l := range ls {
 		l.conn.Close()
 	}
 	_, peak := srv.rssMB()
+	// Other work on the machine comes and goes: the limit is measured again
+	// after the load, and the two are averaged.
+	srv.stop()
+	logf("%s: measuring the limit again", model)
+	limit1, limitCPU1 := limitRate(shapes, *codec, pays, weights)
+	limit, limitCPU := (limit0+limit1)/2, (limitCPU0+limitCPU1)/2
 	// Measured: rounds 2..R, from the end of round 1 to the end of round R.
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -501,12 +636,29 @@ func loadRun(bin, dir, model string) error {
 		return fmt.Errorf("%s: no measured rounds completed (accepted %d)", model, accepted)
 	}
 	rate := float64(accepted) / secs
-	out.Encode(map[string]any{"what": "load", "model": model, "codec": *codec, "clients": *clients,
+	cores := float64(runtime.NumCPU())
+	srvCPU, genCPU := cpuServer[1]-cpuServer[0], cpuGen[1]-cpuGen[0]
+	line := map[string]any{"what": "load", "model": model, "codec": *codec, "clients": *clients,
 		"rounds": *rounds - 1, "updates_per_s": round1(rate), "limit_updates_per_s": round1(limit),
-		"ratio_to_limit": round3(rate / limit), "mb_per_s": round1(float64(bytesUp) / secs / 1e6),
-		"round_close_ms": median(closes), "round_open_ms": median(opens), "round_ingest_ms": median(ingests),
+		"ratio_to_limit": round3(rate / limit), "limit_before_after": []float64{round1(limit0), round1(limit1)},
+		"mb_per_s": round1(float64(bytesUp) / secs / 1e6), "cores": cores, "load_avg": loadAvg(),
+		"server_cpu_share": round3(srvCPU / secs / cores), "generator_cpu_share": round3(genCPU / secs / cores),
+		"updates_per_server_cpu_s": round1(float64(accepted) / srvCPU), "limit_updates_per_cpu_s": round1(limitCPU),
+		"cpu_ratio_to_limit": round3(float64(accepted) / srvCPU / limitCPU), "round_close_ms": median(closes),
+		"round_open_ms": median(opens), "round_ingest_ms": median(ingests),
 		"round_ms": round1(secs * 1000 / float64(*rounds-1)), "rss_mb": round1(peak),
-		"update_bytes": len(pays[0])})
+		"update_bytes": len(pays[0])}
+	if base != srv.base {
+		line["via"] = "shard"
+		if st, err := shardStatus(base); err == nil && st.FoldMS > 0 {
+			line["shard_updates_per_s"] = round1(float64(st.Folded) / (st.FoldMS / 1000))
+			line["shard_folded"] = st.Folded
+			line["shard_memory_mb"] = round1(st.MemoryMB)
+		} else {
+			logf("the shard's status: %v", err)
+		}
+	}
+	out.Encode(line)
 	return nil
 }
 
@@ -514,7 +666,7 @@ func loadRun(bin, dir, model string) error {
 // clients keeps going, and reports the server's memory per idle socket and
 // the active run's round time with and without them.
 func idleRun(bin, dir string) error {
-	shapes, pays, err := payloads("mlp:32", *codec, 4)
+	shapes, pays, _, err := payloads("mlp:32", *codec, 4)
 	if err != nil {
 		return err
 	}
@@ -586,6 +738,9 @@ func idleRun(bin, dir string) error {
 	}
 	time.Sleep(5 * time.Second)
 	after, _ := srv.rssMB()
+	srv.profile("/debug/pprof/heap", "idle-heap.pb.gz")
+	srv.profile("/debug/pprof/goroutine?debug=1", "idle-goroutines.txt")
+	srv.profile("/metrics", "idle-metrics.txt")
 	with, err := measure("with idle sockets", 10)
 	if err != nil {
 		return err
@@ -608,7 +763,7 @@ func idleRun(bin, dir string) error {
 // soakRun runs -soak rounds of mlp:32 with -clients loaders and prints the
 // server's memory every 10 rounds.
 func soakRun(bin, dir string) error {
-	shapes, pays, err := payloads("mlp:32", *codec, 16)
+	shapes, pays, _, err := payloads("mlp:32", *codec, 16)
 	if err != nil {
 		return err
 	}
@@ -681,3 +836,45 @@ func median(x []float64) float64 {
 
 func round1(v float64) float64 { return float64(int64(v*10+0.5)) / 10 }
 func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
+
+// shardFor returns where load clients connect: the server, or with -shard
+// the shard (started here under workerd with -shard auto, linked to srv).
+func shardFor(srv *server) (base string, sh *workerd.Shard, err error) {
+	switch *shardArg {
+	case "":
+		return srv.base, nil, nil
+	case "auto":
+		bin, why := workerd.Find(".")
+		if bin == "" {
+			return "", nil, errors.New(why)
+		}
+		logFile, _ := os.CreateTemp("", "loadbench-workerd-*.log")
+		sh, err = workerd.Start(context.Background(), workerd.Options{Bin: bin, Bundle: *bundle, Name: "loadbench",
+			Origin: srv.base, Token: shardTok, Log: logFile})
+		if err != nil {
+			return "", nil, fmt.Errorf("starting the shard (make edge builds %s): %w", *bundle, err)
+		}
+		if err := sh.WaitLinked(30 * time.Second); err != nil {
+			sh.Kill()
+			return "", nil, err
+		}
+		logf("shard under workerd at %s (log %s)", sh.URL, logFile.Name())
+		return sh.URL, sh, nil
+	}
+	return strings.TrimRight(*shardArg, "/"), nil, nil
+}
+
+// shardStatus reads a shard's counters.
+func shardStatus(base string) (st struct {
+	Folded   int64   `json:"folded"`
+	FoldMS   float64 `json:"fold_ms"`
+	MemoryMB float64 `json:"memory_mb"`
+}, err error) {
+	res, err := http.Get(base + "/shard/status")
+	if err != nil {
+		return st, err
+	}
+	defer res.Body.Close()
+	err = json.NewDecoder(res.Body).Decode(&st)
+	return st, err
+}

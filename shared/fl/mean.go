@@ -69,6 +69,10 @@ func newMeanAgg(st stepper, global []float32) *meanAgg {
 
 // Add folds u.Delta, weighted by u.Samples, into the running sum.
 func (a *meanAgg) Add(ctx context.Context, u Update) error {
+	// The check (a pass over u for its norm) reads only u and the model's
+	// size, so it runs before the lock: concurrent folds wait for one
+	// another only while they add.
+	nrm, err := checkUpdate(u, len(a.global))
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.done {
@@ -77,7 +81,10 @@ func (a *meanAgg) Add(ctx context.Context, u Update) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
-	return a.part.Add(u)
+	if err != nil {
+		return err
+	}
+	return a.part.add(u, nrm)
 }
 
 // AddPartial merges a partial sum of updates folded elsewhere.

@@ -131,6 +131,11 @@ func (p *Partial) Add(u Update) error {
 	if err != nil {
 		return err
 	}
+	return p.add(u, nrm)
+}
+
+// add folds u, which checkUpdate passed with norm nrm.
+func (p *Partial) add(u Update, nrm float64) error {
 	if p.Count >= MaxPartialCount {
 		return fmt.Errorf("fl: a partial holds at most %d updates", MaxPartialCount)
 	}

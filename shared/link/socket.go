@@ -52,9 +52,11 @@ type SocketOptions struct {
 	ReadLimit int64
 }
 
-// FromSocket adapts a WebSocket to Conn. It starts a pinger goroutine when
-// opt.PongWait > 0; Close stops it and closes the socket. Recv must be
-// called from one goroutine; Send is serialised.
+// FromSocket adapts a WebSocket to Conn. When opt.PongWait > 0 it pings the
+// peer every 9/10 of it from a timer (a goroutine only while a ping is
+// written, so that an idle connection costs no stack for it); Close stops
+// the pings and closes the socket. Recv must be called from one goroutine;
+// Send is serialised.
 func FromSocket(s Socket, opt SocketOptions) Conn {
 	if opt.WriteWait <= 0 {
 		opt.WriteWait = 30 * time.Second
@@ -73,7 +75,9 @@ func FromSocket(s Socket, opt SocketOptions) Conn {
 			}
 			return s.SetReadDeadline(time.Now().Add(opt.PongWait))
 		})
-		go c.ping()
+		c.pingMu.Lock()
+		c.pinger = time.AfterFunc(opt.PongWait*9/10, c.ping)
+		c.pingMu.Unlock()
 	}
 	return c
 }
@@ -90,23 +94,26 @@ type socketConn struct {
 	wmu       sync.Mutex
 	once      sync.Once
 	done      chan struct{}
-	inMessage bool // a message is being read (reading goroutine only)
+	pingMu    sync.Mutex
+	pinger    *time.Timer // nil without pings; set under pingMu
+	inMessage bool        // a message is being read (reading goroutine only)
 }
 
+// ping writes one ping and arms the timer for the next; it runs on the
+// timer's goroutine.
 func (c *socketConn) ping() {
-	t := time.NewTicker(c.opt.PongWait * 9 / 10)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			if err := c.s.WriteControl(PingMessage, nil, time.Now().Add(c.opt.WriteWait)); err != nil {
-				c.Close()
-				return
-			}
-		case <-c.done:
-			return
-		}
+	select {
+	case <-c.done:
+		return
+	default:
 	}
+	if err := c.s.WriteControl(PingMessage, nil, time.Now().Add(c.opt.WriteWait)); err != nil {
+		c.Close()
+		return
+	}
+	c.pingMu.Lock()
+	c.pinger.Reset(c.opt.PongWait * 9 / 10)
+	c.pingMu.Unlock()
 }
 
 func (c *socketConn) Send(ctx context.Context, m Message) error {
@@ -184,6 +191,11 @@ func (c *socketConn) Close() error {
 	var err error
 	c.once.Do(func() {
 		close(c.done)
+		c.pingMu.Lock()
+		if c.pinger != nil {
+			c.pinger.Stop()
+		}
+		c.pingMu.Unlock()
 		// WriteControl and Close may run concurrently with a blocked write.
 		c.s.WriteControl(CloseMessage, []byte{3, 232}, time.Now().Add(time.Second)) // 1000: normal closure
 		err = c.s.Close()

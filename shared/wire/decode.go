@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"math/bits"
@@ -196,6 +197,57 @@ func (it *indexIter) next() int {
 // decodeValues writes the values into dst (ref + value with a reference),
 // at their indices for a sparse stream, and checks that they are finite.
 func (s *stream) decodeValues(p Pipeline, shapes [][]int, ref, dst []float32) error {
+	if p.Format == Int8 && s.idx == nil {
+		return s.decodeDenseInt8(p, shapes, ref, dst)
+	}
+	return s.decodeEach(p, shapes, ref, dst)
+}
+
+// decodeDenseInt8 is decodeValues for a dense int8 stream (the usual
+// update): per scale group, a table of the 255 values q·scale, then one
+// tight loop, instead of a dispatch per value. A stream with a bad value is
+// decoded again by decodeEach, which names the first bad value, so that
+// both give the same values and errors.
+func (s *stream) decodeDenseInt8(p Pipeline, shapes [][]int, ref, dst []float32) error {
+	var table [256]float32
+	g := newGroups(shapes, p.RowScales)
+	for gi := 0; g.next(); gi++ {
+		scale := math.Float32frombits(binary.LittleEndian.Uint32(s.scales[4*gi:]))
+		vals := s.vals[g.start : g.start+g.size]
+		if bytes.IndexByte(vals, 0x80) >= 0 { // -128
+			return s.decodeEach(p, shapes, ref, dst)
+		}
+		// Rounded to float32 before ref is added (no fused multiply-add),
+		// as decodeEach does.
+		for b := range table {
+			table[b] = float32(int8(b)) * scale
+		}
+		out := dst[g.start : g.start+len(vals)]
+		bad := false
+		if ref != nil {
+			r := ref[g.start : g.start+len(vals)]
+			for i := range out {
+				f := table[vals[i]] + r[i]
+				bad = bad || f-f != 0
+				out[i] = f
+			}
+		} else {
+			for i := range out {
+				f := table[vals[i]]
+				bad = bad || f-f != 0
+				out[i] = f
+			}
+		}
+		if bad {
+			return s.decodeEach(p, shapes, ref, dst)
+		}
+	}
+	return nil
+}
+
+// decodeEach is decodeValues one value at a time, for every format and
+// for sparse streams.
+func (s *stream) decodeEach(p Pipeline, shapes [][]int, ref, dst []float32) error {
 	m := len(s.vals) / p.Format.width()
 	it := indexIter{b: s.idx}
 	sparse := s.idx != nil

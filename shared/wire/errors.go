@@ -48,6 +48,10 @@ const (
 	CodeRunOver     = "run_over"     // a hello for a run that has ended
 	CodeFull        = "full"         // a hello for a run whose data slices are all held
 	CodeRateLimited = "rate_limited" // too many failed hellos from this address
+	// CodeShardRefused: a hello through an edge shard for a run whose
+	// strategy needs every update (robust rules, anomaly detection) or
+	// that is asynchronous.
+	CodeShardRefused = "shard_refused"
 )
 
 // RejectCode returns the Rejected code that matches err: CodeTooLarge,

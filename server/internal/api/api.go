@@ -56,6 +56,9 @@ type Options struct {
 	// MessageWait bounds how long a WebSocket message may take to arrive
 	// once it has started (default DefaultMessageWait).
 	MessageWait time.Duration
+	// ShardToken, when set, lets edge shards link at GET /shard with it
+	// (shard.go).
+	ShardToken string
 }
 
 // Server is the HTTP handler. Safe for concurrent use.
@@ -118,6 +121,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/runs/{id}/slice", s.getSlice)
 	m.HandleFunc("GET /api/runs/{id}/events", s.events)
 	m.HandleFunc("GET /ws", s.refuseUnlessServing(s.websocket))
+	if s.opt.ShardToken != "" {
+		m.HandleFunc("GET /shard", s.refuseUnlessServing(s.shard)) // edge shards (shard.go)
+	}
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /readyz", s.readyz)
 	if s.opt.Metrics != nil {

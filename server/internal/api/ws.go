@@ -35,9 +35,13 @@ const (
 var writeBuffers sync.Pool
 
 // websocket upgrades a participant's connection and hands it to the
-// coordinator, which runs the protocol until the client leaves. An address
-// that has sent too many failed hellos (a wrong join token, a run that does
-// not exist) is refused before the upgrade until it has waited.
+// coordinator on a goroutine of its own, which runs the protocol until the
+// client leaves and then closes the connection. The handler returns once
+// the connection is handed over, so that the HTTP server's per-request
+// state (its write buffers, the request, a deep goroutine stack) does not
+// stay with every idle participant. An address that has sent too many
+// failed hellos (a wrong join token, a run that does not exist) is refused
+// before the upgrade until it has waited.
 func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r)
 	if wait := s.hellos.wait(ip); wait > 0 {
@@ -55,13 +59,18 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn := link.FromSocket(ws, link.SocketOptions{PongWait: pongWait, MessageWait: s.opt.MessageWait,
 		WriteWait: wsWriteWait, ReadLimit: wsReadLimit})
-	defer s.opt.Metrics.ConnOpened()()
+	closed := s.opt.Metrics.ConnOpened()
 	pc := &participantConn{Conn: conn, ws: ws, s: s}
-	err = s.c.Serve(r.Context(), pc, coord.PeerInfo{Remote: r.RemoteAddr, KeyExchange: KeyExchange(r),
-		Refused: func() { s.hellos.fail(ip) }})
-	if err != nil {
-		s.log.Info("participant connection ended", "remote", r.RemoteAddr, "err", err)
-	}
+	// The request's context ends when this handler returns; the session
+	// keeps its values only. The coordinator ends sessions on shutdown.
+	ctx, remote, kex := context.WithoutCancel(r.Context()), r.RemoteAddr, KeyExchange(r)
+	go func() {
+		defer closed()
+		err := s.c.Serve(ctx, pc, coord.PeerInfo{Remote: remote, KeyExchange: kex, Refused: func() { s.hellos.fail(ip) }})
+		if err != nil {
+			s.log.Info("participant connection ended", "remote", remote, "err", err)
+		}
+	}()
 }
 
 // Close codes and the bye a participant gets when the server shuts down.

@@ -251,7 +251,7 @@ func (r *Run) rebuild(ctx context.Context, o *round) error {
 		}
 		o.ids = append(o.ids, u.ID)
 	}
-	return nil
+	return r.replayPartials(ctx, o, false) // edge shards' stored partials (shard_round.go)
 }
 
 // closed takes the closer's result on the loop: the new model becomes the

@@ -272,12 +272,18 @@ func TestEveryRefusalCounts(t *testing.T) {
 func TestSliceReturnsToPool(t *testing.T) {
 	e := newEngine(t)
 	run := e.run(coord.Config{Clients: 2, StartClients: 2, MinClients: 2, Rounds: 3, SliceGrace: coord.Duration(time.Minute)})
+	// The view is published after the event that sent the welcome: wait
+	// for it to count the client, or a stale 0 passes gone() before the
+	// client left, and it leaves after the clock moved.
+	joined := func() { waitFor(t, "the client to be counted", func() bool { return run.View().Connected == 1 }) }
 	gone := func() { waitFor(t, "the client to be gone", func() bool { return run.View().Connected == 0 }) }
 	a := e.join(run, nil)
+	joined()
 	a.close()
 	gone()
 	e.clock.Advance(10 * time.Second)
 	b := e.join(run, nil)
+	joined()
 	b.close()
 	gone()
 	full := e.dial(run, nil, "")

@@ -156,6 +156,7 @@ func (r *Run) step(ctx context.Context) {
 	now := r.c.now()
 	if o := st.round; o != nil {
 		r.secureStep(o, now) // secure aggregation's phases (secagg.go)
+		r.edgeStep(o, now)   // edge shards: flush, or drop what missed the round (shard_round.go)
 		if due, why := r.policy.Due(o, now); due {
 			r.closeRound(ctx, o, why)
 		}
@@ -199,6 +200,8 @@ func (r *Run) handle(ctx context.Context, ev event) {
 		ev.reply <- r.snapshot()
 	case evSecure: // secure aggregation (secagg.go)
 		r.secureEvent(ev)
+	case edgeEvent: // edge shards' events (shard_round.go)
+		ev.apply(ctx, r)
 	}
 }
 
@@ -435,6 +438,7 @@ func (r *Run) nextExpiry() time.Time {
 func (r *Run) open(o *round) error {
 	st, sp := r.st, r.sp
 	st.round, st.roundNo = o, o.n
+	r.edgeOpened(o) // edge shards: describe the round to their links (shard_round.go)
 	row := &store.Round{RunID: sp.id, Round: o.n, StartedAt: o.started, DeadlineAt: o.deadline, Selected: o.order}
 	first := st.status == StatusWaiting
 	st.status = StatusRunning

@@ -131,6 +131,10 @@ func (r *Run) resumeOpenRound(ctx context.Context) error {
 			return fmt.Errorf("replaying update %d of round %d: %w", u.ID, o.n, err)
 		}
 	}
+	// Edge shards' stored partials (shard_round.go).
+	if err := r.replayPartials(ctx, o, true); err != nil {
+		return fmt.Errorf("replaying the partials of round %d: %w", o.n, err)
+	}
 	r.c.deps.Log.Info("resumed open round", "run", sp.id, "round", o.n, "replayed_updates", len(ups), "waiting_for", o.pending())
 	return r.open(o)
 }

@@ -41,6 +41,7 @@ type Run struct {
 	slices    sync.Map  // client id → slice index, for the slice handler
 	deltas    sync.Pool // *[]float32 decode buffers of the model's size
 	st        *state    // the loop's
+	edge      edgeState // edge shards' part of the run (shard.go, shard_round.go)
 	// closers counts the goroutines aggregating a round off the loop; the
 	// loop waits for them before it ends.
 	closers sync.WaitGroup

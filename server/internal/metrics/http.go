@@ -37,7 +37,7 @@ func (m *Metrics) Message(up, binary bool, n int) {
 }
 
 // untimed are the long-lived routes: counted, but not timed.
-var untimed = map[string]bool{"GET /ws": true, "GET /api/runs/{id}/events": true}
+var untimed = map[string]bool{"GET /ws": true, "GET /api/runs/{id}/events": true, "GET /shard": true}
 
 // HTTP wraps a handler (an http.ServeMux, or one that contains one) to
 // count requests by route pattern and status and time them. The route is

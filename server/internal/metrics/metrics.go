@@ -69,6 +69,8 @@ type Metrics struct {
 
 	httpRequests *prometheus.CounterVec
 	httpSeconds  *prometheus.HistogramVec
+
+	shard shardMetrics // edge shards' links (shard.go)
 }
 
 // New returns a registry with every collector registered.
@@ -109,6 +111,7 @@ func New(opt Options) *Metrics {
 	m.reg.MustRegister(m.rounds, m.roundSeconds, m.updates, m.excluded, m.runsEnded, m.wireBytes, m.wireMsgs,
 		m.conns, m.connsAll, m.decode, m.aggregate, m.evaluate, m.writeSeconds, m.writeErrors, m.httpRequests, m.httpSeconds,
 		&runCollector{runs: opt.Runs})
+	m.registerShard()
 	if opt.Go {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			collectors.NewBuildInfoCollector())

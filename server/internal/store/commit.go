@@ -183,6 +183,10 @@ func (t *Tx) settlePayloads(run string, round int, keep bool) error {
 			return err
 		}
 	}
+	// Edge shards' partials of the round go with the file (partials.go).
+	if err := t.settlePartials(run, round); err != nil {
+		return err
+	}
 	if log := t.s.log; log != nil {
 		t.after = append(t.after, func() { log.drop(run, round) })
 	}

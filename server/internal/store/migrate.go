@@ -140,7 +140,30 @@ ALTER TABLE updates ADD COLUMN task_at INTEGER;
 ALTER TABLE updates ADD COLUMN profile TEXT;
 ALTER TABLE clients ADD COLUMN profile TEXT;
 `,
-	// 5: the TLS key exchange of each client's latest connection (e.g.
+	// 5: partial aggregates from edge shards. A partial's payload (its
+	// compressed sum) lives in the round's payload file like an update's;
+	// the updates folded into it have no payload of their own and name it
+	// in partial_id.
+	`
+CREATE TABLE partials (
+	id             INTEGER PRIMARY KEY,
+	run_id         TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+	round          INTEGER NOT NULL,
+	shard          TEXT NOT NULL,
+	received_at    INTEGER NOT NULL,
+	count          INTEGER NOT NULL,
+	weight         INTEGER NOT NULL,
+	bytes          INTEGER NOT NULL,
+	clipped        TEXT,
+	payload_offset INTEGER,
+	payload_len    INTEGER,
+	payload_crc    INTEGER,
+	blob           BLOB
+);
+CREATE INDEX partials_by_round ON partials (run_id, round);
+ALTER TABLE updates ADD COLUMN partial_id INTEGER;
+`,
+	// 6: the TLS key exchange of each client's latest connection (e.g.
 	// X25519MLKEM768), so that a post-quantum path can be seen.
 	`
 ALTER TABLE clients ADD COLUMN key_exchange TEXT;
@@ -149,7 +172,7 @@ ALTER TABLE clients ADD COLUMN key_exchange TEXT;
 
 // SchemaVersion is the user_version of a database that Open has migrated:
 // the number of schema migrations this package knows.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // userVersion reads PRAGMA user_version.
 func userVersion(ctx context.Context, q interface {

@@ -169,13 +169,14 @@ func (s *Store) queryUpdates(ctx context.Context, op string, query string, args 
 }
 
 // PendingUpdates returns the accepted updates of a round with their
-// payloads, in the order they were received (by ID): what a restarted
+// payloads, in the order they were received (by ID), except those folded
+// at an edge shard (see PendingPartials): what a restarted
 // server needs to rebuild an open round. An update whose payload cannot be
 // read back has Lost set (see LoseUpdate). After the round is aggregated the
 // payloads are nil unless the run keeps them.
 func (s *Store) PendingUpdates(ctx context.Context, runID string, round int) ([]Update, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+updateColumns+`, payload_offset, payload_len, payload_crc, blob
-		FROM updates WHERE run_id = ? AND round = ? AND accepted = 1 ORDER BY id`, runID, round)
+		FROM updates WHERE run_id = ? AND round = ? AND accepted = 1 AND partial_id IS NULL ORDER BY id`, runID, round)
 	if err != nil {
 		return nil, wrap("pending updates", err)
 	}

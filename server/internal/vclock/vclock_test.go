@@ -84,8 +84,11 @@ func TestStoppedTimerAndCancelledSleep(t *testing.T) {
 		t.Error("Stop of a pending timer = false, or a second Stop = true")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// The canceller's unit is held before Sleep lets go of the test's:
+	// held inside the goroutine, the clock could find nothing in flight
+	// first and fire the hour.
+	c.Hold()
 	go func() {
-		c.Hold() // the canceller works
 		defer c.Release()
 		cancel()
 	}()
