@@ -21,8 +21,12 @@ IMAGE ?= localhost/qflare:latest
 WORKERD := build/edge/node_modules/.bin/workerd
 SHARDS ?= 2
 
-# The packages whose tests run under the race detector, and the rest.
+# The packages whose tests run under the race detector, and the rest. The
+# browser tests (e2e) run after the others, not beside them: they measure how
+# responsive a tab stays, which a machine busy with other packages' tests
+# would decide instead.
 SERVER_PKGS := ./server/...
+E2E_PKG := ./server/internal/e2e
 OTHER_PKGS   = $(shell $(GO) list ./... | grep -v '/server')
 
 .PHONY: all build wasm vendor run image test vet test-native test-race test-wasm test-wasm-simd fuzz bench-smoke \
@@ -86,7 +90,8 @@ test-native:
 # The server packages, including the browser end-to-end tests (headless
 # Chromium; they skip, saying why, where it is not installed).
 test-race:
-	$(GO) test -race $(SERVER_PKGS)
+	$(GO) test -race $$($(GO) list $(SERVER_PKGS) | grep -v '/server/internal/e2e$$')
+	$(GO) test -race $(E2E_PKG)
 
 # The numeric core, protocol and client logic run in the browser: test them
 # as wasm under node too, with the portable kernel and with SIMD128.
