@@ -27,6 +27,10 @@ var (
 
 	// ErrShape reports vectors or shapes whose sizes do not match.
 	ErrShape = errors.New("wire: shape mismatch")
+
+	// ErrNorm reports an update that changes the model by more than its
+	// receiver allows (see ToDelta).
+	ErrNorm = errors.New("wire: update changes the model too much")
 )
 
 // Codes sent in Rejected.Code and stored in updates.code: the one
@@ -65,6 +69,8 @@ func RejectCode(err error) string {
 		return CodeNotFinite
 	case errors.Is(err, ErrShape):
 		return CodeShape
+	case errors.Is(err, ErrNorm):
+		return CodeNorm
 	default:
 		return CodeBadFrame
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -270,28 +269,8 @@ func (r *Run) decode(ctx context.Context, u *decoded) *rejection {
 		return &rejection{code: wire.RejectCode(err), reason: err.Error()}
 	}
 	u.delta = w
-	var norm float64
-	for i, v := range w {
-		d := v - u.base[i]
-		w[i] = d
-		norm += float64(d) * float64(d)
-	}
-	norm = math.Sqrt(norm)
-	// No coordinate can exceed the norm, so only a large norm needs the
-	// look for the largest change.
-	peak := 0.0
-	if norm > fl.MaxDeltaValue {
-		for _, d := range w {
-			peak = max(peak, math.Abs(float64(d)))
-		}
-	}
-	switch {
-	case math.IsInf(norm, 0) || math.IsNaN(norm):
-		return &rejection{code: wire.CodeNotFinite, reason: "the update's difference from the global model overflows float32"}
-	case peak > fl.MaxDeltaValue:
-		return &rejection{code: wire.CodeNorm, reason: fmt.Sprintf("the update changes a weight by %.4g, beyond ±%d", peak, fl.MaxDeltaValue)}
-	case r.sp.cfg.MaxUpdateNorm > 0 && norm > r.sp.cfg.MaxUpdateNorm:
-		return &rejection{code: wire.CodeNorm, reason: fmt.Sprintf("update norm %.4g exceeds the run's limit %.4g", norm, r.sp.cfg.MaxUpdateNorm)}
+	if _, err := wire.ToDelta(w, u.base, fl.MaxDeltaValue, r.sp.cfg.MaxUpdateNorm); err != nil {
+		return &rejection{code: wire.RejectCode(err), reason: err.Error()}
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package shard
 
 import (
 	"fmt"
-	"math"
 	"time"
 	"unicode/utf8"
 
@@ -266,26 +265,8 @@ func (s *Shard) fold(t *tab, r *run, h *wire.FrameHeader, payload []byte, meta *
 		return refuse(wire.RejectCode(err), "%s", err.Error())
 	}
 	r.buf = w
-	var norm float64
-	for i, v := range w {
-		d := v - r.base[i]
-		w[i] = d
-		norm += float64(d) * float64(d)
-	}
-	norm = math.Sqrt(norm)
-	peak := 0.0
-	if norm > fl.MaxDeltaValue {
-		for _, d := range w {
-			peak = max(peak, math.Abs(float64(d)))
-		}
-	}
-	switch {
-	case math.IsInf(norm, 0) || math.IsNaN(norm):
-		return refuse(wire.CodeNotFinite, "the update's difference from the global model overflows float32")
-	case peak > fl.MaxDeltaValue:
-		return refuse(wire.CodeNorm, "the update changes a weight by %.4g, beyond ±%d", peak, fl.MaxDeltaValue)
-	case r.info.MaxUpdateNorm > 0 && norm > r.info.MaxUpdateNorm:
-		return refuse(wire.CodeNorm, "update norm %.4g exceeds the run's limit %.4g", norm, r.info.MaxUpdateNorm)
+	if _, err := wire.ToDelta(w, r.base, fl.MaxDeltaValue, r.info.MaxUpdateNorm); err != nil {
+		return refuse(wire.RejectCode(err), "%s", err.Error())
 	}
 	part := r.open[h.Round]
 	if part == nil {
