@@ -351,7 +351,7 @@ func (c *Client) upload(ctx, rctx context.Context, conn link.Conn, rs *wire.Roun
 func (c *Client) decline(ctx context.Context, conn link.Conn, round int, reason string) error {
 	c.emit(Event{Type: EventError, Round: round, Message: reason + "; skipping this round"})
 	c.state(StateWaiting, round)
-	return c.sendMsg(ctx, conn, &wire.Decline{Round: round, Reason: reason})
+	return c.sendMsg(ctx, conn, &wire.Decline{Round: round, Reason: wire.ClipText(reason)})
 }
 
 func finite(v float64) float64 {

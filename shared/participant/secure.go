@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"github.com/qflare/qflare/shared/link"
 	"github.com/qflare/qflare/shared/nn"
@@ -229,23 +228,9 @@ func (c *Client) secureRound(ctx context.Context, conn link.Conn, rs *wire.Round
 		return nil
 	case errors.Is(err, secagg.ErrBelowThreshold), errors.Is(err, secagg.ErrSignature),
 		errors.Is(err, secagg.ErrProtocol), errors.Is(err, secagg.ErrBadShare):
-		return c.decline(ctx, conn, rs.Round, clipReason("secure aggregation: "+err.Error()))
+		return c.decline(ctx, conn, rs.Round, "secure aggregation: "+err.Error())
 	}
 	return err
-}
-
-// clipReason shortens a reason to what a message may carry.
-func clipReason(s string) string {
-	const max = 250 // wire's limit on reasons is 256 bytes
-	if len(s) <= max {
-		return s
-	}
-	for i := max; i > 0; i-- {
-		if utf8.RuneStart(s[i]) {
-			return s[:i]
-		}
-	}
-	return ""
 }
 
 // secureShare takes the roster and sends the sealed shares, then opens
@@ -290,7 +275,7 @@ func (c *Client) secureMask(ctx context.Context, conn link.Conn, sa *secagg.Clie
 		// The guard (guard.go): no masked input. The round goes on without
 		// it, as for a member that left before masking: the others reveal
 		// this member's key root and its pair masks are removed.
-		if err := c.decline(ctx, conn, rs.Round, clipReason(worse.Error())); err != nil {
+		if err := c.decline(ctx, conn, rs.Round, worse.Error()); err != nil {
 			return err
 		}
 		return errSecureOver

@@ -189,3 +189,25 @@ func checkProfile(field, s string) error {
 	}
 	return nil
 }
+
+// ClipText makes s fit a message's text field (reasons, names): valid
+// UTF-8 without control characters (each becomes a space), at most
+// maxTextLen bytes, cut at a character boundary; so that any error's text
+// goes out as a valid message.
+func ClipText(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, " "))
+	if len(s) <= maxTextLen {
+		return s
+	}
+	for i := maxTextLen; i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i]
+		}
+	}
+	return ""
+}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
-	"unicode/utf8"
 
 	"github.com/qflare/qflare/server/internal/store"
 	"github.com/qflare/qflare/shared/fl"
@@ -346,7 +345,7 @@ func (r *Run) secureFrame(ctx context.Context, p *peer, msg link.Message) error 
 		err = errors.New("this run does not aggregate securely")
 	}
 	if err != nil {
-		p.sendMsg(&wire.Rejected{Code: wire.RejectCode(err), Reason: clipReason("secure aggregation: " + err.Error())})
+		p.sendMsg(&wire.Rejected{Code: wire.RejectCode(err), Reason: wire.ClipText("secure aggregation: " + err.Error())})
 		p.reject()
 		return nil
 	}
@@ -428,7 +427,7 @@ func (r *Run) secureEvent(ev evSecure) {
 	}
 	if err != nil {
 		r.c.deps.Log.Warn("secure aggregation message refused", "run", r.sp.id, "client", ev.p.clientID, "type", ev.m.Type(), "err", err)
-		ev.p.sendMsg(&wire.Rejected{Round: ev.m.RoundNo(), Code: wire.CodeBadFrame, Reason: clipReason("secure aggregation: " + err.Error())})
+		ev.p.sendMsg(&wire.Rejected{Round: ev.m.RoundNo(), Code: wire.CodeBadFrame, Reason: wire.ClipText("secure aggregation: " + err.Error())})
 		ev.p.reject()
 		if ev.reply != nil {
 			ev.reply <- secVerdict{rej: &rejection{code: wire.CodeBadFrame, reason: err.Error()}}
@@ -592,19 +591,4 @@ func (r *Run) dropSecureRound(sr *store.Round) error {
 	return r.c.deps.Store.Do(context.Background(), "fail_round", func(t *store.Tx) error {
 		return t.FailRound(&store.Failure{RunID: r.sp.id, Round: sr.Round, Reason: reason})
 	})
-}
-
-// clipReason shortens a reason to what a message may carry (wire's limit
-// is 256 bytes), at a character boundary.
-func clipReason(s string) string {
-	const max = 250
-	if len(s) <= max {
-		return s
-	}
-	for i := max; i > 0; i-- {
-		if utf8.RuneStart(s[i]) {
-			return s[:i]
-		}
-	}
-	return ""
 }
