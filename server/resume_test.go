@@ -59,20 +59,7 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	t.Logf("killed the server with %d accepted updates in the open round", len(before))
 
 	startServer(t, bin, addr, db) // the clients reconnect by themselves
-	waitUntil(t, 3*time.Minute, "the run to finish", func() bool {
-		var r struct{ Status string }
-		getJSON(t, base+"/api/runs/"+run.ID, &r)
-		return r.Status == "finished"
-	})
-	after := accepted(getUpdates(t, base, run.ID))
-	if len(after) != 4 {
-		t.Fatalf("round 1 has %d accepted updates after the restart; want 4: %+v", len(after), after)
-	}
-	for _, b := range before {
-		if !containsID(after, b.ID) {
-			t.Errorf("update %d accepted before the kill is gone after the restart", b.ID)
-		}
-	}
+	checkResumed(t, base, run.ID, before, 4, "the kill")
 	if all := getUpdates(t, base, run.ID); len(all) != 4 {
 		t.Errorf("round 1 stored %d updates; want exactly the 4 accepted ones (none sent twice): %+v", len(all), all)
 	}
@@ -144,6 +131,20 @@ type process struct {
 // is ready (/readyz 200), and keeps its output.
 func startServerLogs(t *testing.T, bin, addr, db string, extra ...string) *process {
 	t.Helper()
+	return startServerUntil(t, bin, addr, db, "the server to be ready", func(*syncBuffer) bool {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, extra...)
+}
+
+// startServerUntil runs the server binary with extra flags, keeps its
+// output (shown if the test fails) and waits up to a minute for ready.
+func startServerUntil(t *testing.T, bin, addr, db, what string, ready func(logs *syncBuffer) bool, extra ...string) *process {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve", "--addr", addr, "--db", db, "--admin-token", "admin"}, extra...)...)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -157,15 +158,30 @@ func startServerLogs(t *testing.T, bin, addr, db string, extra ...string) *proce
 			t.Logf("server output:\n%s", tail(logs.String(), 40))
 		}
 	})
-	waitUntil(t, time.Minute, "the server to be ready", func() bool {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitUntil(t, time.Minute, what, func() bool { return ready(logs) })
 	return &process{cmd: cmd, logs: logs}
+}
+
+// checkResumed waits for the restarted server to finish the run, then
+// checks that its first round (or step) holds exactly want accepted
+// updates, among them every update acknowledged before the restart
+// (before). when says what happened to the server.
+func checkResumed(t *testing.T, base, run string, before []update, want int, when string) {
+	t.Helper()
+	waitUntil(t, 3*time.Minute, "the run to finish", func() bool {
+		var r struct{ Status string }
+		getJSON(t, base+"/api/runs/"+run, &r)
+		return r.Status == "finished"
+	})
+	after := accepted(getUpdates(t, base, run))
+	if len(after) != want {
+		t.Fatalf("the first round has %d accepted updates after the restart; want %d: %+v", len(after), want, after)
+	}
+	for _, b := range before {
+		if !containsID(after, b.ID) {
+			t.Errorf("update %d acknowledged before %s is gone after the restart", b.ID, when)
+		}
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.
@@ -324,21 +340,8 @@ func TestAsyncResumeAfterSIGKILL(t *testing.T) {
 		t.Skip("the step filled before the kill; nothing to resume")
 	}
 
-	startServer(t, bin, addr, db) // the clients reconnect by themselves
-	waitUntil(t, 3*time.Minute, "the run to finish", func() bool {
-		var r struct{ Status string }
-		getJSON(t, base+"/api/runs/"+run.ID, &r)
-		return r.Status == "finished"
-	})
-	after := accepted(getUpdates(t, base, run.ID))
-	if len(after) != 4 {
-		t.Fatalf("step 1 has %d accepted updates after the restart; want the buffer, 4: %+v", len(after), after)
-	}
-	for _, b := range before {
-		if !containsID(after, b.ID) {
-			t.Errorf("update %d acknowledged before the kill is gone after the restart", b.ID)
-		}
-	}
+	startServer(t, bin, addr, db)                        // the clients reconnect by themselves
+	checkResumed(t, base, run.ID, before, 4, "the kill") // the step's buffer
 	var rounds []struct {
 		Status  string
 		Metrics map[string]float64 `json:"metrics"`

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -89,21 +88,9 @@ func TestSecureRoundsOverPostQuantumTLS(t *testing.T) {
 // until it says where it serves.
 func startTLSServer(t *testing.T, bin, addr, db string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--db", db, "--admin-token", "admin", "--tls-self-signed")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("server output:\n%s", tail(logs.String(), 40))
-		}
-	})
-	waitUntil(t, time.Minute, "the server to serve", func() bool { return strings.Contains(logs.String(), "TLS:") })
-	return &process{cmd: cmd, logs: logs}
+	return startServerUntil(t, bin, addr, db, "the server to serve", func(logs *syncBuffer) bool {
+		return strings.Contains(logs.String(), "TLS:")
+	}, "--tls-self-signed")
 }
 
 // call sends a request as the admin and decodes the JSON answer into out.

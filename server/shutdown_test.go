@@ -85,20 +85,7 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 	})
 
 	startServerLogs(t, bin, addr, db) // the clients reconnect by themselves
-	waitUntil(t, 3*time.Minute, "the run to finish", func() bool {
-		var r struct{ Status string }
-		getJSON(t, base+"/api/runs/"+run.ID, &r)
-		return r.Status == "finished"
-	})
-	after := accepted(getUpdates(t, base, run.ID))
-	if len(after) != 4 {
-		t.Fatalf("round 1 has %d accepted updates after the restart; want 4: %+v", len(after), after)
-	}
-	for _, b := range before {
-		if !containsID(after, b.ID) {
-			t.Errorf("update %d accepted before SIGTERM is gone after the restart", b.ID)
-		}
-	}
+	checkResumed(t, base, run.ID, before, 4, "SIGTERM")
 	if all := getUpdates(t, base, run.ID); len(all) != 4 {
 		t.Errorf("round 1 stored %d updates; want exactly the 4 accepted ones: %+v", len(all), all)
 	}
