@@ -70,7 +70,7 @@ var (
 	attach   = flag.String("server", "", "drive this running server (base URL) instead of starting one; its admin token comes from -admin-token")
 	pid      = flag.Int("pid", 0, "with -server: the server's process id, for memory figures")
 	binPath  = flag.String("bin", "", "run this server binary instead of building ./server (to compare two builds under the same generator)")
-	profDir  = flag.String("pprof", "", "write the server's profiles to this `DIR`: CPU over the measured load rounds, heap and goroutines with the idle sockets held")
+	profDir  = flag.String("pprof", "", "write the server's profiles to this `DIR`: CPU and an execution trace over the measured load rounds, heap and goroutines with the idle sockets held")
 	shardArg = flag.String("shard", "", `drive the load through an edge shard: "auto" (one under workerd, in front of the server started here) or a running shard's base URL`)
 	bundle   = flag.String("bundle", "bin/edge", "with -shard auto: the edge bundle (make edge)")
 	adminTok = "loadbench-admin"
@@ -600,7 +600,11 @@ func loadRun(bin, dir, model string) error {
 			}
 			cpuServer[i], cpuGen[i] = srv.cpu(), selfCPU()
 			if i == 0 {
-				go srv.profile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", cpuProfileSeconds), "cpu-"+strings.ReplaceAll(model, ":", "-")+".pb.gz")
+				name := strings.ReplaceAll(model, ":", "-")
+				go srv.profile(fmt.Sprintf("/debug/pprof/profile?seconds=%d", cpuProfileSeconds), "cpu-"+name+".pb.gz")
+				// What a CPU profile cannot show, waiting: go tool trace
+				// -pprof=sync (or net, syscall, sched) on it.
+				go srv.profile("/debug/pprof/trace?seconds=2", "trace-"+name+".out")
 			}
 		}
 	}()

@@ -14,6 +14,13 @@ type Update struct {
 	Samples int
 	// Delta is w_client − w_global; its length must equal the model size.
 	Delta []float32
+	// Norm, when positive, is Delta's L2 norm as the caller computed it
+	// while it checked Delta (wire.ToDelta returns it, summed exactly as
+	// the aggregations sum it): a finite norm of at most MaxDeltaValue
+	// also vouches that every value is finite and within ±MaxDeltaValue.
+	// Add then trusts it and skips its own pass over Delta. Leave it 0
+	// unless it is exactly that.
+	Norm float64
 }
 
 // FitConfig is what a round asks of each client.

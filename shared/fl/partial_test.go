@@ -15,6 +15,7 @@ import (
 
 	"github.com/qflare/qflare/shared/fl"
 	"github.com/qflare/qflare/shared/fl/fltest"
+	"github.com/qflare/qflare/shared/wire"
 )
 
 var updateGolden = flag.Bool("update-golden", false, "rewrite testdata/partial_golden.txt")
@@ -91,6 +92,42 @@ func TestPartialLimits(t *testing.T) {
 	mean := make([]float64, 4)
 	if err := p.Mean(mean); err != nil || mean[1] != -2 {
 		t.Errorf("Mean() = %v, %v; want [1 -2 3 -4], nil", mean, err)
+	}
+}
+
+// TestVouchedNorm: an update that carries the norm its sender checked is
+// folded to the same bits as one whose norm Add computes, and a norm beyond
+// MaxDeltaValue vouches for nothing (Add checks the values itself).
+func TestVouchedNorm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	d := make([]float32, 1000)
+	for i := range d {
+		d[i] = float32(rng.NormFloat64() * 0.01)
+	}
+	nrm, err := wire.ToDelta(slices.Clone(d), make([]float32, len(d)), fl.MaxDeltaValue, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, vouched := fl.NewPartial(len(d)), fl.NewPartial(len(d))
+	if err := plain.Add(fl.Update{Client: "a", Samples: 600, Delta: d}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vouched.Add(fl.Update{Client: "a", Samples: 600, Delta: d, Norm: nrm}); err != nil {
+		t.Fatal(err)
+	}
+	pb, _ := plain.MarshalBinary()
+	vb, _ := vouched.MarshalBinary()
+	if !slices.Equal(pb, vb) {
+		t.Errorf("a vouched norm (%v) changed the partial; want the same bits", nrm)
+	}
+	bad := slices.Clone(d)
+	bad[3] = float32(math.Inf(1))
+	if err := plain.Add(fl.Update{Client: "b", Samples: 1, Delta: bad, Norm: math.Inf(1)}); err == nil {
+		t.Errorf("Add(infinite value, Norm +Inf) = nil; want an error")
+	}
+	bad[3] = fl.MaxDeltaValue * 2
+	if err := plain.Add(fl.Update{Client: "b", Samples: 1, Delta: bad, Norm: fl.MaxDeltaValue * 2}); err == nil {
+		t.Errorf("Add(value beyond MaxDeltaValue, Norm beyond it) = nil; want an error")
 	}
 }
 

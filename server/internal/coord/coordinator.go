@@ -135,10 +135,16 @@ func newID(prefix string) string {
 
 func newToken() string { return rand.Text()[:20] }
 
+// decodeBuffers is how many updates of one run may be decoded or wait,
+// decoded, for the loop's verdict and the fold at once: enough to keep every
+// core decoding while others wait.
+func decodeBuffers() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
 // newRun builds a run around its spec and the given global model.
 func (c *Coordinator) newRun(sp *spec) *Run {
 	r := &Run{c: c, sp: sp, policy: newPolicy(&sp.cfg), models: newModels(sp), hub: newHub(),
-		done: make(chan struct{}), mbWake: make(chan struct{}, 1),
+		deltas: newBufList(decodeBuffers(), sp.numParams),
+		done:   make(chan struct{}), mbWake: make(chan struct{}, 1),
 		st: &state{status: StatusWaiting, clients: map[string]*client{}, bySlice: make([]string, len(sp.parts))}}
 	if sp.cfg.Async() {
 		r.staleness, _ = ParseStaleness(sp.cfg.Staleness) // Normalize checked it

@@ -39,7 +39,7 @@ type Run struct {
 	done      chan struct{}
 	view      atomic.Pointer[RunView]
 	slices    sync.Map  // client id → slice index, for the slice handler
-	deltas    sync.Pool // *[]float32 decode buffers of the model's size
+	deltas    *bufList  // decode buffers of the model's size
 	st        *state    // the loop's
 	edge      edgeState // edge shards' part of the run (shard.go, shard_round.go)
 	// closers counts the goroutines aggregating a round off the loop; the
@@ -179,11 +179,44 @@ func (r *Run) Slice(id string) (*data.Set, error) {
 	return r.sp.sliceSet(v.(int)), nil
 }
 
-// deltaBuf returns a decode buffer of the model's size.
-func (r *Run) deltaBuf() *[]float32 {
-	if b, ok := r.deltas.Get().(*[]float32); ok {
-		return b
+// bufList is a bounded free list of the model-size buffers updates are
+// decoded into. A buffer is taken before an update is decoded and given
+// back once the update is folded (or refused), so the list bounds how many
+// decoded updates wait for the loop and the fold at once, and the memory
+// they hold. Unlike a sync.Pool it keeps its buffers across garbage
+// collections: an update is decoded into memory that is already mapped and
+// likely in cache, not into a fresh allocation whose every page faults in
+// on first write.
+type bufList struct {
+	size  int
+	slots chan struct{}   // one per buffer in use
+	free  chan *[]float32 // buffers given back
+}
+
+// newBufList returns a list of at most n buffers of size floats each,
+// allocated on first use.
+func newBufList(n, size int) *bufList {
+	return &bufList{size: size, slots: make(chan struct{}, n), free: make(chan *[]float32, n)}
+}
+
+// get returns a buffer, waiting while all are in use, or ctx's error.
+func (l *bufList) get(ctx context.Context) (*[]float32, error) {
+	select {
+	case l.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	b := make([]float32, r.sp.numParams)
-	return &b
+	select {
+	case b := <-l.free:
+		return b, nil
+	default:
+		b := make([]float32, l.size)
+		return &b, nil
+	}
+}
+
+// put gives back a buffer get returned.
+func (l *bufList) put(b *[]float32) {
+	l.free <- b // never blocks: at most cap(slots) buffers exist
+	<-l.slots
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/qflare/qflare/server/internal/store"
@@ -183,12 +182,14 @@ func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *in
 	// holds exactly what is durable. Neither step is cancelled with the
 	// connection: the loop must hear how both went.
 	keep := context.WithoutCancel(ctx)
+	nrm := u.norm // decode's check computed it, as Add would
 	if v.scale != 1 {
 		for i := range u.delta {
 			u.delta[i] *= v.scale
 		}
+		nrm = 0 // Add computes the scaled delta's
 	}
-	if err = v.agg.Add(keep, fl.Update{Client: p.clientID, Samples: u.h.Samples, Delta: u.delta}); err != nil {
+	if err = v.agg.Add(keep, fl.Update{Client: p.clientID, Samples: u.h.Samples, Delta: u.delta, Norm: nrm}); err != nil {
 		// decode validated the update; Add can only refuse what it let
 		// through by mistake, or a round stopped under it.
 		r.c.deps.Log.Error("aggregation refused an accepted update", "run", r.sp.id, "client", p.clientID, "err", err)
@@ -206,7 +207,7 @@ func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *in
 // run, not selected, a second one, late) costs a header parse and a
 // checksum, not a decode.
 func (r *Run) precheck(p *peer, frame []byte, answered int) (*decoded, *rejection) {
-	u := &decoded{size: len(frame), pool: &r.deltas}
+	u := &decoded{size: len(frame), pool: r.deltas}
 	h, payload, err := wire.ParseFrame(frame, r.sp.limits)
 	if err != nil {
 		return u, &rejection{code: wire.RejectCode(err), reason: err.Error()}
@@ -254,22 +255,25 @@ func (r *Run) decode(ctx context.Context, u *decoded) *rejection {
 	if err != nil {
 		return &rejection{code: wire.CodeBadFrame, reason: err.Error()}
 	}
+	buf, err := r.deltas.get(ctx)
+	if err != nil {
+		return &rejection{code: wire.CodeShutdown, reason: "the server is shutting down"}
+	}
+	u.delta = *buf // release gives it back from here on
 	select {
 	case r.c.decodeSem <- struct{}{}:
 		defer func() { <-r.c.decodeSem }()
 	case <-ctx.Done():
 		return &rejection{code: wire.CodeShutdown, reason: "the server is shutting down"}
 	}
-	buf := r.deltaBuf()
 	start := time.Now()
-	w, err := wire.Decode(p, u.payload, r.sp.shapes, u.base, *buf, r.sp.limits)
+	w, err := wire.Decode(p, u.payload, r.sp.shapes, u.base, u.delta, r.sp.limits)
 	r.c.deps.Observer.ObserveDecode(time.Since(start))
 	if err != nil {
-		r.deltas.Put(buf)
 		return &rejection{code: wire.RejectCode(err), reason: err.Error()}
 	}
 	u.delta = w
-	if _, err := wire.ToDelta(w, u.base, fl.MaxDeltaValue, r.sp.cfg.MaxUpdateNorm); err != nil {
+	if u.norm, err = wire.ToDelta(w, u.base, fl.MaxDeltaValue, r.sp.cfg.MaxUpdateNorm); err != nil {
 		return &rejection{code: wire.RejectCode(err), reason: err.Error()}
 	}
 	return nil
@@ -318,13 +322,14 @@ type decoded struct {
 	payload []byte
 	base    []float32
 	delta   []float32 // w_client − w_global; nil until decoded
-	pool    *sync.Pool
+	norm    float64   // delta's L2 norm, once decoded
+	pool    *bufList  // where delta goes back
 }
 
 func (u *decoded) release() {
 	if u != nil && u.pool != nil && u.delta != nil {
-		b := u.delta
-		u.pool.Put(&b)
+		b := u.delta[:u.pool.size]
+		u.pool.put(&b)
 		u.delta = nil
 	}
 }

@@ -265,7 +265,8 @@ func (s *Shard) fold(t *tab, r *run, h *wire.FrameHeader, payload []byte, meta *
 		return refuse(wire.RejectCode(err), "%s", err.Error())
 	}
 	r.buf = w
-	if _, err := wire.ToDelta(w, r.base, fl.MaxDeltaValue, r.info.MaxUpdateNorm); err != nil {
+	nrm, err := wire.ToDelta(w, r.base, fl.MaxDeltaValue, r.info.MaxUpdateNorm)
+	if err != nil {
 		return refuse(wire.RejectCode(err), "%s", err.Error())
 	}
 	part := r.open[h.Round]
@@ -275,7 +276,7 @@ func (s *Shard) fold(t *tab, r *run, h *wire.FrameHeader, payload []byte, meta *
 		}
 		r.open[h.Round] = part
 	}
-	u := fl.Update{Client: t.client, Samples: meta.Samples, Delta: w}
+	u := fl.Update{Client: t.client, Samples: meta.Samples, Delta: w, Norm: nrm}
 	if r.info.DP {
 		meta.Clipped, err = part.AddClipped(u, r.round.Clip)
 	} else {
