@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -556,28 +557,48 @@ func printLine(w io.Writer, asJSON bool, v any, text string) {
 }
 
 // memLine is a soak check's line: the process's live Go heap (after a
-// collection) and resident set.
+// collection), its resident set, and its resident set once the runtime
+// has returned every free page to the OS (debug.FreeOSMemory): RSS that
+// the last figure drops is memory the collector had freed but kept, not
+// memory in use.
 type memLine struct {
-	What   string  `json:"what"`
-	Round  int     `json:"round"`
-	HeapMB float64 `json:"heap_mb"`
-	RSSMB  float64 `json:"rss_mb"`
+	What       string  `json:"what"`
+	Round      int     `json:"round"`
+	HeapMB     float64 `json:"heap_mb"`
+	RSSMB      float64 `json:"rss_mb"`
+	RSSFreedMB float64 `json:"rss_after_free_mb"`
+	HeapSysMB  float64 `json:"heap_sys_mb"`
+	HeapIdleMB float64 `json:"heap_idle_mb"`
+	StackSysMB float64 `json:"stack_mb"`
+	GoRoutines int     `json:"goroutines"`
 }
 
 func memNow(round int) memLine {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	m := memLine{What: "mem", Round: round, HeapMB: math.Round(float64(ms.HeapAlloc)/(1<<20)*10) / 10}
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-				kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-				m.RSSMB = math.Round(kb/1024*10) / 10
-			}
+	mb := func(b uint64) float64 { return math.Round(float64(b)/(1<<20)*10) / 10 }
+	m := memLine{What: "mem", Round: round, HeapMB: mb(ms.HeapAlloc), HeapSysMB: mb(ms.HeapSys),
+		HeapIdleMB: mb(ms.HeapIdle - ms.HeapReleased), StackSysMB: mb(ms.StackSys), GoRoutines: runtime.NumGoroutine()}
+	m.RSSMB = rssMB()
+	debug.FreeOSMemory()
+	m.RSSFreedMB = rssMB()
+	return m
+}
+
+// rssMB is the process's resident set in MB (0 where /proc is missing).
+func rssMB() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return math.Round(kb/1024*10) / 10
 		}
 	}
-	return m
+	return 0
 }
 
 // secureCosts sums what secure rounds cost the virtual clients. Safe for
