@@ -365,7 +365,11 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 		if clock != nil && !line.endedAt.IsZero() {
 			v := math.Round(line.endedAt.Sub(start).Seconds()*1000) / 1000
 			line.VirtualSeconds = &v
-			sum.VirtualSeconds = &v
+			// The run took until its latest end: an async step's line
+			// may be reported after a later-numbered one ended.
+			if sum.VirtualSeconds == nil || v > *sum.VirtualSeconds {
+				sum.VirtualSeconds = &v
+			}
 		}
 		if line.Failed == "" {
 			sum.Rounds, sum.FinalAccuracy = int(line.version), line.TestAccuracy
