@@ -3,7 +3,6 @@ package shard
 import (
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/qflare/qflare/server/internal/shardwire"
 	"github.com/qflare/qflare/shared/data"
@@ -191,7 +190,7 @@ func (s *Shard) update(t *tab, frame []byte) {
 	}
 	if rej != nil {
 		s.stats.Refused++
-		meta.Accepted, meta.Code, meta.Reason = false, rej.code, clip(rej.reason)
+		meta.Accepted, meta.Code, meta.Reason = false, rej.code, wire.ClipText(rej.reason)
 		// As the origin: a refusal for the round the tab trains answers
 		// its task, unless it is late or a duplicate.
 		if r != nil && t.task != nil && rej.code != wire.CodeLate && rej.code != wire.CodeDuplicate &&
@@ -286,15 +285,4 @@ func (s *Shard) fold(t *tab, r *run, h *wire.FrameHeader, payload []byte, meta *
 		return refuse(wire.CodeBadFrame, "%s", err.Error())
 	}
 	return nil
-}
-
-// clip shortens a reason to what a message may carry.
-func clip(s string) string {
-	const limit = 250
-	if len(s) <= limit {
-		return s
-	}
-	for s = s[:limit]; !utf8.ValidString(s); s = s[:len(s)-1] {
-	}
-	return s + "…"
 }
