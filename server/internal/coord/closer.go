@@ -74,6 +74,9 @@ func (r *Run) closeRound(ctx context.Context, o *round, why string) {
 		}
 	}
 	for _, id := range o.unanswered() {
+		if r.secureExcused(o, id) { // secure aggregation (secagg.go)
+			continue
+		}
 		if cl := st.clients[id]; cl != nil {
 			cl.missed++
 			cl.skipUntil = o.n + skipFor(cl.missed)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/qflare/qflare/server/internal/store"
@@ -117,8 +118,8 @@ func (SecurePolicy) Name() string { return ModeSync }
 // When passing over the clients that keep missing rounds leaves fewer than
 // the two a secure sum needs, it picks two or more among all the connected
 // clients instead: waiting would not help, since the clients are passed
-// over for a number of rounds and no round would open (after an aborted
-// round, every member counts a miss).
+// over for a number of rounds and no round would open (after a round in
+// which its members stopped answering, say).
 func (p SecurePolicy) Open(st *state, n int, now time.Time) ([]string, int, bool) {
 	if st.online < 2 {
 		return nil, 0, false
@@ -196,6 +197,27 @@ func (r *Run) secureStep(o *round, now time.Time) {
 		s.armed = s.until
 		s.timer = r.c.deps.Clock.AfterFunc(s.until.Sub(now), func() { r.post(evTick{}) })
 	}
+}
+
+// secureExcused reports whether id, a member of the secure round o that
+// aborted before its masked input, answered the phase the round aborted in:
+// it did what the round asked of it, so it misses no round and is not
+// passed over. (A member that masked its input was accepted; one that did
+// not answer the failing phase did miss the round.)
+func (r *Run) secureExcused(o *round, id string) bool {
+	s := o.sec
+	if s == nil || s.abort == "" {
+		return false
+	}
+	switch s.phase {
+	case secKeys:
+		return s.srv.Advertised(id)
+	case secShares:
+		if i := slices.Index(s.members, id); i >= 0 {
+			return s.srv.Shared(i)
+		}
+	}
+	return false
 }
 
 // waiting reports whether the keys phase still waits for client id: it is

@@ -342,6 +342,47 @@ func TestSecureAbortCarriesOn(t *testing.T) {
 	}
 }
 
+// TestSecureAbortExcusesAnswered: a round that aborts in the share phase,
+// because too many members left, counts no miss for the members that did
+// share: the next round selects them again rather than passing them over
+// (with a client that missed nothing beside them, passing over would pick
+// it alone, plus one more).
+func TestSecureAbortExcusesAnswered(t *testing.T) {
+	e := newEngine(t)
+	cfg := secureConfig(6, "complete", 0.8)
+	cfg.StartClients, cfg.ClientsPerRound, cfg.MinClients = 6, 5, 1
+	run := e.run(cfg)
+	cs := make([]*client, 6)
+	for i := range cs {
+		cs[i] = e.join(run, nil)
+	}
+	waitFor(t, "round 1 to start", func() bool { v := run.View(); return v.Open != nil && v.Open.Round == 1 })
+	var ms []*member
+	for _, c := range cs {
+		if slices.Contains(run.View().Open.Selected, c.id()) {
+			ms = append(ms, &member{client: c})
+		}
+	}
+	if len(ms) != 5 {
+		t.Fatalf("round 1 selected %d clients; want 5", len(ms))
+	}
+	ms[0].drop, ms[1].drop = dropAtShares, dropAtShares
+	if secureRound(t, e, run, ms, 1) {
+		t.Fatal("round 1 went on with 3 of 5 members and threshold 0.8")
+	}
+	r1 := e.waitRound(run, 1)
+	if r1.Status != store.RoundFailed || !strings.Contains(r1.Error, "shares phase") {
+		t.Fatalf("round 1 is %s (%q); want failed in the shares phase", r1.Status, r1.Error)
+	}
+	waitFor(t, "round 2 to open", func() bool { v := run.View(); return v.Open != nil && v.Open.Round == 2 })
+	sel := run.View().Open.Selected
+	for _, m := range ms[2:] {
+		if !slices.Contains(sel, m.id()) {
+			t.Fatalf("round 2 selected %v; want the three members that shared in round 1 among them (none missed it)", sel)
+		}
+	}
+}
+
 // TestSecurePhaseTimeout: a member that stays connected but never shares
 // is left out when the phase's deadline passes, and the round completes.
 func TestSecurePhaseTimeout(t *testing.T) {
