@@ -164,6 +164,7 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Buffer, "buffer", 0, "async: updates per server step K (default 10)")
 	fs.IntVar(&c.Concurrency, "concurrency", 0, "async: clients training at once (default 2×buffer)")
 	fs.StringVar(&c.Staleness, "staleness", "", "async: staleness weight: sqrt (1/sqrt(1+τ), default), constant or hinge:A,B")
+	fs.StringVar(&c.StalenessNorm, "staleness-norm", "", "async: divide a step's weighted sum by the total of samples times staleness weights (weights) or by the sample total (samples, the default, as in the FedBuff paper)")
 	fs.IntVar(&c.MaxStaleness, "max-staleness", 0, "async: refuse updates more steps stale than this (default 32)")
 	fs.Float64Var(&c.ServerLR, "server-lr", 0, "server learning rate (default: the strategy's, 1 for fedavg)")
 	fs.StringVar(&c.Selection, "selection", "random", "client selection: random, deadline or utility (Oort-style)")

@@ -266,6 +266,7 @@ func (a *dpAgg) Add(ctx context.Context, u Update) error {
 	} else {
 		a.below++
 	}
+	scale *= float64(u.scale()) // DP weighs updates 1, or their Weight
 	for i, x := range u.Delta {
 		a.sum[i] += scale * float64(x)
 	}

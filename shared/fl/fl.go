@@ -21,7 +21,20 @@ type Update struct {
 	// Add then trusts it and skips its own pass over Delta. Leave it 0
 	// unless it is exactly that.
 	Norm float64
+	// Weight, when not 0, multiplies the update's say in the aggregate
+	// (an asynchronous update's staleness weight): the mean-based
+	// strategies fold Samples·Weight·Delta and divide by the sum of
+	// Samples·Weight, so that the aggregate stays a weighted mean; the
+	// strategies that do not weight by sample count (the robust rules,
+	// DP's fixed denominator) multiply the delta by Weight instead. 0
+	// means 1; otherwise it must be in [MinWeight, 1].
+	Weight float32
 }
+
+// MinWeight is the smallest non-zero Update.Weight. With it, every
+// Samples·Weight is an exact multiple of 2^-47, so the mean-based
+// strategies sum the weights exactly.
+const MinWeight = 1.0 / (1 << 24)
 
 // FitConfig is what a round asks of each client.
 type FitConfig struct {

@@ -29,6 +29,12 @@ import (
 // an int64 limb. A term n·d of a float32 d with |d| ≥ 2^-25 is an exact
 // multiple of 2^-48, so only smaller coordinates are rounded, by less than
 // 2^-48.
+//
+// An update with a Weight w (see Update.Weight) is folded with the factor
+// n·w, which is exact in float64 (24 bits each); its term is then rounded
+// once more, in the float64 product, but still on its own, so the sum keeps
+// its independence from order. The sum of the factors n·w, the mean's
+// divisor, is exact: every n·w is a multiple of 2^-47 (w ≥ MinWeight).
 const (
 	fixedBits = 48
 	splitBits = 44
@@ -111,7 +117,25 @@ type Partial struct {
 	NormSum float64
 	// Clients names the updates' clients, in the order they were added.
 	Clients []string
+	// wsum is the exact sum of the updates' Samples·Weight, the mean's
+	// divisor, once an update with a Weight has been added (wsum.a is not
+	// nil); until then the divisor is Weight.
+	wsum exactSum
 }
+
+// one is the vector that a weight joins wsum as.
+var one = []float32{1}
+
+// weigh starts p's sum of weights (see wsum) from the sample counts so far.
+func (p *Partial) weigh() {
+	if p.wsum.a == nil {
+		p.wsum = newExactSum(1)
+		p.wsum.addScaled(one, float64(p.Weight))
+	}
+}
+
+// Weighted reports whether an update with a Weight other than 1 went into p.
+func (p *Partial) Weighted() bool { return p.wsum.a != nil }
 
 // NewPartial returns an empty partial for a model of n parameters.
 func NewPartial(n int) *Partial {
@@ -139,7 +163,13 @@ func (p *Partial) add(u Update, nrm float64) error {
 	if p.Count >= MaxPartialCount {
 		return fmt.Errorf("fl: a partial holds at most %d updates", MaxPartialCount)
 	}
-	p.sum.addScaled(u.Delta, float64(u.Samples))
+	f := float64(u.Samples)
+	if w := u.scale(); w != 1 || p.wsum.a != nil {
+		p.weigh()
+		f *= float64(w) // exact: 24 bits times 24 bits
+		p.wsum.addScaled(one, f)
+	}
+	p.sum.addScaled(u.Delta, f)
 	p.Weight += int64(u.Samples)
 	p.Count++
 	p.NormSum += nrm
@@ -155,6 +185,13 @@ func (p *Partial) Merge(q *Partial) error {
 	if p.Count+q.Count > MaxPartialCount || q.Count < 0 || q.Weight < 0 {
 		return fmt.Errorf("fl: merged partial would hold %d updates; limit %d", p.Count+q.Count, MaxPartialCount)
 	}
+	switch {
+	case q.wsum.a != nil:
+		p.weigh()
+		p.wsum.merge(q.wsum)
+	case p.wsum.a != nil:
+		p.wsum.addScaled(one, float64(q.Weight))
+	}
 	p.sum.merge(q.sum)
 	p.Weight += q.Weight
 	p.Count += q.Count
@@ -164,7 +201,8 @@ func (p *Partial) Merge(q *Partial) error {
 }
 
 // Mean writes the weighted mean of the partial's deltas into dst (length
-// Len), or returns ErrNoUpdates when it is empty.
+// Len), or returns ErrNoUpdates when it is empty: the sum of the
+// Samples·Weight·Delta over the sum of the Samples·Weight.
 func (p *Partial) Mean(dst []float64) error {
 	if p.Count == 0 || p.Weight == 0 {
 		return ErrNoUpdates
@@ -173,6 +211,9 @@ func (p *Partial) Mean(dst []float64) error {
 		panic(fmt.Sprintf("fl: Partial.Mean dst has length %d, model has %d", len(dst), p.Len()))
 	}
 	w := float64(p.Weight)
+	if p.wsum.a != nil {
+		w = p.wsum.value(0)
+	}
 	for i := range dst {
 		dst[i] = p.sum.value(i) / w
 	}
@@ -194,6 +235,9 @@ const (
 // MarshalBinary encodes the partial (16 bytes a parameter; the high limbs
 // are mostly 0 or -1 and compress well).
 func (p *Partial) MarshalBinary() ([]byte, error) {
+	if p.Weighted() {
+		return nil, errWeightedPartial
+	}
 	n := p.Len()
 	b := make([]byte, partialHeaderSize, partialHeaderSize+16*n+len(p.Clients)*16)
 	copy(b, partialMagic)
@@ -220,6 +264,11 @@ func (p *Partial) MarshalBinary() ([]byte, error) {
 	}
 	return b, nil
 }
+
+// errWeightedPartial refuses to encode a partial of weighted updates: the
+// format carries no sum of weights (edge shards fold only sync rounds,
+// whose updates carry none).
+var errWeightedPartial = fmt.Errorf("fl: a partial of weighted updates (Update.Weight) has no wire format")
 
 // UnmarshalPartial decodes a partial written by MarshalBinary for a model of
 // n parameters, checking sizes before it allocates.
@@ -296,6 +345,7 @@ func AcceptsPartials(s Strategy) bool {
 func (p *Partial) Clone() *Partial {
 	q := *p
 	q.sum = exactSum{a: slices.Clone(p.sum.a), b: slices.Clone(p.sum.b)}
+	q.wsum = exactSum{a: slices.Clone(p.wsum.a), b: slices.Clone(p.wsum.b)}
 	q.Clients = slices.Clone(p.Clients)
 	return &q
 }

@@ -14,7 +14,8 @@ import (
 // whole (a shard of a 1.66M-parameter model would need 26.6 MB more).
 
 // AddClipped folds u.Delta scaled to an L2 norm of at most clip, with
-// weight 1 (DP-FedAvg ignores sample counts): exactly what DP's
+// weight 1 (DP-FedAvg ignores sample counts; a Weight multiplies the
+// clipped delta): exactly what DP's
 // aggregation does to an update it is given, so that DP can clip at an
 // edge shard and add its noise at the coordinator. It reports whether the
 // delta was clipped, validates u as Add does and leaves p unchanged on
@@ -34,7 +35,7 @@ func (p *Partial) AddClipped(u Update, clip float64) (clipped bool, err error) {
 	if nrm > clip {
 		scale, clipped = clip/nrm, true
 	}
-	p.sum.addScaled(u.Delta, scale)
+	p.sum.addScaled(u.Delta, scale*float64(u.scale()))
 	p.Weight++
 	p.Count++
 	p.NormSum += nrm
@@ -95,6 +96,9 @@ func (a *dpAgg) AddClippedPartial(ctx context.Context, p *Partial, clipped []boo
 // WriteTo writes the partial in MarshalBinary's format to w, a block of
 // coordinates at a time, and returns the bytes written.
 func (p *Partial) WriteTo(w io.Writer) (int64, error) {
+	if p.Weighted() {
+		return 0, errWeightedPartial
+	}
 	for _, c := range p.Clients {
 		if len(c) > maxClientName {
 			return 0, fmt.Errorf("fl: client name of %d bytes; limit %d", len(c), maxClientName)
@@ -154,6 +158,7 @@ func (p *Partial) Reset() {
 	clear(p.sum.a)
 	clear(p.sum.b)
 	p.Weight, p.Count, p.NormSum = 0, 0, 0
+	p.wsum = exactSum{}
 	clear(p.Clients)
 	p.Clients = p.Clients[:0]
 }

@@ -33,7 +33,19 @@ func (a *bufferAgg) Add(ctx context.Context, u Update) error {
 		return err
 	}
 	u.Delta = slices.Clone(u.Delta)
-	return a.push(u)
+	return a.push(weighed(u))
+}
+
+// weighed multiplies u.Delta, a copy the aggregation owns, by u.Weight
+// (the robust rules do not weight by sample count) and clears it.
+func weighed(u Update) Update {
+	if w := u.scale(); w != 1 {
+		for i := range u.Delta {
+			u.Delta[i] *= w
+		}
+	}
+	u.Weight = 0
+	return u
 }
 
 // adopt is Add without the copy: the aggregation takes ownership of u.Delta.
@@ -42,7 +54,7 @@ func (a *bufferAgg) adopt(ctx context.Context, u Update) error {
 	if err := a.precheck(ctx, u); err != nil {
 		return err
 	}
-	return a.push(u)
+	return a.push(weighed(u))
 }
 
 // precheck validates u outside the lock (it reads only immutable fields).

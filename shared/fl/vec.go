@@ -24,6 +24,9 @@ func checkUpdate(u Update, n int) (float64, error) {
 	if u.Samples <= 0 || u.Samples > MaxSamples {
 		return 0, fmt.Errorf("fl: update from %q has sample count %d outside [1, %d]", u.Client, u.Samples, MaxSamples)
 	}
+	if w := u.Weight; w != 0 && !(w >= MinWeight && w <= 1) {
+		return 0, fmt.Errorf("fl: update from %q has weight %v outside [2^-24, 1]", u.Client, w)
+	}
 	if u.Norm > 0 && u.Norm <= MaxDeltaValue { // vouched for by the caller
 		return u.Norm, nil
 	}
@@ -39,6 +42,14 @@ func checkUpdate(u Update, n int) (float64, error) {
 		}
 	}
 	return nrm, nil
+}
+
+// scale returns u.Weight as a factor: 1 when it is 0.
+func (u *Update) scale() float32 {
+	if u.Weight == 0 {
+		return 1
+	}
+	return u.Weight
 }
 
 // checkDst panics unless dst has the model's length.

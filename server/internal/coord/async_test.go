@@ -247,3 +247,67 @@ func TestAsyncResumeMidBuffer(t *testing.T) {
 		t.Fatalf("version 2[%d] after the restart is off: b's acknowledged update was lost", i)
 	}
 }
+
+// TestAsyncStalenessWeightedMean: with staleness_norm "weights" a step is
+// the mean of its buffer's deltas weighted by samples times staleness
+// weight, so a buffer of stale updates still moves the model a full step;
+// with "samples" (the default) the weighted sum is divided by the sample
+// total (FedBuff as published) and a stale update shrinks the step.
+// A restart mid-buffer rebuilds the same step from the stored updates.
+func TestAsyncStalenessWeightedMean(t *testing.T) {
+	w := 1 / math.Sqrt2 // b's update is 1 step stale
+	for _, tc := range []struct {
+		norm    string
+		restart bool
+		want    float64
+	}{
+		{"", false, (0.004*w + 0.002) / 2},
+		{coord.StaleNormWeights, false, (0.004*w + 0.002) / (w + 1)},
+		{coord.StaleNormWeights, true, (0.004*w + 0.002) / (w + 1)},
+		{coord.StaleNormSamples, true, (0.004*w + 0.002) / 2},
+	} {
+		name := tc.norm
+		if name == "" {
+			name = "default"
+		}
+		if tc.restart {
+			name += "/restart"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEngine(t)
+			run := e.asyncRun(2, 2, func(c *coord.Config) { c.StalenessNorm = tc.norm })
+			if tc.norm == "" && run.Config().StalenessNorm != coord.StaleNormSamples {
+				t.Errorf("default staleness_norm %q; want %q", run.Config().StalenessNorm, coord.StaleNormSamples)
+			}
+			a, b := e.join(run, nil), e.join(run, nil)
+			rsA, w0 := a.task()
+			rsB, _ := b.task()
+			a.answer(rsA, w0, 0.001)
+			rs, wa := a.task()
+			a.answer(rs, wa, 0.001) // step 1: a, a
+			e.waitRound(run, 1)
+			v1 := e.model(run, 1)
+			if err := b.conn.Send(e.ctx, link.Message{Binary: true, Data: b.frame(rsB, plus(w0, 0.004))}); err != nil {
+				t.Fatal(err)
+			}
+			expect[*wire.Accepted](b) // version 0 into step 2: 1 step stale
+			if tc.restart {
+				e.restart()
+				var err error
+				if run, err = e.c.Run(run.ID()); err != nil {
+					t.Fatal(err)
+				}
+				a = e.join(run, a)
+			}
+			rs, wa = a.task()
+			if rs.Round != 2 || rs.ModelVersion != 1 {
+				t.Fatalf("a's task: round %d version %d; want round 2, version 1", rs.Round, rs.ModelVersion)
+			}
+			a.answer(rs, wa, 0.002)
+			e.waitRound(run, 2)
+			if i, ok := near(e.model(run, 2), v1, tc.want); !ok {
+				t.Fatalf("version 2[%d] - version 1 = %v; want %v", i, e.model(run, 2)[i]-v1[i], tc.want)
+			}
+		})
+	}
+}

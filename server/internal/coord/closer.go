@@ -245,11 +245,11 @@ func (r *Run) rebuild(ctx context.Context, o *round) error {
 		if u.Lost != nil {
 			continue
 		}
-		w, err := r.storedDelta(ctx, o, &u)
+		up, err := r.storedUpdate(ctx, o, &u)
 		if err != nil {
 			return fmt.Errorf("update %d: %w", u.ID, err)
 		}
-		if err := o.agg.Add(ctx, fl.Update{Client: u.ClientID, Samples: u.Samples, Delta: w}); err != nil {
+		if err := o.agg.Add(ctx, up); err != nil {
 			return err
 		}
 		o.ids = append(o.ids, u.ID)

@@ -135,6 +135,16 @@ type Config struct {
 	// 1/sqrt(1+τ) (the default), "constant", or "hinge:A,B" for 1 up to
 	// τ = B and 1/(1+A(τ−B)) after.
 	Staleness string `json:"staleness,omitempty"`
+	// StalenessNorm is what a step's staleness-weighted sum of updates is
+	// divided by (async): "samples" (the default) for the buffer's sample
+	// total, as in the FedBuff paper, so that stale updates shrink the
+	// step, or "weights" for the total of the samples times their
+	// staleness weights, so that the step is a weighted mean and the
+	// weights only say how much each update counts against the others
+	// (see README, "The lab"). The robust strategies and DP, which do not
+	// weight by sample count, multiply each delta by its weight either
+	// way.
+	StalenessNorm string `json:"staleness_norm,omitempty"`
 	// MaxStaleness refuses updates more than that many steps stale
 	// (async; default 32).
 	MaxStaleness int `json:"max_staleness,omitempty"`
@@ -158,6 +168,9 @@ type Config struct {
 const (
 	ModeSync  = "sync"
 	ModeAsync = "async"
+
+	StaleNormWeights = "weights"
+	StaleNormSamples = "samples"
 
 	SelectRandom   = "random"
 	SelectDeadline = "deadline"
@@ -323,6 +336,9 @@ func (c *Config) Normalize() error {
 		if c.Staleness == "" {
 			c.Staleness = "sqrt"
 		}
+		if c.StalenessNorm == "" {
+			c.StalenessNorm = StaleNormSamples
+		}
 	}
 	return c.validate()
 }
@@ -411,8 +427,8 @@ func (c *Config) validate() error {
 	}
 	switch c.Mode {
 	case ModeSync:
-		if c.Buffer != 0 || c.Concurrency != 0 || c.Staleness != "" || c.MaxStaleness != 0 {
-			bad("buffer, concurrency, staleness and max_staleness are settings of mode async")
+		if c.Buffer != 0 || c.Concurrency != 0 || c.Staleness != "" || c.StalenessNorm != "" || c.MaxStaleness != 0 {
+			bad("buffer, concurrency, staleness, staleness_norm and max_staleness are settings of mode async")
 		}
 	case ModeAsync:
 		if c.Buffer < 1 || c.Buffer > maxClients {
@@ -423,6 +439,9 @@ func (c *Config) validate() error {
 		}
 		if _, err := ParseStaleness(c.Staleness); err != nil {
 			bad("%v", err)
+		}
+		if c.StalenessNorm != StaleNormWeights && c.StalenessNorm != StaleNormSamples {
+			bad("staleness_norm %q is not weights or samples", c.StalenessNorm)
 		}
 		if c.MaxStaleness < 1 || c.MaxStaleness > maxStaleness {
 			bad("max_staleness %d is not in 1..%d", c.MaxStaleness, maxStaleness)

@@ -147,8 +147,8 @@ func TestAsyncConfig(t *testing.T) {
 	if err := cfg.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Buffer != 10 || cfg.Concurrency != 20 || cfg.Staleness != "sqrt" || cfg.MaxStaleness != 32 || cfg.Selection != coord.SelectRandom {
-		t.Errorf("async defaults %+v; want buffer 10, concurrency 20, sqrt, max 32, random", cfg)
+	if cfg.Buffer != 10 || cfg.Concurrency != 20 || cfg.Staleness != "sqrt" || cfg.StalenessNorm != coord.StaleNormSamples || cfg.MaxStaleness != 32 || cfg.Selection != coord.SelectRandom {
+		t.Errorf("async defaults %+v; want buffer 10, concurrency 20, sqrt, staleness_norm samples, max 32, random", cfg)
 	}
 	tests := []struct {
 		cfg  coord.Config
@@ -159,6 +159,8 @@ func TestAsyncConfig(t *testing.T) {
 		{coord.Config{Mode: coord.ModeAsync, Concurrency: 500}, "concurrency 500"},
 		{coord.Config{Mode: coord.ModeAsync, Staleness: "hinge:1"}, "hinge:A,B"},
 		{coord.Config{Mode: coord.ModeAsync, Staleness: "poly"}, `staleness "poly"`},
+		{coord.Config{Mode: coord.ModeAsync, StalenessNorm: "buffer"}, `staleness_norm "buffer"`},
+		{coord.Config{StalenessNorm: coord.StaleNormWeights}, "settings of mode async"},
 		{coord.Config{Mode: coord.ModeAsync, OverSelect: 1.3}, "over_select is a setting of mode sync"},
 		{coord.Config{Selection: "fastest"}, `selection "fastest"`},
 		{coord.Config{Selection: coord.SelectDeadline, NoDeadline: true}, "needs a round_deadline"},

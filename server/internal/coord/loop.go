@@ -82,8 +82,8 @@ type joinReply struct {
 }
 
 // verdict is the loop's answer to a decoded update: refused, or accepted,
-// in which case the session stores rec and folds the update, its delta
-// multiplied by scale (the staleness weight of an async update; 1 for
+// in which case the session stores rec and folds the update, weighted by
+// scale (the staleness weight of an async update, see Run.weigh; 1 for
 // synchronous rounds), into agg.
 type verdict struct {
 	rej   *rejection

@@ -158,22 +158,22 @@ func (r *Run) decodeStored(u *store.Update, base []float32) ([]float32, error) {
 // replay folds a stored accepted update back into o's aggregation; its
 // client has answered.
 func (r *Run) replay(ctx context.Context, o *round, u *store.Update) error {
-	w, err := r.storedDelta(ctx, o, u)
+	up, err := r.storedUpdate(ctx, o, u)
 	if err != nil {
 		return err
 	}
-	if err := o.agg.Add(ctx, fl.Update{Client: u.ClientID, Samples: u.Samples, Delta: w}); err != nil {
+	if err := o.agg.Add(ctx, up); err != nil {
 		return err
 	}
 	o.replayed(u.ClientID, u.ID, u.Staleness)
 	return nil
 }
 
-// storedDelta decodes a stored accepted update of round o into the delta
-// its session folded in: against the model version it was trained from
-// (in memory, or else from the store), weighted by its staleness in an
-// async run.
-func (r *Run) storedDelta(ctx context.Context, o *round, u *store.Update) ([]float32, error) {
+// storedUpdate decodes a stored accepted update of round o into the update
+// its session folded in: its delta against the model version it was
+// trained from (in memory, or else from the store), weighted by its
+// staleness in an async run (see weigh).
+func (r *Run) storedUpdate(ctx context.Context, o *round, u *store.Update) (fl.Update, error) {
 	base := o.base.w
 	if v := int64(u.BaseVersion); v != o.version() {
 		if ver := r.models.get(v); ver != nil {
@@ -181,23 +181,40 @@ func (r *Run) storedDelta(ctx context.Context, o *round, u *store.Update) ([]flo
 		} else {
 			m, err := r.c.deps.Store.Model(ctx, r.sp.id, u.BaseVersion)
 			if err != nil {
-				return nil, fmt.Errorf("the model version %d it was trained from: %w", v, err)
+				return fl.Update{}, fmt.Errorf("the model version %d it was trained from: %w", v, err)
 			}
 			if base, err = store.DecodeFloat32s(m.Weights, r.sp.numParams); err != nil {
-				return nil, fmt.Errorf("model version %d: %w", v, err)
+				return fl.Update{}, fmt.Errorf("model version %d: %w", v, err)
 			}
 		}
 	}
 	w, err := r.decodeStored(u, base)
 	if err != nil {
-		return nil, err
+		return fl.Update{}, err
 	}
+	up := fl.Update{Client: u.ClientID, Samples: u.Samples, Delta: w}
 	if r.sp.cfg.Async() {
-		if scale := float32(r.staleness.Weight(u.Staleness)); scale != 1 {
-			for i := range w {
-				w[i] *= scale
-			}
-		}
+		r.weigh(&up, float32(r.staleness.Weight(u.Staleness)))
 	}
-	return w, nil
+	return up, nil
+}
+
+// weigh applies an async update's staleness weight scale to up, as the
+// run's staleness_norm says: with "weights", as up's Weight, so that the
+// step is the mean of the buffer's deltas weighted by samples times
+// staleness weight; with "samples", by multiplying the delta, so that the
+// weighted sum is divided by the buffer's sample total and stale updates
+// shrink the step (FedBuff as published). Both fold the same way live
+// and when a restart or a failed store rebuilds the step's aggregate.
+func (r *Run) weigh(up *fl.Update, scale float32) {
+	switch {
+	case scale == 1:
+	case r.sp.cfg.StalenessNorm == StaleNormWeights:
+		up.Weight = scale
+	default:
+		for i := range up.Delta {
+			up.Delta[i] *= scale
+		}
+		up.Norm = 0 // Add computes the scaled delta's
+	}
 }

@@ -182,14 +182,10 @@ func (r *Run) takeFrame(ctx context.Context, p *peer, frame []byte, answered *in
 	// holds exactly what is durable. Neither step is cancelled with the
 	// connection: the loop must hear how both went.
 	keep := context.WithoutCancel(ctx)
-	nrm := u.norm // decode's check computed it, as Add would
-	if v.scale != 1 {
-		for i := range u.delta {
-			u.delta[i] *= v.scale
-		}
-		nrm = 0 // Add computes the scaled delta's
-	}
-	if err = v.agg.Add(keep, fl.Update{Client: p.clientID, Samples: u.h.Samples, Delta: u.delta, Norm: nrm}); err != nil {
+	// decode's check computed the norm, as Add would.
+	up := fl.Update{Client: p.clientID, Samples: u.h.Samples, Delta: u.delta, Norm: u.norm}
+	r.weigh(&up, v.scale)
+	if err = v.agg.Add(keep, up); err != nil {
 		// decode validated the update; Add can only refuse what it let
 		// through by mistake, or a round stopped under it.
 		r.c.deps.Log.Error("aggregation refused an accepted update", "run", r.sp.id, "client", p.clientID, "err", err)
