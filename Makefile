@@ -142,10 +142,14 @@ bench-load:
 
 # Memory over long runs: 500 rounds of a mnist-2nn sim, 30 of a mnist-cnn sim
 # (E=5; about an hour here) and 200 rounds of serve under load. Live heap and
-# RSS as JSON lines every few rounds.
+# RSS (also after debug.FreeOSMemory) as JSON lines every few rounds. The
+# sims record into a database file, as serve does: with the default
+# in-memory store the run's record (rows, every 10th model) is memory too.
+SOAKDIR ?= $(or $(TMPDIR),/tmp)/qflare-soak
 bench-soak:
-	$(GO) run ./server sim --model mnist-2nn --clients 100 --fraction 0.1 --epochs 1 --rounds 500 --eval-limit 2000 --mem-every 25 --json | grep '"mem"'
-	$(GO) run ./server sim --model mnist-cnn --clients 100 --fraction 0.1 --epochs 5 --rounds 30 --eval-limit 2000 --mem-every 3 --json | grep '"mem"'
+	rm -rf $(SOAKDIR) && mkdir -p $(SOAKDIR)
+	$(GO) run ./server sim --model mnist-2nn --clients 100 --fraction 0.1 --epochs 1 --rounds 500 --eval-limit 2000 --mem-every 25 --db $(SOAKDIR)/2nn.db --json | grep '"mem"'
+	$(GO) run ./server sim --model mnist-cnn --clients 100 --fraction 0.1 --epochs 5 --rounds 30 --eval-limit 2000 --mem-every 3 --db $(SOAKDIR)/cnn.db --json | grep '"mem"'
 	$(GO) run ./build/loadbench -models none -idle 0 -soak 200
 
 bench-workers:
