@@ -308,6 +308,10 @@ func studyHetero(ctx context.Context, f *simFlags, noniid string, noniidTarget f
 		{"FedBuff K=10, utility selection", func(g *simFlags) {
 			g.cfg.Mode, g.cfg.Buffer, g.cfg.Selection = coord.ModeAsync, 10, coord.SelectUtility
 		}},
+		// Less staleness, a weighted mean (see README, "The lab").
+		{"FedBuff K=10, concurrency 10, staleness_norm weights", func(g *simFlags) {
+			g.cfg.Mode, g.cfg.Buffer, g.cfg.Concurrency, g.cfg.StalenessNorm = coord.ModeAsync, 10, 10, coord.StaleNormWeights
+		}},
 	}
 	one := func(g *simFlags, label string) (heteroRun, error) {
 		res, err := simulate(ctx, g, stderr, progress(label))
