@@ -216,27 +216,15 @@ func TestAsyncDPOneUpdatePerStep(t *testing.T) {
 func TestAsyncResumeMidBuffer(t *testing.T) {
 	e := newEngine(t)
 	run := e.asyncRun(2, 2, func(c *coord.Config) { c.Staleness = "constant" })
-	a, b := e.join(run, nil), e.join(run, nil)
-	rsA, w0 := a.task()
-	rsB, _ := b.task()
-	a.answer(rsA, w0, 0.001)
-	rs, w := a.task()
-	a.answer(rs, w, 0.001) // step 1: a, a
-	e.waitRound(run, 1)
-	v1 := e.model(run, 1)
-	// b's version-0 update joins step 2 (1 step stale); then the server
-	// stops.
-	if err := b.conn.Send(e.ctx, link.Message{Binary: true, Data: b.frame(rsB, plus(w0, 0.004))}); err != nil {
-		t.Fatal(err)
-	}
-	expect[*wire.Accepted](b)
+	a, v1 := staleStep(t, e, run)
+	// Then the server stops.
 	e.restart()
 	run2, err := e.c.Run(run.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
 	a2 := e.join(run2, a)
-	rs, w = a2.task()
+	rs, w := a2.task()
 	if rs.Round != 2 || rs.ModelVersion != 1 {
 		t.Fatalf("after the restart a's task: round %d version %d; want round 2, version 1", rs.Round, rs.ModelVersion)
 	}
@@ -279,18 +267,7 @@ func TestAsyncStalenessWeightedMean(t *testing.T) {
 			if tc.norm == "" && run.Config().StalenessNorm != coord.StaleNormSamples {
 				t.Errorf("default staleness_norm %q; want %q", run.Config().StalenessNorm, coord.StaleNormSamples)
 			}
-			a, b := e.join(run, nil), e.join(run, nil)
-			rsA, w0 := a.task()
-			rsB, _ := b.task()
-			a.answer(rsA, w0, 0.001)
-			rs, wa := a.task()
-			a.answer(rs, wa, 0.001) // step 1: a, a
-			e.waitRound(run, 1)
-			v1 := e.model(run, 1)
-			if err := b.conn.Send(e.ctx, link.Message{Binary: true, Data: b.frame(rsB, plus(w0, 0.004))}); err != nil {
-				t.Fatal(err)
-			}
-			expect[*wire.Accepted](b) // version 0 into step 2: 1 step stale
+			a, v1 := staleStep(t, e, run)
 			if tc.restart {
 				e.restart()
 				var err error
@@ -299,7 +276,7 @@ func TestAsyncStalenessWeightedMean(t *testing.T) {
 				}
 				a = e.join(run, a)
 			}
-			rs, wa = a.task()
+			rs, wa := a.task()
 			if rs.Round != 2 || rs.ModelVersion != 1 {
 				t.Fatalf("a's task: round %d version %d; want round 2, version 1", rs.Round, rs.ModelVersion)
 			}
@@ -310,4 +287,26 @@ func TestAsyncStalenessWeightedMean(t *testing.T) {
 			}
 		})
 	}
+}
+
+// staleStep plays the start both staleness tests share on an async run of
+// buffer 2: clients a and b take version 0; a's two updates (+0.001 each)
+// make step 1; then b's version-0 update (+0.004) is accepted into step 2,
+// one step stale. It returns a, whose step-2 task is still to be read,
+// and version 1.
+func staleStep(t *testing.T, e *engine, run *coord.Run) (*client, []float32) {
+	t.Helper()
+	a, b := e.join(run, nil), e.join(run, nil)
+	rsA, w0 := a.task()
+	rsB, _ := b.task()
+	a.answer(rsA, w0, 0.001)
+	rs, w := a.task()
+	a.answer(rs, w, 0.001) // step 1: a, a
+	e.waitRound(run, 1)
+	v1 := e.model(run, 1)
+	if err := b.conn.Send(e.ctx, link.Message{Binary: true, Data: b.frame(rsB, plus(w0, 0.004))}); err != nil {
+		t.Fatal(err)
+	}
+	expect[*wire.Accepted](b) // version 0 into step 2: 1 step stale
+	return a, v1
 }
