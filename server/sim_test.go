@@ -88,26 +88,41 @@ func TestSimAsyncSlowDevicesAreStaler(t *testing.T) {
 
 // TestSimVirtualIsRepeatable: on virtual time a seeded heterogeneous run
 // (profiles, drops, offline periods) gives the same virtual times and
-// accuracies each time, whatever the machine's load.
+// accuracies each time, whatever the machine's load; an asynchronous run
+// too, where devices of one profile finish at the same virtual instant and
+// the order in which their updates fill the buffer must not be real
+// time's.
 func TestSimVirtualIsRepeatable(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var runs [2]*simResult
-	for i := range runs {
-		res, err := simulate(ctx, heteroFlags(t, "--rounds", "4", "--fraction", "0.2", "--drop", "0.2"), io.Discard, func(simRound) {})
-		if err != nil {
-			t.Fatal(err)
-		}
-		runs[i] = res
-	}
-	a, b := runs[0], runs[1]
-	if *a.VirtualSeconds != *b.VirtualSeconds || a.FinalAccuracy != b.FinalAccuracy || len(a.Lines) != len(b.Lines) {
-		t.Fatalf("two runs: virtual %vs / %vs, accuracy %v / %v; want the same", *a.VirtualSeconds, *b.VirtualSeconds, a.FinalAccuracy, b.FinalAccuracy)
-	}
-	for i := range a.Lines {
-		if *a.Lines[i].VirtualSeconds != *b.Lines[i].VirtualSeconds {
-			t.Errorf("round %d ended at virtual %vs and %vs", a.Lines[i].Round, *a.Lines[i].VirtualSeconds, *b.Lines[i].VirtualSeconds)
-		}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"sync", []string{"--rounds", "4", "--fraction", "0.2", "--drop", "0.2"}},
+		{"async", []string{"--mode", "async", "--buffer", "5", "--concurrency", "10", "--rounds", "8", "--profiles", "laptop:1", "--drop", "0.2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			var runs [2]*simResult
+			for i := range runs {
+				res, err := simulate(ctx, heteroFlags(t, tc.args...), io.Discard, func(simRound) {})
+				if err != nil {
+					t.Fatal(err)
+				}
+				runs[i] = res
+			}
+			a, b := runs[0], runs[1]
+			if *a.VirtualSeconds != *b.VirtualSeconds || a.FinalAccuracy != b.FinalAccuracy || len(a.Lines) != len(b.Lines) {
+				t.Fatalf("two runs: virtual %vs / %vs, accuracy %v / %v; want the same", *a.VirtualSeconds, *b.VirtualSeconds, a.FinalAccuracy, b.FinalAccuracy)
+			}
+			for i := range a.Lines {
+				la, lb := a.Lines[i], b.Lines[i]
+				if *la.VirtualSeconds != *lb.VirtualSeconds || la.TestAccuracy != lb.TestAccuracy || la.MeanStaleness != lb.MeanStaleness {
+					t.Errorf("round %d: virtual %vs / %vs, accuracy %v / %v, mean staleness %v / %v; want the same",
+						la.Round, *la.VirtualSeconds, *lb.VirtualSeconds, la.TestAccuracy, lb.TestAccuracy, la.MeanStaleness, lb.MeanStaleness)
+				}
+			}
+		})
 	}
 }
 

@@ -62,7 +62,8 @@ func (c *counter) Release() { c.mu.Lock(); c.n--; c.mu.Unlock() }
 func (c *counter) get() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
 
 // TestTrackedPipeHolds: a message is held from Send until its reader asks
-// for the next one; what was sent before a close is still delivered; Done
+// for the next one; what was sent before a close is still delivered; a
+// close holds one unit per reader until that reader calls Done; Done
 // releases the rest.
 func TestTrackedPipeHolds(t *testing.T) {
 	ctx := context.Background()
@@ -81,17 +82,35 @@ func TestTrackedPipeHolds(t *testing.T) {
 		t.Fatalf("first Recv = %q, %v, held %d; want x, 3 held (its reader works on it)", m.Data, err, c.get())
 	}
 	a.Close()
+	if c.get() != 5 {
+		t.Fatalf("after a close %d are held; want 5 (3 messages, one per end's reader for the close)", c.get())
+	}
+	a.Close()
+	if c.get() != 5 {
+		t.Fatalf("a second close changed the units held to %d; want 5", c.get())
+	}
 	m, err = b.Recv(ctx)
-	if err != nil || string(m.Data) != "y" || c.get() != 2 {
-		t.Fatalf("Recv after close = %q, %v, held %d; want y (sent before the close), 2 held", m.Data, err, c.get())
+	if err != nil || string(m.Data) != "y" || c.get() != 4 {
+		t.Fatalf("Recv after close = %q, %v, held %d; want y (sent before the close), 4 held", m.Data, err, c.get())
 	}
 	Done(b)
-	if c.get() != 0 {
-		t.Fatalf("after Done %d are held; want 0", c.get())
+	if c.get() != 1 {
+		t.Fatalf("after Done(b) %d are held; want 1 (a's reader has not seen the close)", c.get())
 	}
 	if _, err := b.Recv(ctx); err != ErrClosed {
 		t.Fatalf("Recv after Done and close = %v; want ErrClosed", err)
 	}
+	Done(a)
+	if c.get() != 0 {
+		t.Fatalf("after Done(a) %d are held; want 0", c.get())
+	}
+	d1, d2 := TrackedPipe(&c)
+	Done(d1)
+	d2.Close()
+	if c.get() != 1 {
+		t.Fatalf("closing a pipe whose one reader is done holds %d; want 1 (for the other reader)", c.get())
+	}
+	Done(d2)
 	c2, _ := TrackedPipe(&c)
 	cctx, cancel := context.WithCancel(ctx)
 	go cancel()

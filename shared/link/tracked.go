@@ -19,6 +19,13 @@ type Tracker interface {
 // counts as work held on t (see Tracker), and queues are unbounded (Send
 // never blocks), so that nothing in the simulation waits on anything but
 // the clock and its own work.
+//
+// A close is work too: it holds one unit for each end's reader until that
+// reader calls Done, so that the clock cannot move between a device
+// dropping its connection and the other side noticing (the server frees
+// the dropped task's slot at the instant of the drop, whatever real time
+// its reader takes to wake). Both ends' readers must therefore call Done
+// once they stop reading.
 func TrackedPipe(t Tracker) (a, b Conn) {
 	p := &tpipe{t: t}
 	ab, ba := &tdir{p: p}, &tdir{p: p}
@@ -40,6 +47,7 @@ type tdir struct {
 	q        []Message
 	held     bool // the reader holds the last message it received
 	finished bool // the reader called Done: nothing more is read
+	closing  bool // a close holds a unit until the reader calls Done
 }
 
 type tend struct {
@@ -97,14 +105,22 @@ func (e *tend) Recv(ctx context.Context) (Message, error) {
 func (e *tend) Close() error {
 	e.p.mu.Lock()
 	defer e.p.mu.Unlock()
+	if !e.p.closed {
+		for _, d := range []*tdir{e.in, e.out} {
+			if !d.finished {
+				e.p.t.Hold() // until d's reader has seen the close (Done)
+				d.closing = true
+			}
+		}
+	}
 	e.p.closed = true
 	e.in.cond.Broadcast()
 	e.out.cond.Broadcast()
 	return nil
 }
 
-// done releases what the reader of this end holds and all it will never
-// read.
+// done releases what the reader of this end holds, all it will never
+// read, and the close's unit for it.
 func (e *tend) done() {
 	e.p.mu.Lock()
 	defer e.p.mu.Unlock()
@@ -114,6 +130,10 @@ func (e *tend) done() {
 		e.p.t.Release()
 	}
 	for range in.q {
+		e.p.t.Release()
+	}
+	if in.closing {
+		in.closing = false
 		e.p.t.Release()
 	}
 	in.q, in.finished = nil, true

@@ -18,7 +18,9 @@ import (
 //     start of training, so real compute time counts towards it (on a
 //     virtual clock that does not move while the client computes, the
 //     whole Compute time is waited);
-//   - sending the update: Upload(frame bytes), waited before sending.
+//   - sending the update: Upload(frame bytes), waited before sending; the
+//     bytes leave out the digits of the speed measured on the host, so
+//     that the wait does not depend on real time.
 //
 // The client waits out whatever the real work left of that time: a tab
 // must, because DevTools CPU throttling does not slow Web Workers. A

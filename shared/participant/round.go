@@ -333,7 +333,17 @@ func (c *Client) upload(ctx, rctx context.Context, conn link.Conn, rs *wire.Roun
 		return c.decline(ctx, conn, rs.Round, fmt.Sprintf("the update of %d bytes exceeds the server's limit of %d", len(frame), lim))
 	}
 	if p := c.opt.Profile; p != nil {
-		if err := c.wait(rctx, rs.Round, PhaseUpload, p.Upload(len(frame))); err != nil {
+		// The device sends the frame, less the digits of the speed measured
+		// on this host: a real-time figure, with which two devices that
+		// finish together on a virtual clock would finish in an order that
+		// real time decides, and a seeded simulation would not repeat.
+		timed := *h
+		timed.SamplesPerS = 0
+		n, err := wire.FrameLen(&timed, payload)
+		if err != nil {
+			return err
+		}
+		if err := c.wait(rctx, rs.Round, PhaseUpload, p.Upload(n)); err != nil {
 			return c.stopped(ctx, rs.Round, err, "the update was sent")
 		}
 	}

@@ -107,27 +107,46 @@ func (h *FrameHeader) Pipeline() (Pipeline, error) { return ParsePipeline(h.Code
 // modified) and checks h against the default limits, so a frame it builds
 // parses with DefaultLimits.
 func AppendFrame(dst []byte, h *FrameHeader, payload []byte) ([]byte, error) {
-	hc := *h
-	hc.PayloadCRC32 = crc32.Checksum(payload, castagnoli)
-	lim := DefaultLimits()
-	if err := hc.validate(lim); err != nil {
-		return dst, err
-	}
-	hdr, err := json.Marshal(&hc)
+	hdr, err := frameHeader(h, payload)
 	if err != nil {
 		return dst, err
-	}
-	if len(hdr) > lim.MaxHeaderBytes {
-		return dst, errorf(ErrTooLarge, "wire: frame header of %d bytes exceeds limit %d", len(hdr), lim.MaxHeaderBytes)
-	}
-	if total := framePrefix + len(hdr) + len(payload); total > lim.MaxFrameBytes {
-		return dst, errorf(ErrTooLarge, "wire: frame of %d bytes exceeds limit %d", total, lim.MaxFrameBytes)
 	}
 	dst = append(dst, frameMagic[:]...)
 	dst = append(dst, Version)
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(hdr)))
 	dst = append(dst, hdr...)
 	return append(dst, payload...), nil
+}
+
+// FrameLen returns the length of the frame AppendFrame would build from h
+// and payload, without building it.
+func FrameLen(h *FrameHeader, payload []byte) (int, error) {
+	hdr, err := frameHeader(h, payload)
+	if err != nil {
+		return 0, err
+	}
+	return framePrefix + len(hdr) + len(payload), nil
+}
+
+// frameHeader checks h (with payload's checksum filled in) and encodes it.
+func frameHeader(h *FrameHeader, payload []byte) ([]byte, error) {
+	hc := *h
+	hc.PayloadCRC32 = crc32.Checksum(payload, castagnoli)
+	lim := DefaultLimits()
+	if err := hc.validate(lim); err != nil {
+		return nil, err
+	}
+	hdr, err := json.Marshal(&hc)
+	if err != nil {
+		return nil, err
+	}
+	if len(hdr) > lim.MaxHeaderBytes {
+		return nil, errorf(ErrTooLarge, "wire: frame header of %d bytes exceeds limit %d", len(hdr), lim.MaxHeaderBytes)
+	}
+	if total := framePrefix + len(hdr) + len(payload); total > lim.MaxFrameBytes {
+		return nil, errorf(ErrTooLarge, "wire: frame of %d bytes exceeds limit %d", total, lim.MaxFrameBytes)
+	}
+	return hdr, nil
 }
 
 // ParseFrame splits a binary frame into its header and payload (a subslice

@@ -40,6 +40,14 @@ func TestFrameRoundTrip(t *testing.T) {
 	if p, err := got.Pipeline(); err != nil || p.String() != "delta+int8+zstd" {
 		t.Errorf("header.Pipeline() = %v, %v", p, err)
 	}
+	if n, err := FrameLen(h, payload); err != nil || n != len(b)-6 {
+		t.Errorf("FrameLen = %d, %v; want the frame's %d bytes", n, err, len(b)-6)
+	}
+	bad := *h
+	bad.Params = 0
+	if _, err := FrameLen(&bad, payload); err == nil {
+		t.Error("FrameLen of a header AppendFrame refuses: no error")
+	}
 }
 
 // frameWith builds a frame from raw parts, for hostile inputs.

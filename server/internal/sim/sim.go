@@ -86,8 +86,10 @@ func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt 
 		if opt.Configure != nil {
 			opt.Configure(i, &po)
 		}
+		var clock *vclock.Named
 		if opt.Clock != nil {
-			po.Clock = opt.Clock
+			clock = opt.Clock.Named(fmt.Sprintf("%08d", i)) // ties between clients resolve by i
+			po.Clock = clock
 			opt.Clock.Hold() // the client's goroutine's, released when it ends
 		}
 		wg.Add(1)
@@ -110,7 +112,7 @@ func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt 
 		go func() {
 			defer wg.Done()
 			defer once.Do(func() { close(welcomed) }) // refused, or ctx done
-			keepConnected(ctx, c, cl, opt.Log, opt.Clock, prof, avail)
+			keepConnected(ctx, c, cl, opt.Log, clock, prof, avail)
 		}()
 		select {
 		case <-welcomed:
@@ -126,7 +128,7 @@ func Join(ctx context.Context, c *coord.Coordinator, run *coord.Run, n int, opt 
 // A client whose profile has offline periods stays connected for an online
 // period drawn from avail, then goes offline (its connection closes, as a
 // tab closed or a phone out of coverage) for an offline period.
-func keepConnected(ctx context.Context, c *coord.Coordinator, cl *participant.Client, log *slog.Logger, clock *vclock.Clock,
+func keepConnected(ctx context.Context, c *coord.Coordinator, cl *participant.Client, log *slog.Logger, clock *vclock.Named,
 	prof *profile.Profile, avail *rand.Rand) {
 	sleep := func(d time.Duration) {
 		if clock != nil {
@@ -174,7 +176,7 @@ type offlineTimer struct {
 }
 
 // goOfflineAfter closes conn after d (on clock, or in real time).
-func goOfflineAfter(clock *vclock.Clock, d time.Duration, conn link.Conn) *offlineTimer {
+func goOfflineAfter(clock *vclock.Named, d time.Duration, conn link.Conn) *offlineTimer {
 	if clock != nil {
 		t := clock.AfterFunc(d, func() { conn.Close() })
 		return &offlineTimer{stopFn: t.Stop}

@@ -85,6 +85,7 @@ func (c *Clock) signal() {
 type timer struct {
 	c         *Clock
 	at        time.Time
+	name      string
 	seq       uint64
 	f         func()
 	ch        chan struct{}
@@ -107,9 +108,9 @@ func (t *timer) Stop() bool {
 	return true
 }
 
-func (c *Clock) add(d time.Duration, f func(), ch chan struct{}) *timer {
+func (c *Clock) add(name string, d time.Duration, f func(), ch chan struct{}) *timer {
 	c.seq++
-	t := &timer{c: c, at: c.now.Add(max(d, 0)), seq: c.seq, f: f, ch: ch}
+	t := &timer{c: c, at: c.now.Add(max(d, 0)), name: name, seq: c.seq, f: f, ch: ch}
 	heap.Push(&c.timers, t)
 	return t
 }
@@ -117,20 +118,28 @@ func (c *Clock) add(d time.Duration, f func(), ch chan struct{}) *timer {
 // AfterFunc calls f in its own goroutine once d of virtual time has
 // passed; the call counts as work in flight until f returns.
 func (c *Clock) AfterFunc(d time.Duration, f func()) coord.Timer {
+	return c.afterFunc("", d, f)
+}
+
+func (c *Clock) afterFunc(name string, d time.Duration, f func()) coord.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.add(d, f, nil)
+	return c.add(name, d, f, nil)
 }
 
 // Sleep waits for d of virtual time. The caller must hold exactly one unit
 // (see Hold): Sleep gives it up while waiting and returns holding one
 // again, also when ctx ends first (then with ctx's error).
 func (c *Clock) Sleep(ctx context.Context, d time.Duration) error {
+	return c.sleep(ctx, "", d)
+}
+
+func (c *Clock) sleep(ctx context.Context, name string, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
 	c.mu.Lock()
-	t := c.add(d, nil, make(chan struct{}))
+	t := c.add(name, d, nil, make(chan struct{}))
 	c.busy--
 	idle := c.busy == 0
 	c.mu.Unlock()
@@ -202,13 +211,42 @@ func (c *Clock) Run(ctx context.Context, stall time.Duration) error {
 	}
 }
 
-// timerHeap orders timers by time, then by creation.
+// Named is a view of a Clock for one participant of the simulation: its
+// timers, among those due at the same virtual instant, fire after the
+// clock's own (unnamed) ones and in the order of their names.
+//
+// Without names, timers due together fire in the order they were set, and
+// that order is real time's: ten devices of one profile that start
+// training at the same virtual instant finish at the same instant, in the
+// order their training happened to end on the machine, and that order
+// decides which updates fill an asynchronous buffer. With one name per
+// participant, a seeded simulation repeats exactly.
+type Named struct {
+	*Clock
+	name string
+}
+
+// Named returns the view of c for the participant called name.
+func (c *Clock) Named(name string) *Named { return &Named{Clock: c, name: name} }
+
+// Sleep is Clock.Sleep, with the view's name on the timer.
+func (n *Named) Sleep(ctx context.Context, d time.Duration) error { return n.sleep(ctx, n.name, d) }
+
+// AfterFunc is Clock.AfterFunc, with the view's name on the timer.
+func (n *Named) AfterFunc(d time.Duration, f func()) coord.Timer { return n.afterFunc(n.name, d, f) }
+
+// timerHeap orders timers by time, then by name, then by creation. The
+// timers of one name are set by one participant's goroutines in an order
+// of their own, so it is the same on every run.
 type timerHeap []*timer
 
 func (h timerHeap) Len() int { return len(h) }
 func (h timerHeap) Less(i, j int) bool {
 	if !h[i].at.Equal(h[j].at) {
 		return h[i].at.Before(h[j].at)
+	}
+	if h[i].name != h[j].name {
+		return h[i].name < h[j].name
 	}
 	return h[i].seq < h[j].seq
 }

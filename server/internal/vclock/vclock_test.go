@@ -51,6 +51,46 @@ func TestSleepersWakeInOrderOfVirtualTime(t *testing.T) {
 	}
 }
 
+// TestNamedTiesFireInNameOrder: sleepers due at the same virtual instant
+// wake in the order of their views' names, not the order in which they
+// went to sleep (which real time decides), and the clock's own timers go
+// first.
+func TestNamedTiesFireInNameOrder(t *testing.T) {
+	c := New(epoch)
+	var mu sync.Mutex
+	var order []string
+	note := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	noted := func() int { mu.Lock(); defer mu.Unlock(); return len(order) }
+	var wg sync.WaitGroup
+	for i, name := range []string{"c", "a", "b"} { // set in this order
+		c.Hold()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Release()
+			if err := c.Named(name).Sleep(context.Background(), time.Minute); err != nil {
+				t.Error(err)
+			}
+			note(name)
+		}()
+		for c.timerCount() < i+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	c.Named("0").AfterFunc(time.Minute, func() { note("0") })
+	c.AfterFunc(time.Minute, func() { note("clock") })
+	run(t, c)
+	wg.Wait()
+	for noted() < 5 {
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(order, " "); got != "clock 0 a b c" {
+		t.Errorf("timers due together fired in the order %q; want \"clock 0 a b c\"", got)
+	}
+}
+
 // TestHeldWorkStopsTheClock: while a unit is held the clock does not move,
 // however long the work takes in real time; it moves once released.
 func TestHeldWorkStopsTheClock(t *testing.T) {
@@ -106,4 +146,11 @@ func TestStallIsReported(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "stalled") {
 		t.Fatalf("Run on an idle clock = %v; want a stall error", err)
 	}
+}
+
+// timerCount is how many timers are pending.
+func (c *Clock) timerCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.timers.Len()
 }
