@@ -177,9 +177,10 @@ func (r *Run) aggregate(ctx context.Context, j *closeJob) *closeResult {
 	}
 	metrics, _ := json.Marshal(res.metrics)
 	verdicts := make([]store.Verdict, 0, len(ares.Verdicts))
-	for i, v := range ares.Verdicts {
-		if i < len(o.ids) {
-			verdicts = append(verdicts, store.Verdict{UpdateID: o.ids[i], Score: v.Score, Cosine: v.Cosine,
+	rowOf := o.ids.pairer()
+	for _, v := range ares.Verdicts {
+		if id, ok := rowOf(v.Client); ok {
+			verdicts = append(verdicts, store.Verdict{UpdateID: id, Score: v.Score, Cosine: v.Cosine,
 				NormRatio: v.NormRatio, Excluded: v.Excluded, Reason: v.Reason})
 		}
 		res.verdicts = append(res.verdicts, VerdictView{Client: v.Client, Score: v.Score, Cosine: v.Cosine,
@@ -252,7 +253,7 @@ func (r *Run) rebuild(ctx context.Context, o *round) error {
 		if err := o.agg.Add(ctx, up); err != nil {
 			return err
 		}
-		o.ids = append(o.ids, u.ID)
+		o.ids.add(u.ClientID, u.ID)
 	}
 	return r.replayPartials(ctx, o, false) // edge shards' stored partials (shard_round.go)
 }

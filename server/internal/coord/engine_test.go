@@ -495,3 +495,65 @@ func TestDeadlineAwareSelection(t *testing.T) {
 		t.Errorf("round 2 selected %v; want b and c, not a (measured 90 s against a 60 s deadline)", sel)
 	}
 }
+
+// TestStoredVerdictsMatchTheirUpdates: with detection, each stored update
+// row carries the verdict the aggregator gave that update (score,
+// exclusion), whatever order the concurrent sessions folded and stored
+// them in. Verdicts come in fold order and updates are durable in another
+// order; pairing them by position put one client's score and exclusion on
+// another's row.
+func TestStoredVerdictsMatchTheirUpdates(t *testing.T) {
+	e := newEngine(t)
+	const n, rounds = 8, 4
+	run := e.run(coord.Config{Clients: n, StartClients: n, MinClients: n, Fraction: 1, Rounds: rounds, Detect: new(true)})
+	sub := run.Subscribe(256)
+	defer sub.Close()
+	cls := make([]*client, n)
+	for i := range cls {
+		cls[i] = e.join(run, nil)
+	}
+	for round := 1; round <= rounds; round++ {
+		frames := make([][]byte, n)
+		for i, cl := range cls {
+			rs, w := cl.task()
+			step := float32(i+1) * 0.001 // every update scores differently
+			if i == round%n {
+				step = 5 // and one stands out: excluded
+			}
+			for j := range w {
+				w[j] += step
+			}
+			frames[i] = cl.frame(rs, w)
+		}
+		for i, cl := range cls { // all at once: the sessions fold and store concurrently
+			go cl.conn.Send(e.ctx, link.Message{Binary: true, Data: frames[i]})
+		}
+		var view *coord.RoundView
+		for view == nil {
+			select {
+			case ev := <-sub.C:
+				if ev.Type == coord.EvRoundEnded && ev.Round != nil && ev.Round.Round == round {
+					view = ev.Round
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d did not end", round)
+			}
+		}
+		e.waitRound(run, round)
+		byClient := map[string]coord.VerdictView{}
+		for _, v := range view.Verdicts {
+			byClient[v.Client] = v
+		}
+		ups := e.updates(run, round)
+		if len(ups) != n || len(byClient) != n {
+			t.Fatalf("round %d: %d stored updates, %d verdicts; want %d of each", round, len(ups), len(byClient), n)
+		}
+		for _, u := range ups {
+			v := byClient[u.ClientID]
+			if u.Excluded != v.Excluded || u.Score != v.Score {
+				t.Errorf("round %d: %s's stored row says excluded %v, score %v; the aggregator's verdict on it: excluded %v, score %v",
+					round, u.ClientID, u.Excluded, u.Score, v.Excluded, v.Score)
+			}
+		}
+	}
+}

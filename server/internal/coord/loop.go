@@ -652,7 +652,7 @@ func (r *Run) folded(ev evFolded) {
 		return // the round was stopped under it
 	}
 	if r.sp.cfg.Async() {
-		o.storedAsync(ev.rec.ID, ev.rec.Bytes, ev.err == nil)
+		o.storedAsync(ev.rec.ClientID, ev.rec.ID, ev.rec.Bytes, ev.err == nil)
 		defer r.fill() // the client is free for its next task
 	} else {
 		o.stored(ev.rec.ClientID, ev.rec.ID, ev.rec.Bytes, ev.err == nil)

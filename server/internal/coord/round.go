@@ -47,7 +47,7 @@ type round struct {
 	// over-selection); 0 waits for every selected client.
 	target int
 	agg    fl.Aggregation
-	ids    []int64 // stored ids of the folded updates, in fold order
+	ids    updateIDs // stored ids of the folded updates, per client
 
 	received, accepted, storing int
 	waiting                     int  // seats in seatPending
@@ -132,7 +132,7 @@ func (o *round) stored(id string, storeID int64, bytes int, ok bool) {
 	o.move(s, seatDone)
 	o.storing--
 	if ok {
-		o.ids = append(o.ids, storeID)
+		o.ids.add(id, storeID)
 		o.accepted++
 		o.bytesUp += int64(bytes)
 	} else {
@@ -145,7 +145,7 @@ func (o *round) replayed(id string, storeID int64, staleness int) {
 	if s := o.seats[id]; s != nil {
 		o.move(s, seatDone)
 	}
-	o.ids = append(o.ids, storeID)
+	o.ids.add(id, storeID)
 	o.accepted++
 	o.buffered(id, staleness)
 }
@@ -167,10 +167,10 @@ func (o *round) buffered(id string, staleness int) {
 
 // storedAsync records that an update of the async buffer is durable (or,
 // with ok false, failed to store: the aggregate must be rebuilt).
-func (o *round) storedAsync(storeID int64, bytes int, ok bool) {
+func (o *round) storedAsync(client string, storeID int64, bytes int, ok bool) {
 	o.storing--
 	if ok {
-		o.ids = append(o.ids, storeID)
+		o.ids.add(client, storeID)
 		o.accepted++
 		o.bytesUp += int64(bytes)
 	} else {
@@ -235,4 +235,37 @@ func (o *round) view(now time.Time) *RoundView {
 	}
 	v.Secure = o.sec.view() // secure aggregation (secagg.go)
 	return v
+}
+
+// updateIDs pairs the verdicts of a round's aggregation with the stored
+// rows of the updates they judge. Verdicts come one per Add, in Add order,
+// each naming its client; the rows become durable in another order (each
+// session folds its update, then stores it, concurrently with the others),
+// so position alone pairs one client's verdict with another's row. One
+// client's updates are folded and stored by one session, one after the
+// other (and replayed in stored order), so its k-th verdict judges its
+// k-th row.
+type updateIDs map[string][]int64
+
+// add records client's next stored row.
+func (u *updateIDs) add(client string, id int64) {
+	if *u == nil {
+		*u = updateIDs{}
+	}
+	(*u)[client] = append((*u)[client], id)
+}
+
+// pairer returns a function that gives, for each verdict's client in turn,
+// the id of that client's next row (false when it has none left). It does
+// not change u.
+func (u updateIDs) pairer() func(client string) (int64, bool) {
+	next := map[string]int{}
+	return func(client string) (int64, bool) {
+		k := next[client]
+		if k >= len(u[client]) {
+			return 0, false
+		}
+		next[client] = k + 1
+		return u[client][k], true
+	}
 }

@@ -392,7 +392,7 @@ func (r *Run) replayPartials(ctx context.Context, o *round, resumed bool) error 
 			if resumed {
 				o.replayed(u.ClientID, u.ID, u.Staleness)
 			} else {
-				o.ids = append(o.ids, u.ID)
+				o.ids.add(u.ClientID, u.ID)
 			}
 		}
 	}
