@@ -227,8 +227,11 @@ func studyDP(ctx context.Context, f *simFlags, noises []string, stdout, stderr i
 	if f.dp.ClipNorm == 0 {
 		f.dp.ClipNorm = 1
 	}
-	fmt.Fprintf(stdout, "| noise multiplier z | clip norm | epsilon at delta=%g after %d rounds | final accuracy |\n|---:|---:|---:|---:|\n",
-		f.dp.Delta, f.cfg.Rounds)
+	// A run whose noise wrecks the model can end early (its clients'
+	// training diverges, they decline, rounds fail): say how many rounds
+	// it aggregated, and the epsilon they spent.
+	fmt.Fprintf(stdout, "| noise multiplier z | clip norm | rounds aggregated (of %d) | epsilon at delta=%g | final accuracy |\n|---:|---:|---:|---:|---:|\n",
+		f.cfg.Rounds, f.dp.Delta)
 	for _, z := range noises {
 		v, err := strconv.ParseFloat(z, 64)
 		if err != nil || v < 0 {
@@ -248,7 +251,7 @@ func studyDP(ctx context.Context, f *simFlags, noises []string, stdout, stderr i
 		if g.dp.TargetQuantile > 0 {
 			clip += fmt.Sprintf(" (adaptive, quantile %g)", g.dp.TargetQuantile)
 		}
-		fmt.Fprintf(stdout, "| %s | %s | %s | %.4f |\n", z, clip, eps, res.FinalAccuracy)
+		fmt.Fprintf(stdout, "| %s | %s | %d | %s | %.4f |\n", z, clip, res.Rounds, eps, res.FinalAccuracy)
 	}
 	return nil
 }
