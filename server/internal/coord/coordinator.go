@@ -236,6 +236,13 @@ func (c *Coordinator) start(r *Run) {
 func (c *Coordinator) Close() {
 	c.cancel()
 	c.wg.Wait()
+	// The loops queue some writes without waiting for them (a client's
+	// row at its join, telemetry at the end): the writer runs jobs in
+	// order, so once an empty one is through, they are durable too, and a
+	// coordinator started next on the same store resumes from them.
+	if err := c.deps.Store.Do(context.Background(), "close", func(*store.Tx) error { return nil }); err != nil && !errors.Is(err, store.ErrClosed) {
+		c.deps.Log.Error("waiting for the runs' last writes", "err", err)
+	}
 	c.lifecycle.close(Event{Type: EvEnd, Time: c.deps.Clock.Now()})
 }
 

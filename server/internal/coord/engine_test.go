@@ -557,3 +557,29 @@ func TestStoredVerdictsMatchTheirUpdates(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartSeesQueuedWrites: a client's row is written after its join
+// without the loop waiting for it; when the writer lags (a slow disk, a
+// loaded machine), Close must still wait for that write, or the
+// coordinator started next on the store resumes without the client, which
+// then comes back as a stranger (and its slice is handed out without being
+// released: TestSliceReturnsToPool failed that way under load).
+func TestRestartSeesQueuedWrites(t *testing.T) {
+	e := newEngine(t)
+	run := e.run(coord.Config{Clients: 2, StartClients: 2, MinClients: 2, Rounds: 1})
+	unblock := make(chan struct{})
+	e.st.Submit(e.ctx, "slow disk", func(*store.Tx) error { <-unblock; return nil }, nil)
+	a := e.join(run, nil)
+	waitFor(t, "the client to be counted", func() bool { return run.View().Connected == 1 })
+	go func() { time.Sleep(200 * time.Millisecond); close(unblock) }()
+	e.restart()
+	run2, err := e.c.Run(run.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := e.join(run2, a)
+	if back.id() != a.id() || back.welcome.Slice.Index != a.welcome.Slice.Index {
+		t.Errorf("after a restart, client %s (slice %d) came back as %s with slice %d; want itself, with its slice",
+			a.id(), a.welcome.Slice.Index, back.id(), back.welcome.Slice.Index)
+	}
+}
