@@ -69,6 +69,11 @@ type simSummary struct {
 	Epsilon        *float64 `json:"epsilon,omitempty"`
 	Run            string   `json:"run"`
 	Mode           string   `json:"mode"`
+	// Status is how the run ended (finished, stopped or failed), and Error
+	// why it failed: a run whose rounds keep failing (every selected client
+	// declines) ends before its last round.
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
 	// VirtualSeconds is the virtual time the run took, and
 	// VirtualSecondsToTarget when the target was first reached (--clock
 	// virtual).
@@ -208,8 +213,13 @@ func runSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("sim: unexpected argument %q", fs.Arg(0))
 	}
 	res, err := simulate(ctx, &f, stderr, func(line simRound) {
-		printLine(stdout, *asJSON, line, fmt.Sprintf("round %d: test accuracy %.4f, loss %.4f, %d/%d updates, %d B up, %d B down, %.1fs",
-			line.Round, line.TestAccuracy, line.TestLoss, line.Accepted, line.Selected, line.BytesUp, line.BytesDown, line.Seconds))
+		text := fmt.Sprintf("round %d: test accuracy %.4f, loss %.4f, %d/%d updates, %d B up, %d B down, %.1fs",
+			line.Round, line.TestAccuracy, line.TestLoss, line.Accepted, line.Selected, line.BytesUp, line.BytesDown, line.Seconds)
+		if line.Failed != "" {
+			text = fmt.Sprintf("round %d failed: %s; %d/%d updates, %d B down, %.1fs",
+				line.Round, line.Failed, line.Accepted, line.Selected, line.BytesDown, line.Seconds)
+		}
+		printLine(stdout, *asJSON, line, text)
 		if f.memEvery > 0 && line.Round%f.memEvery == 0 && line.Failed == "" {
 			m := memNow(line.Round)
 			printLine(stdout, *asJSON, m, fmt.Sprintf("memory after round %d: live heap %.1f MB, RSS %.1f MB", m.Round, m.HeapMB, m.RSSMB))
@@ -416,6 +426,11 @@ func simulate(ctx context.Context, f *simFlags, stderr io.Writer, onRound func(s
 				if res.Updates, err = st.Updates(ctx, run.ID(), -1); err != nil {
 					return nil, err
 				}
+				sr, err := st.Run(ctx, run.ID())
+				if err != nil {
+					return nil, err
+				}
+				sum.Status, sum.Error = sr.Status, sr.Error
 				return res, nil
 			}
 			if ev.Type == coord.EvRoundEnded {
@@ -537,6 +552,9 @@ func finishSim(stdout io.Writer, asJSON bool, sum simSummary) error {
 		unit = "server steps"
 	}
 	text := fmt.Sprintf("done: %d %s in %.0fs, final accuracy %.4f (worst label %.4f), ", sum.Rounds, unit, sum.Seconds, sum.FinalAccuracy, sum.WorstLabelAccuracy)
+	if sum.Status == store.RunFailed {
+		text = fmt.Sprintf("the run failed: %s\n", sum.Error) + text
+	}
 	if sum.RoundsToTarget != nil {
 		text += fmt.Sprintf("%g reached in round %d", sum.Target, *sum.RoundsToTarget)
 		if sum.VirtualSecondsToTarget != nil {

@@ -31,8 +31,40 @@ func TestSimStopsAtTarget(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
 		t.Fatalf("summary line %q: %v", lines[len(lines)-1], err)
 	}
-	if sum.RoundsToTarget == nil || *sum.RoundsToTarget != sum.Rounds || sum.Rounds >= 20 {
-		t.Errorf("summary %+v; want the run to stop in the round that reached 0.5", sum)
+	if sum.RoundsToTarget == nil || *sum.RoundsToTarget != sum.Rounds || sum.Rounds >= 20 || sum.Status != "stopped" {
+		t.Errorf("summary %+v; want the run stopped in the round that reached 0.5", sum)
+	}
+}
+
+// TestSimReportsAFailedRun: when no round can produce a model (here a
+// deadline no device meets; in the DP study, noise that makes every
+// client decline) the run fails before its last round, and sim says so:
+// each failed round and the run's error, instead of accuracy 0 for the
+// failed rounds and a plain "done".
+func TestSimReportsAFailedRun(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := []string{"--model", "mlp:32", "--clients", "300", "--join", "30", "--rounds", "40", "--eval-limit", "1000",
+		"--clock", "virtual", "--profiles", "phone-low:1", "--deadline", "100ms"}
+	var text bytes.Buffer
+	if err := runSim(ctx, args, &text, io.Discard); err != nil {
+		t.Fatalf("sim %s: %v", strings.Join(args, " "), err)
+	}
+	out := text.String()
+	if !strings.Contains(out, "round 1 failed: ") || !strings.Contains(out, "the run failed: 10 rounds in a row produced no model") {
+		t.Errorf("sim's text output does not say that rounds and the run failed:\n%s", out)
+	}
+	var js bytes.Buffer
+	if err := runSim(ctx, append(args, "--json"), &js, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(js.String()), "\n")
+	var sum simSummary
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &sum); err != nil {
+		t.Fatalf("summary line %q: %v", lines[len(lines)-1], err)
+	}
+	if sum.Status != "failed" || !strings.Contains(sum.Error, "rounds in a row") || sum.Rounds != 0 {
+		t.Errorf("summary %+v; want status failed, the run's error, no round aggregated", sum)
 	}
 }
 
