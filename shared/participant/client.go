@@ -199,6 +199,10 @@ type item struct {
 func (c *Client) Session(ctx context.Context, conn link.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The reader calls Done when it stops; this one covers a session that
+	// ends before its reader starts (a tracked pipe holds the clock for
+	// each end's reader until then).
+	defer link.Done(conn)
 	defer conn.Close()
 	if c.track != nil {
 		c.held = 1 // the caller's
