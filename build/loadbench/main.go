@@ -70,7 +70,7 @@ var (
 	attach   = flag.String("server", "", "drive this running server (base URL) instead of starting one; its admin token comes from -admin-token")
 	pid      = flag.Int("pid", 0, "with -server: the server's process id, for memory figures")
 	binPath  = flag.String("bin", "", "run this server binary instead of building ./server (to compare two builds under the same generator)")
-	profDir  = flag.String("pprof", "", "write the server's profiles to this `DIR`: CPU and an execution trace over the measured load rounds, heap and goroutines with the idle sockets held")
+	profDir  = flag.String("pprof", "", "write the server's profiles to this `DIR`: CPU and an execution trace over the measured load rounds, heap and goroutines with the idle sockets held, and the server's /metrics after each load run")
 	shardArg = flag.String("shard", "", `drive the load through an edge shard: "auto" (one under workerd, in front of the server started here) or a running shard's base URL`)
 	bundle   = flag.String("bundle", "bin/edge", "with -shard auto: the edge bundle (make edge)")
 	adminTok = "loadbench-admin"
@@ -665,6 +665,9 @@ func loadRun(bin, dir, model string) error {
 	for _, l := range ls {
 		l.conn.Close()
 	}
+	// The server's own histograms (commit, decode, evaluation, ...) over the
+	// whole run, beside the profiles.
+	srv.profile("/metrics", "metrics-"+strings.ReplaceAll(model, ":", "-")+".txt")
 	_, peak := srv.rssMB()
 	// Other work on the machine comes and goes: the limit is measured again
 	// after the load, and the two are averaged.

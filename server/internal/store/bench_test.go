@@ -66,3 +66,53 @@ func BenchmarkAddUpdateGroup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCommitRound commits a round of 1,000 accepted updates, as a
+// 1,000-client run does every round: a 200k-parameter model, one verdict
+// per update and the telemetry of every client, in one durable write. Its
+// latency is the round's close, during which no client trains.
+func BenchmarkCommitRound(b *testing.B) {
+	const clients, params, size = 1000, 200_000, 26 << 10
+	ctx := context.Background()
+	s := openPath(b, tempDB(b))
+	mustRun(b, s, "r")
+	ids := make([]string, clients)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c%04d", i)
+	}
+	mustClients(b, s, "r", ids...)
+	payload := blob(1, size)
+	weights := EncodeFloat32s(nil, make([]float32, params))
+	round := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		round++
+		mustOpenRound(b, s, "r", round)
+		verdicts := make([]Verdict, clients)
+		stats := make([]ClientStats, clients)
+		var wg sync.WaitGroup
+		for i, id := range ids {
+			wg.Go(func() {
+				u := Update{RunID: "r", Round: round, ClientID: id, Accepted: true, Bytes: size,
+					Codec: CodecFloat32, Blob: payload}
+				uid, err := s.AddUpdate(ctx, &u)
+				if err != nil {
+					b.Error(err)
+				}
+				verdicts[i] = Verdict{UpdateID: uid, Score: 1, Cosine: 0.5, NormRatio: 1}
+				stats[i] = ClientStats{ID: id, Updates: round, Accepted: round, BytesUp: int64(round * size)}
+			})
+		}
+		wg.Wait()
+		b.StartTimer()
+		err := s.Do(ctx, "commit_round", func(t *Tx) error {
+			return t.CommitRound(&Commit{RunID: "r", Round: round, TestAccuracy: 0.9, TestLoss: 0.3,
+				Model:    Model{Version: round, Params: params, Codec: CodecFloat32, Weights: weights},
+				Verdicts: verdicts, Clients: stats, KeepModels: 2})
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

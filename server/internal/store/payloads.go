@@ -40,8 +40,57 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type payloadLog struct {
 	dir string
 
-	mu    sync.Mutex
-	files map[string]*os.File // by path, open for appending
+	mu     sync.Mutex
+	files  map[string]*logFile // by path, open for appending
+	failed error               // a buffered write failed (see flush)
+}
+
+// logFile is a round's payload file open for appending. Records are
+// gathered in buf and written in one call when it fills and before the
+// file is synced (or read), so a batch of small payloads costs a few
+// writes rather than one per record; end is the file's size with buf
+// written, which the log keeps itself rather than asking the file.
+type logFile struct {
+	f   *os.File
+	end int64
+	buf []byte
+}
+
+// logFlushBytes is the most a round file's buffer holds before it is
+// written out.
+const logFlushBytes = 1 << 20
+
+// flush writes lf's buffered records. A failed write leaves the file's end
+// unknown and records lost that rows of the writer's open transaction
+// point at, so the log is marked failed: the next append or sync fails
+// (that transaction rolls back) and reopens every file, asking each for
+// its size.
+func (l *payloadLog) flush(lf *logFile) error {
+	if len(lf.buf) == 0 {
+		return nil
+	}
+	_, err := lf.f.Write(lf.buf)
+	lf.buf = lf.buf[:0]
+	if err != nil {
+		l.failed = fmt.Errorf("store: payload log: %w", err)
+		return l.failed
+	}
+	return nil
+}
+
+// recover reports a failed write (see flush) once and closes every file,
+// so that the next append starts from the files as they are.
+func (l *payloadLog) recover() error {
+	err := l.failed
+	if err == nil {
+		return nil
+	}
+	for p, lf := range l.files {
+		lf.f.Close()
+		delete(l.files, p)
+	}
+	l.failed = nil
+	return err
 }
 
 // payloadRef locates a payload in the log.
@@ -52,7 +101,7 @@ type payloadRef struct {
 }
 
 func newPayloadLog(dbPath string) *payloadLog {
-	return &payloadLog{dir: dbPath + "-payloads", files: map[string]*os.File{}}
+	return &payloadLog{dir: dbPath + "-payloads", files: map[string]*logFile{}}
 }
 
 func (l *payloadLog) path(run string, round int) string {
@@ -67,34 +116,44 @@ func (l *payloadLog) appendPayload(run string, round int, payload []byte) (paylo
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.recover(); err != nil {
+		return payloadRef{}, err
+	}
 	p := l.path(run, round)
-	f := l.files[p]
-	if f == nil {
+	lf := l.files[p]
+	if lf == nil {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
 		}
-		var err error
-		if f, err = os.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600); err != nil {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
+		if err != nil {
 			return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
 		}
-		l.files[p] = f
+		end, err := f.Seek(0, io.SeekEnd)
+		if err != nil {
+			f.Close()
+			return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
+		}
+		lf = &logFile{f: f, end: end}
+		l.files[p] = lf
 	}
-	off, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
-	}
-	ref := payloadRef{offset: off, length: len(payload), crc: crc32.Checksum(payload, castagnoli)}
-	var hdr [payloadRecordHeader]byte
-	binary.LittleEndian.PutUint32(hdr[:], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(hdr[4:], ref.crc)
-	// Two writes rather than a copy of the payload: the file is synced
+	ref := payloadRef{offset: lf.end, length: len(payload), crc: crc32.Checksum(payload, castagnoli)}
+	// The record is copied into the file's buffer: the file is synced
 	// before anything points at the record, and a record cut short by a
 	// crash fails its length or CRC check.
-	if _, err := f.Write(hdr[:]); err != nil {
-		return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
+	if len(lf.buf) > 0 && len(lf.buf)+payloadRecordHeader+len(payload) > logFlushBytes {
+		if err := l.flush(lf); err != nil {
+			return payloadRef{}, err
+		}
 	}
-	if _, err := f.Write(payload); err != nil {
-		return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
+	lf.buf = binary.LittleEndian.AppendUint32(lf.buf, uint32(len(payload)))
+	lf.buf = binary.LittleEndian.AppendUint32(lf.buf, ref.crc)
+	lf.buf = append(lf.buf, payload...)
+	lf.end += payloadRecordHeader + int64(len(payload))
+	if len(lf.buf) >= logFlushBytes {
+		if err := l.flush(lf); err != nil {
+			return payloadRef{}, err
+		}
 	}
 	return ref, nil
 }
@@ -104,11 +163,15 @@ func (l *payloadLog) syncAll() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var errs []error
-	for _, f := range l.files {
-		if err := f.Sync(); err != nil {
+	for _, lf := range l.files {
+		if err := l.flush(lf); err != nil {
+			break
+		}
+		if err := lf.f.Sync(); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, l.recover())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("store: payload log: sync: %w", err)
 	}
@@ -120,7 +183,13 @@ func (l *payloadLog) syncAll() error {
 func (l *payloadLog) read(run string, round int, ref payloadRef) ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f, err := os.Open(l.path(run, round))
+	p := l.path(run, round)
+	if lf := l.files[p]; lf != nil {
+		if err := l.flush(lf); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("store: payload log: %w", err)
 	}
@@ -149,8 +218,8 @@ func (l *payloadLog) drop(run string, round int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p := l.path(run, round)
-	if f := l.files[p]; f != nil {
-		f.Close()
+	if lf := l.files[p]; lf != nil {
+		lf.f.Close()
 		delete(l.files, p)
 	}
 	os.Remove(p)
@@ -184,8 +253,8 @@ func (l *payloadLog) close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var errs []error
-	for p, f := range l.files {
-		errs = append(errs, f.Close())
+	for p, lf := range l.files {
+		errs = append(errs, l.flush(lf), lf.f.Close())
 		delete(l.files, p)
 	}
 	return errors.Join(errs...)

@@ -88,6 +88,55 @@ func TestPayloadLost(t *testing.T) {
 	}
 }
 
+// TestPayloadWriteFails: payloads are buffered and written in groups; when
+// a write fails, the transaction whose rows point at the lost records rolls
+// back, and the next one appends at the file's true end, so its payload
+// reads back whole after a restart.
+func TestPayloadWriteFails(t *testing.T) {
+	ctx := context.Background()
+	path := tempDB(t)
+	s := openPath(t, path)
+	mustRun(t, s, "r")
+	mustOpenRound(t, s, "r", 1)
+	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Blob: blob(1, 3000)})
+	err := s.Do(ctx, "two_updates", func(tx *Tx) error {
+		if _, err := tx.AddUpdate(&Update{RunID: "r", Round: 1, ClientID: "b", Accepted: true, Blob: blob(2, 5000)}); err != nil {
+			return err
+		}
+		// The disk refuses the buffered records: the file now takes no
+		// writes.
+		for _, lf := range tx.s.log.files {
+			ro, err := os.Open(lf.f.Name())
+			if err != nil {
+				return err
+			}
+			lf.f.Close()
+			lf.f = ro
+		}
+		_, err := tx.AddUpdate(&Update{RunID: "r", Round: 1, ClientID: "c", Accepted: true, Blob: blob(3, 7000)})
+		return err
+	})
+	if err == nil {
+		t.Fatal("a group commit whose payloads could not be written succeeded")
+	}
+	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "d", Accepted: true, Blob: blob(4, 2000)})
+	s.Close()
+	s = openPath(t, path)
+	got, err := s.PendingUpdates(ctx, "r", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{"a": blob(1, 3000), "d": blob(4, 2000)}
+	if len(got) != len(want) {
+		t.Fatalf("PendingUpdates = %d updates; want a and d", len(got))
+	}
+	for _, u := range got {
+		if u.Lost != nil || !bytes.Equal(u.Blob, want[u.ClientID]) {
+			t.Errorf("update of %s read back %d bytes (lost: %v); want its %d", u.ClientID, len(u.Blob), u.Lost, len(want[u.ClientID]))
+		}
+	}
+}
+
 // TestPayloadSweep: payload files of rounds that are no longer open are
 // deleted when the database opens.
 func TestPayloadSweep(t *testing.T) {

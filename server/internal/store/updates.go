@@ -72,10 +72,23 @@ func (t *Tx) AddUpdate(u *Update) (int64, error) {
 	accepted := boolInt(u.Accepted)
 	var id int64
 	err := func() error {
-		if u.Accepted {
+		// The round's counters first: for an accepted update the same
+		// statement checks that the round is open (a query of its own
+		// cost as much as the insert).
+		up := int64(u.Bytes) * int64(accepted)
+		res, err := t.exec(`UPDATE rounds SET n_received = n_received + 1,
+			n_accepted = n_accepted + ?1, bytes_up = bytes_up + ?2
+			WHERE run_id = ?3 AND round = ?4 AND (?1 = 0 OR status = 'open')`, accepted, up, u.RunID, u.Round)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 && u.Accepted {
 			if err := t.requireOpen(u.RunID, u.Round); err != nil {
 				return err
 			}
+			return fmt.Errorf("round %d of run %q: %w", u.Round, u.RunID, ErrNotOpen)
 		}
 		// A file database keeps an accepted payload in the round's payload
 		// file (synced before this row commits); a rejected one has none.
@@ -89,7 +102,7 @@ func (t *Tx) AddUpdate(u *Update) (int64, error) {
 			t.logged = true
 			blob, off, length, crc = nil, ref.offset, ref.length, int64(ref.crc)
 		}
-		res, err := t.exec(`INSERT INTO updates
+		res, err = t.exec(`INSERT INTO updates
 			(run_id, round, client_id, received_at, accepted, reason, code, samples, bytes, bytes_down, codec,
 			 base_version, loss, accuracy, train_ms, samples_per_s, score, cosine, norm_ratio,
 			 excluded, payload_offset, payload_len, payload_crc, blob, staleness, task_at, profile)
@@ -101,13 +114,7 @@ func (t *Tx) AddUpdate(u *Update) (int64, error) {
 		if err != nil {
 			return err
 		}
-		if id, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		up := int64(u.Bytes) * int64(accepted)
-		_, err = t.exec(`UPDATE rounds SET n_received = n_received + 1,
-			n_accepted = n_accepted + ?, bytes_up = bytes_up + ?
-			WHERE run_id = ? AND round = ?`, accepted, up, u.RunID, u.Round)
+		id, err = res.LastInsertId()
 		return err
 	}()
 	if err != nil {
