@@ -72,7 +72,7 @@ func BenchmarkAddUpdateGroup(b *testing.B) {
 // per update and the telemetry of every client, in one durable write. Its
 // latency is the round's close, during which no client trains.
 func BenchmarkCommitRound(b *testing.B) {
-	const clients, params, size = 1000, 200_000, 26 << 10
+	const clients, params, size = 1000, 200_000, 187 << 10
 	ctx := context.Background()
 	s := openPath(b, tempDB(b))
 	mustRun(b, s, "r")
@@ -82,7 +82,11 @@ func BenchmarkCommitRound(b *testing.B) {
 	}
 	mustClients(b, s, "r", ids...)
 	payload := blob(1, size)
-	weights := EncodeFloat32s(nil, make([]float32, params))
+	w := make([]float32, params)
+	for i := range w {
+		w[i] = float32(i%977) * 1e-3
+	}
+	weights := EncodeFloat32s(nil, w)
 	round := 0
 	b.ReportAllocs()
 	for b.Loop() {

@@ -43,6 +43,8 @@ type payloadLog struct {
 	mu     sync.Mutex
 	files  map[string]*logFile // by path, open for appending
 	failed error               // a buffered write failed (see flush)
+
+	unlinking sync.WaitGroup // dropped files being deleted
 }
 
 // logFile is a round's payload file open for appending. Records are
@@ -213,7 +215,11 @@ func (l *payloadLog) read(run string, round int, ref payloadRef) ([]byte, error)
 	return payload, nil
 }
 
-// drop deletes run's round file.
+// drop deletes run's round file. The file is renamed out of the way at
+// once and unlinked in the background: freeing a round's worth of payloads
+// (187 MB for 1,000 mnist-2nn updates) takes the kernel about as long as
+// the round's whole commit, which would hold up the round's close. A
+// round's number is never reused, and Open sweeps what a crash left.
 func (l *payloadLog) drop(run string, round int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -222,11 +228,28 @@ func (l *payloadLog) drop(run string, round int) {
 		lf.f.Close()
 		delete(l.files, p)
 	}
-	os.Remove(p)
-	os.Remove(filepath.Dir(p)) // only when empty
+	trash := p + droppedSuffix
+	if err := os.Rename(p, trash); err != nil {
+		os.Remove(filepath.Dir(p)) // only when empty
+		return
+	}
+	l.unlinking.Add(1)
+	go func() {
+		defer l.unlinking.Done()
+		os.Remove(trash)
+		// Under the lock: an append between creating the directory and
+		// its file would fail if the directory went in between.
+		l.mu.Lock()
+		os.Remove(filepath.Dir(p)) // only when empty
+		l.mu.Unlock()
+	}()
 }
 
-// sweep deletes the files of rounds for which keep is false.
+// droppedSuffix marks a round file that is being deleted.
+const droppedSuffix = ".dropped"
+
+// sweep deletes the files of rounds for which keep is false, and the
+// files of dropped rounds that a crash left behind.
 func (l *payloadLog) sweep(keep func(run string, round int) bool) error {
 	runs, err := os.ReadDir(l.dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -238,8 +261,12 @@ func (l *payloadLog) sweep(keep func(run string, round int) bool) error {
 	for _, r := range runs {
 		files, _ := os.ReadDir(filepath.Join(l.dir, r.Name()))
 		for _, f := range files {
-			n, err := strconv.Atoi(strings.TrimSuffix(f.Name(), ".log"))
-			if err != nil || !keep(r.Name(), n) {
+			name, ok := strings.CutSuffix(f.Name(), ".log")
+			n, err := strconv.Atoi(name)
+			switch {
+			case !ok || err != nil:
+				os.Remove(filepath.Join(l.dir, r.Name(), f.Name()))
+			case !keep(r.Name(), n):
 				l.drop(r.Name(), n)
 			}
 		}
@@ -248,14 +275,15 @@ func (l *payloadLog) sweep(keep func(run string, round int) bool) error {
 	return nil
 }
 
-// close closes the open files.
+// close closes the open files and waits for the dropped ones to go.
 func (l *payloadLog) close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	var errs []error
 	for p, lf := range l.files {
 		errs = append(errs, l.flush(lf), lf.f.Close())
 		delete(l.files, p)
 	}
+	l.mu.Unlock()
+	l.unlinking.Wait()
 	return errors.Join(errs...)
 }

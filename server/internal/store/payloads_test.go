@@ -153,9 +153,13 @@ func TestPayloadSweep(t *testing.T) {
 	stray := filepath.Join(path+"-payloads", "r", "1.log")
 	os.MkdirAll(filepath.Dir(stray), 0o700)
 	os.WriteFile(stray, []byte("left by a crash between commit and delete"), 0o600)
+	dropped := filepath.Join(path+"-payloads", "r", "2.log"+droppedSuffix)
+	os.WriteFile(dropped, []byte("left by a crash while being deleted"), 0o600)
 	s = openPath(t, path)
-	if _, err := os.Stat(stray); !os.IsNotExist(err) {
-		t.Errorf("a closed round's payload file survived Open: %v", err)
+	for _, f := range []string{stray, dropped} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s survived Open: %v", filepath.Base(f), err)
+		}
 	}
 }
 
