@@ -45,6 +45,7 @@ type payloadLog struct {
 	failed error               // a buffered write failed (see flush)
 
 	unlinking sync.WaitGroup // dropped files being deleted
+	spare     []byte         // a dropped file's buffer, for the next file
 }
 
 // logFile is a round's payload file open for appending. Records are
@@ -136,7 +137,8 @@ func (l *payloadLog) appendPayload(run string, round int, payload []byte) (paylo
 			f.Close()
 			return payloadRef{}, fmt.Errorf("store: payload log: %w", err)
 		}
-		lf = &logFile{f: f, end: end}
+		lf = &logFile{f: f, end: end, buf: l.spare[:0]}
+		l.spare = nil
 		l.files[p] = lf
 	}
 	ref := payloadRef{offset: lf.end, length: len(payload), crc: crc32.Checksum(payload, castagnoli)}
@@ -227,6 +229,9 @@ func (l *payloadLog) drop(run string, round int) {
 	if lf := l.files[p]; lf != nil {
 		lf.f.Close()
 		delete(l.files, p)
+		if cap(lf.buf) > cap(l.spare) {
+			l.spare = lf.buf // the next round's file takes it
+		}
 	}
 	trash := p + droppedSuffix
 	if err := os.Rename(p, trash); err != nil {
