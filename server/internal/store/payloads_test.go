@@ -36,15 +36,7 @@ func TestPayloadLog(t *testing.T) {
 	}
 	s.Close()
 	s = openPath(t, path) // a restart
-	got, err := s.PendingUpdates(ctx, "r", 1)
-	if err != nil || len(got) != 2 {
-		t.Fatalf("PendingUpdates after a restart = %d, %v; want 2", len(got), err)
-	}
-	for _, u := range got {
-		if u.Lost != nil || !bytes.Equal(u.Blob, want[u.ClientID]) {
-			t.Errorf("update of %s read back %d bytes (lost: %v); want its %d", u.ClientID, len(u.Blob), u.Lost, len(want[u.ClientID]))
-		}
-	}
+	wantPending(t, s, "r", 1, want)
 	if err := s.CommitRound(ctx, &Commit{RunID: "r", Round: 1, Model: Model{Version: 1, Params: 1, Weights: make([]byte, 4)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -65,10 +57,7 @@ func TestPayloadLog(t *testing.T) {
 // an update marked Lost; LoseUpdate then lets its client send another.
 func TestPayloadLost(t *testing.T) {
 	ctx := context.Background()
-	path := tempDB(t)
-	s := openPath(t, path)
-	mustRun(t, s, "r")
-	mustOpenRound(t, s, "r", 1)
+	s, path := roundOneStore(t)
 	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Blob: blob(1, 1000)})
 	id := mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "b", Accepted: true, Blob: blob(2, 1000)})
 	s.Close()
@@ -94,10 +83,7 @@ func TestPayloadLost(t *testing.T) {
 // reads back whole after a restart.
 func TestPayloadWriteFails(t *testing.T) {
 	ctx := context.Background()
-	path := tempDB(t)
-	s := openPath(t, path)
-	mustRun(t, s, "r")
-	mustOpenRound(t, s, "r", 1)
+	s, path := roundOneStore(t)
 	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Blob: blob(1, 3000)})
 	err := s.Do(ctx, "two_updates", func(tx *Tx) error {
 		if _, err := tx.AddUpdate(&Update{RunID: "r", Round: 1, ClientID: "b", Accepted: true, Blob: blob(2, 5000)}); err != nil {
@@ -122,13 +108,25 @@ func TestPayloadWriteFails(t *testing.T) {
 	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "d", Accepted: true, Blob: blob(4, 2000)})
 	s.Close()
 	s = openPath(t, path)
-	got, err := s.PendingUpdates(ctx, "r", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string][]byte{"a": blob(1, 3000), "d": blob(4, 2000)}
-	if len(got) != len(want) {
-		t.Fatalf("PendingUpdates = %d updates; want a and d", len(got))
+	wantPending(t, s, "r", 1, map[string][]byte{"a": blob(1, 3000), "d": blob(4, 2000)})
+}
+
+// roundOneStore opens a file database with run "r" and its round 1 open.
+func roundOneStore(t *testing.T) (*Store, string) {
+	path := tempDB(t)
+	s := openPath(t, path)
+	mustRun(t, s, "r")
+	mustOpenRound(t, s, "r", 1)
+	return s, path
+}
+
+// wantPending checks that round's pending updates of run are exactly
+// want's clients, each with its payload read back whole.
+func wantPending(t *testing.T, s *Store, run string, round int, want map[string][]byte) {
+	t.Helper()
+	got, err := s.PendingUpdates(context.Background(), run, round)
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("PendingUpdates = %d updates, %v; want %d", len(got), err, len(want))
 	}
 	for _, u := range got {
 		if u.Lost != nil || !bytes.Equal(u.Blob, want[u.ClientID]) {
@@ -141,10 +139,7 @@ func TestPayloadWriteFails(t *testing.T) {
 // deleted when the database opens.
 func TestPayloadSweep(t *testing.T) {
 	ctx := context.Background()
-	path := tempDB(t)
-	s := openPath(t, path)
-	mustRun(t, s, "r")
-	mustOpenRound(t, s, "r", 1)
+	s, path := roundOneStore(t)
 	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Blob: blob(1, 10)})
 	if err := s.FailRound(ctx, "r", 1, "test"); err != nil {
 		t.Fatal(err)
@@ -168,10 +163,7 @@ func TestPayloadSweep(t *testing.T) {
 // accepted updates survive both.
 func TestBackupCarriesPayloads(t *testing.T) {
 	ctx := context.Background()
-	path := tempDB(t)
-	s := openPath(t, path)
-	mustRun(t, s, "r")
-	mustOpenRound(t, s, "r", 1)
+	s, _ := roundOneStore(t)
 	want := blob(7, 3000)
 	mustAdd(t, s, Update{RunID: "r", Round: 1, ClientID: "a", Accepted: true, Blob: want})
 	backupPath := filepath.Join(t.TempDir(), "backup.db")
