@@ -188,7 +188,11 @@ func (l *payloadLog) read(run string, round int, ref payloadRef) ([]byte, error)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p := l.path(run, round)
-	if lf := l.files[p]; lf != nil {
+	// A record still in the buffer belongs to the writer's open
+	// transaction (its settling of a round it has just filled): write it
+	// out. Committed records are always written already, so a reader of
+	// those never touches the writer's buffer.
+	if lf := l.files[p]; lf != nil && ref.offset+payloadRecordHeader+int64(ref.length) > lf.end-int64(len(lf.buf)) {
 		if err := l.flush(lf); err != nil {
 			return nil, err
 		}

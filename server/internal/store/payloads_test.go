@@ -51,6 +51,21 @@ func TestPayloadLog(t *testing.T) {
 	if !bytes.Equal(kept, blob(3, 100)) {
 		t.Errorf("a kept round's blob = %d bytes; want its payload moved into the row", len(kept))
 	}
+	// An update and its round's commit in one group commit: the payload is
+	// still in the file's buffer when the commit moves it into the row.
+	mustOpenRound(t, s, "r", 3)
+	if err := s.Do(ctx, "add_and_commit", func(tx *Tx) error {
+		if _, err := tx.AddUpdate(&Update{RunID: "r", Round: 3, ClientID: "a", Accepted: true, Blob: blob(4, 900)}); err != nil {
+			return err
+		}
+		return tx.CommitRound(&Commit{RunID: "r", Round: 3, KeepBlobs: true, Model: Model{Version: 3, Params: 1, Weights: make([]byte, 4)}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.r.QueryRow(`SELECT blob FROM updates WHERE round = 3`).Scan(&kept)
+	if !bytes.Equal(kept, blob(4, 900)) {
+		t.Errorf("a blob kept in the commit that added it = %d bytes; want its payload", len(kept))
+	}
 }
 
 // TestPayloadLost: a payload file cut short (a crash, a damaged disk) gives
