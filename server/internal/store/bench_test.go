@@ -67,10 +67,11 @@ func BenchmarkAddUpdateGroup(b *testing.B) {
 	}
 }
 
-// BenchmarkCommitRound commits a round of 1,000 accepted updates, as a
-// 1,000-client run does every round: a 200k-parameter model, one verdict
-// per update and the telemetry of every client, in one durable write. Its
-// latency is the round's close, during which no client trains.
+// BenchmarkCommitRound commits a round of 1,000 accepted updates of 187 KB
+// (mnist-2nn, int8+zstd), as a 1,000-client run does every round: a
+// 200k-parameter model, one verdict per update, the telemetry of every
+// client and the round's payload file settled, in one durable write. Its
+// latency is part of the round's close, during which no client trains.
 func BenchmarkCommitRound(b *testing.B) {
 	const clients, params, size = 1000, 200_000, 187 << 10
 	ctx := context.Background()
