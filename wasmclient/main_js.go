@@ -111,7 +111,11 @@ func (l *lead) listen() {
 	q.Set("length", 0)
 }
 
-// leave says bye to the server and stops the participant for good.
+// leave says bye to the server and stops the participant for good. The
+// bye may sit in the socket's buffer behind an upload on a slow link, and
+// the page ends this worker, socket and buffer with it, as soon as it
+// hears that the participant stopped: so leave waits (up to leaveWait,
+// within the page's own 3 s) for the buffer to empty before it closes.
 func (l *lead) leave() {
 	l.mu.Lock()
 	l.leaving = true
@@ -119,14 +123,19 @@ func (l *lead) leave() {
 	l.mu.Unlock()
 	if c != nil {
 		if b, err := wire.Marshal(&wire.Bye{Reason: "the participant left"}); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			c.Send(ctx, link.Message{Data: b})
+			ctx, cancel := context.WithTimeout(context.Background(), leaveWait)
+			if c.Send(ctx, link.Message{Data: b}) == nil {
+				c.drained(ctx)
+			}
 			cancel()
 		}
 		c.Close()
 	}
 	l.cancel()
 }
+
+// leaveWait bounds how long leave waits for its bye to leave the browser.
+const leaveWait = 2 * time.Second
 
 func (l *lead) isLeaving() bool {
 	l.mu.Lock()

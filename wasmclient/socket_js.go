@@ -179,6 +179,20 @@ func (c *wsConn) Send(ctx context.Context, m link.Message) error {
 	return nil
 }
 
+// drained waits until everything sent has left the browser's buffer, the
+// connection ends or ctx is done.
+func (c *wsConn) drained(ctx context.Context) {
+	for c.ws.Get("bufferedAmount").Int() > 0 {
+		select {
+		case <-c.done:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(drainPoll):
+		}
+	}
+}
+
 // meter reports how much of a binary message of total bytes, queued behind
 // ahead bytes, has left the browser's buffer.
 func (c *wsConn) meter(ahead, total int) {
