@@ -176,8 +176,14 @@ func checkResponsive(t *testing.T, tb *tab) {
 	}
 	slices.Sort(lat)
 	t.Logf("main-thread round trips during training (%d samples): median %v, max %v", len(lat), lat[len(lat)/2], lat[len(lat)-1])
-	if slow := lat[len(lat)*9/10]; slow > 200*time.Millisecond {
-		t.Errorf("90th percentile main-thread round trip during training = %v; want < 200ms", slow)
+	// The race detector's server, in this process, takes several times
+	// its usual share of the two cores the browser runs on.
+	limit := 200 * time.Millisecond
+	if raceEnabled {
+		limit = 300 * time.Millisecond
+	}
+	if slow := lat[len(lat)*9/10]; slow > limit {
+		t.Errorf("90th percentile main-thread round trip during training = %v; want < %v", slow, limit)
 	}
 	if lat[len(lat)-1] > time.Second {
 		t.Errorf("slowest main-thread round trip during training = %v; want < 1s", lat[len(lat)-1])
