@@ -81,9 +81,9 @@ func (l *payloadLog) flush(lf *logFile) error {
 	return nil
 }
 
-// recover reports a failed write (see flush) once and closes every file,
+// takeFailure reports a failed write (see flush) once and closes every file,
 // so that the next append starts from the files as they are.
-func (l *payloadLog) recover() error {
+func (l *payloadLog) takeFailure() error {
 	err := l.failed
 	if err == nil {
 		return nil
@@ -119,7 +119,7 @@ func (l *payloadLog) appendPayload(run string, round int, payload []byte) (paylo
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.recover(); err != nil {
+	if err := l.takeFailure(); err != nil {
 		return payloadRef{}, err
 	}
 	p := l.path(run, round)
@@ -168,14 +168,14 @@ func (l *payloadLog) syncAll() error {
 	defer l.mu.Unlock()
 	var errs []error
 	for _, lf := range l.files {
-		if err := l.flush(lf); err != nil {
-			break
+		if l.flush(lf) != nil {
+			break // takeFailure below reports it
 		}
 		if err := lf.f.Sync(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, l.recover())
+	errs = append(errs, l.takeFailure())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("store: payload log: sync: %w", err)
 	}
